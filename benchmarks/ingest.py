@@ -1,0 +1,125 @@
+"""Ingest benchmark: parse and store a ~50 MB corpus built by varying the seed dumps.
+
+Prints parse MB/s, ingest items/s into SQLite, and peak RSS.
+Targets: parse >= 20 MB/s, ingest >= 10,000 items/s, peak RSS < 300 MB.
+
+    python benchmarks/ingest.py [--mb 50] [--seeds ../shared/seeds] [--keep DIR]
+
+Each variant of the five seeds gets its own hosts (so new handles and
+communities) and its own texts (every paragraph's words rotated by the
+variant number, the same way in every seed, so copies still merge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mirror.clock import SystemClock  # noqa: E402
+from mirror.db import migrate  # noqa: E402
+from mirror.db.session import make_engine  # noqa: E402
+from mirror.ingest.files import ingest_paths  # noqa: E402
+from mirror.reconstruct import decode, parse_dump  # noqa: E402
+
+HOSTS = re.compile(r"\b(hexbear\.net|lemmy\.ml|lemmygrad\.ml)")
+MARKER = re.compile(r"^\s*(\[–\]|submitted |this post|\d+$|•\s*\d|cross-posted from)")
+
+
+def vary(text: str, n: int) -> str:
+    """A new dump with the same structure, new hosts and new texts."""
+    out = []
+    for line in text.split("\n"):
+        glued_header = any(word.count("@") > 1 for word in line.split())
+        if len(line.strip()) > 40 and not MARKER.match(line) and not glued_header:
+            indent = line[: len(line) - len(line.lstrip(" •"))]
+            words = line[len(indent) :].split(" ")
+            k = n % len(words)
+            # The variant mark leads, so openings differ between variants.
+            line = indent + f"v{n} " + " ".join(words[k:] + words[:k])
+        out.append(line)
+    return HOSTS.sub(lambda m: f"v{n}.{m.group(1)}", "\n".join(out))
+
+
+def build_corpus(seeds: Path, folder: Path, megabytes: float) -> tuple[int, int]:
+    texts = [(p.stem, p.read_text()) for p in sorted(seeds.glob("*.txt"))]
+    total = files = 0
+    n = 0
+    while total < megabytes * 1_000_000:
+        for stem, text in texts:
+            data = vary(text, n).encode()
+            (folder / f"{n:05d}_{stem}.txt").write_bytes(data)
+            total += len(data)
+            files += 1
+        n += 1
+    return total, files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--mb", type=float, default=50.0, help="corpus size in MB")
+    parser.add_argument("--seeds", type=Path, default=ROOT.parent / "shared" / "seeds")
+    parser.add_argument("--keep", type=Path, help="build the corpus here and keep it")
+    args = parser.parse_args()
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="fedimirror-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus"
+    corpus.mkdir(exist_ok=True)
+    size, count = build_corpus(args.seeds, corpus, args.mb)
+    paths = sorted(corpus.glob("*.txt"))
+    captured = datetime(2025, 7, 28, tzinfo=UTC)
+    print(f"corpus: {count} files, {size / 1e6:.1f} MB in {corpus}")
+
+    started = time.perf_counter()
+    parsed_items = 0
+    for path in paths:
+        dump = parse_dump(decode(path.read_bytes()), captured_at=captured)
+        parsed_items += len(dump.posts) + len(dump.comments)
+    parse_s = time.perf_counter() - started
+    print(f"parse:  {size / 1e6 / parse_s:8.1f} MB/s   ({parsed_items} items in {parse_s:.2f} s)")
+
+    database = folder / "bench.db"
+    database.unlink(missing_ok=True)
+    engine = make_engine(f"sqlite:///{database}")
+    migrate.upgrade(engine)
+    clock = SystemClock()
+    started = time.perf_counter()
+    stored = new = 0
+    for report in ingest_paths(engine, [corpus], clock=clock, captured_at=captured):
+        if not report.ok:
+            raise SystemExit(f"{report.path}: {report.error}")
+        stored += report.posts + report.comments + report.merged
+        new += report.posts + report.comments
+    ingest_s = time.perf_counter() - started
+    print(
+        f"ingest: {stored / ingest_s:8.0f} items/s ({stored} items, {new} new, "
+        f"{stored - new} merged, in {ingest_s:.2f} s, parse included)"
+    )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak_mb:6.0f} MB")
+    targets = [
+        ("parse >= 20 MB/s", size / 1e6 / parse_s >= 20),
+        ("ingest >= 10,000 items/s", stored / ingest_s >= 10_000),
+        ("peak RSS < 300 MB", peak_mb < 300),
+    ]
+    for name, ok in targets:
+        print(f"  {'ok  ' if ok else 'MISS'} {name}")
+    engine.dispose()
+    if args.keep is None:
+        shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Settings: defaults, then the TOML file, then the environment.
+
+Loaded once by the CLI and passed down; there is no settings singleton.
+``mirror/mirror.example.toml`` documents every option (a test keeps this
+module and that file in step).
+
+Environment variables override single keys: ``MIRROR_<SECTION>__<KEY>``
+for any key, plus a few shortcuts for the ones operators set most often.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mirror.errors import ConfigError
+
+ENV_PREFIX = "MIRROR_"
+ENV_CONFIG = "MIRROR_CONFIG"
+DEFAULT_CONFIG_NAME = "mirror.toml"
+
+#: Environment shortcuts: variable -> (section, key).
+ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
+    "MIRROR_DATABASE_URL": ("database", "url"),
+    "MIRROR_ALLOW_PRIVATE_NETWORKS": ("network", "allow_private_networks"),
+    "MIRROR_ADMIN_TOKEN": ("admin", "token"),
+    "MIRROR_DATA_DIR": ("paths", "data_dir"),
+}
+
+#: MIRROR_* variables that are not config keys (read elsewhere).
+ENV_RESERVED = frozenset({ENV_CONFIG, "MIRROR_MASTER_KEY"})
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSettings:
+    base_url: str = ""
+    username: str = "mirror"
+    display_name: str = "Lemmy archive mirror"
+    summary: str = ""
+    operator: str = ""
+    icon_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    listen: str = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class FederationSettings:
+    authorized_fetch: bool = False
+    signature_window_s: int = 3600
+    inbox_max_bytes: int = 1048576
+    followers_visible: bool = False
+    fetch_timeout_s: float = 10.0
+    fetch_max_bytes: int = 1048576
+    actor_cache_s: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    per_host_interval_ms: int = 0
+    connect_timeout_s: float = 10.0
+    total_timeout_s: float = 30.0
+    lease_s: int = 120
+    retry_horizon_s: int = 259200
+    backoff_base_s: float = 30.0
+    backoff_max_s: float = 21600.0
+    unknown_error_retries: int = 3
+    breaker_failures: int = 5
+    breaker_cooloff_s: int = 60
+    dead_after_s: int = 259200
+    retention_days: int = 14
+    poll_interval_s: float = 1.0
+    sign_threads: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PathsSettings:
+    data_dir: str = ""
+    master_key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = ""
+    echo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    allow_private_networks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    instance: InstanceSettings = field(default_factory=InstanceSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    #: The file the settings came from, if any.
+    source: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        if self.paths.data_dir:
+            return Path(self.paths.data_dir).expanduser()
+        base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        return Path(base) / "fedimirror"
+
+    @property
+    def master_key_path(self) -> Path:
+        if self.paths.master_key_file:
+            return Path(self.paths.master_key_file).expanduser()
+        return self.data_dir / "master.key"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.data_dir / 'mirror.db'}"
+
+
+SECTIONS: dict[str, type] = {
+    f.name: f.type if isinstance(f.type, type) else globals()[str(f.type)]
+    for f in fields(Settings)
+    if f.name != "source"
+}
+
+
+def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """Return the config file to read: ``--config``, ``$MIRROR_CONFIG``, ``./mirror.toml``.
+
+    A file named explicitly must exist; the fallback in the working directory
+    is optional.
+    """
+    named = explicit if explicit is not None else env.get(ENV_CONFIG) or None
+    if named is not None:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    fallback = Path(DEFAULT_CONFIG_NAME)
+    return fallback if fallback.is_file() else None
+
+
+def load_settings(
+    explicit: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the effective settings: environment beats file beats default."""
+    env = os.environ if env is None else env
+    path = find_config_file(explicit, env)
+    values: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        values = _read_toml(path)
+    for (section, key), raw, origin in _env_overrides(env):
+        values.setdefault(section, {})[key] = _coerce_env(section, key, raw, origin)
+    return _build(values, path)
+
+
+def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: config file is not UTF-8 (byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        for key, value in table.items():
+            _check_type(section, key, value, str(path))
+    return data
+
+
+def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, str], str, str]]:
+    found = []
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        if name in ENV_SHORTCUTS:
+            found.append((ENV_SHORTCUTS[name], raw, name))
+        elif "__" in name:
+            section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+            found.append(((section, key), raw, name))
+    # Shortcuts are applied after the long form, so they win when both are set.
+    found.sort(key=lambda item: item[2] in ENV_SHORTCUTS)
+    return found
+
+
+def _default(section: str, key: str, origin: str) -> Any:
+    cls = SECTIONS.get(section)
+    if cls is None:
+        raise ConfigError(f"{origin}: unknown config section [{section}]")
+    for f in fields(cls):
+        if f.name == key:
+            return f.default
+    raise ConfigError(f"{origin}: unknown config key [{section}].{key}")
+
+
+def _check_type(section: str, key: str, value: Any, origin: str) -> None:
+    default = _default(section, key, origin)
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if type(value) is not expected:
+        raise ConfigError(
+            f"{origin}: [{section}].{key} must be {_type_word(expected)}, got {value!r}"
+        )
+
+
+def _coerce_env(section: str, key: str, raw: str, origin: str) -> Any:
+    expected = type(_default(section, key, origin))
+    if expected is bool:
+        if raw not in ("true", "false"):
+            raise ConfigError(f"{origin}: must be true or false, got {raw!r}")
+        return raw == "true"
+    if expected in (int, float):
+        try:
+            return expected(raw)
+        except ValueError:
+            raise ConfigError(f"{origin}: must be {_type_word(expected)}, got {raw!r}") from None
+    if expected is list:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _type_word(expected: type) -> str:
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+    }.get(expected, expected.__name__)
+
+
+def _build(values: dict[str, dict[str, Any]], path: Path | None) -> Settings:
+    settings = Settings(source=path)
+    for section, table in values.items():
+        current = getattr(settings, section)
+        settings = replace(settings, **{section: replace(current, **table)})
+    return settings
+
+
+def iter_options(settings: Settings) -> list[tuple[str, str, Any]]:
+    """Every option as (section, key, value), in declaration order."""
+    out = []
+    for section in SECTIONS:
+        group = getattr(settings, section)
+        for f in fields(group):
+            out.append((section, f.name, getattr(group, f.name)))
+    return out

@@ -1,0 +1,40 @@
+"""Every table, importable from one place (alembic's env imports this to see them all)."""
+
+from mirror.db.models.delivery import Delivery, DeliveryHost
+from mirror.db.models.federation import (
+    Activity,
+    ApObject,
+    Follower,
+    LocalActor,
+    ReceivedActivity,
+    RemoteActor,
+)
+from mirror.db.models.reconstruction import (
+    Alias,
+    Author,
+    Comment,
+    Community,
+    DumpFile,
+    Fragment,
+    Observation,
+    Post,
+)
+
+__all__ = [
+    "Activity",
+    "Alias",
+    "ApObject",
+    "Author",
+    "Comment",
+    "Community",
+    "Delivery",
+    "DeliveryHost",
+    "DumpFile",
+    "Follower",
+    "Fragment",
+    "LocalActor",
+    "Observation",
+    "Post",
+    "ReceivedActivity",
+    "RemoteActor",
+]

@@ -1,0 +1,76 @@
+"""The delivery queue: one row per (activity, inbox), and per-host health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mirror.db.base import Base
+from mirror.db.types import UTCDateTime
+
+URL = sa.String(2048)
+TZ = UTCDateTime()
+#: A 64-bit id on PostgreSQL; SQLite autoincrements only INTEGER PRIMARY KEY.
+BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Delivery(Base):
+    """One activity to one inbox: a small state machine advanced by workers.
+
+    Stored states: pending, delivered, failed, cancelled, parked. A lease
+    (locked_by, locked_until) is columns, not a state: operators see a
+    leased pending row as in_flight, and a pending row with attempts as
+    retrying (mirror.delivery.states).
+    """
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        sa.UniqueConstraint("activity_id", "inbox"),
+        sa.Index("ix_delivery_due", "state", "next_attempt_at"),
+        sa.Index("ix_delivery_order", "host", "ordering_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)
+    activity_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("activity.id"))
+    inbox: Mapped[str] = mapped_column(URL)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    #: What the activity is about (its object's id): Create < Update < Delete.
+    ordering_key: Mapped[str] = mapped_column(URL)
+    #: The object this one needs delivered first to the same host (a parent).
+    depends_on: Mapped[str | None] = mapped_column(URL)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(TZ)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(TZ)
+    attempt_started_at: Mapped[datetime | None] = mapped_column(TZ)
+    attempt_finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    #: The activity id of the last attempt (Lemmy 1.0 needs a new one per retry).
+    sent_activity_id: Mapped[str | None] = mapped_column(sa.String(64))
+    last_status: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: Lemmy's generic "unknown" answers so far (retried a few times only).
+    unknown_errors: Mapped[int] = mapped_column(sa.Integer, default=0)
+    locked_by: Mapped[str | None] = mapped_column(sa.String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+    delivered_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class DeliveryHost(Base):
+    """A destination server's health: circuit breaker, dead mark, pacing."""
+
+    __tablename__ = "delivery_host"
+
+    host: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(sa.Integer, default=0)
+    breaker_open_until: Mapped[datetime | None] = mapped_column(TZ)
+    breaker_cooloff_s: Mapped[int | None] = mapped_column(sa.Integer)
+    failing_since: Mapped[datetime | None] = mapped_column(TZ)
+    dead_since: Mapped[datetime | None] = mapped_column(TZ)
+    last_success_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_failure_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    last_request_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -1,0 +1,116 @@
+"""Tables for the ActivityPub side: our actors, followers, remote actors, activities, objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mirror.db.base import Base
+from mirror.db.types import UTCDateTime
+
+URL = sa.String(2048)
+TZ = UTCDateTime()
+
+
+class LocalActor(Base):
+    """An actor we serve: the bot, or (later) a puppet standing for one original author."""
+
+    __tablename__ = "local_actor"
+
+    username: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # "bot" or "puppet"
+    #: For a puppet: the handle of the author it mirrors.
+    source_handle: Mapped[str | None] = mapped_column(sa.String(255))
+    public_key_pem: Mapped[str] = mapped_column(sa.Text)
+    #: The PKCS#8 private key, encrypted with the master key (never logged or served).
+    private_key: Mapped[str] = mapped_column(sa.Text)
+    #: Hash of the profile last announced, to send an Update when it changes.
+    profile_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class Follower(Base):
+    """A remote actor following one of ours."""
+
+    __tablename__ = "follower"
+    __table_args__ = (sa.UniqueConstraint("local_username", "actor_url"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    local_username: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("local_actor.username")
+    )
+    actor_url: Mapped[str] = mapped_column(URL)
+    inbox: Mapped[str] = mapped_column(sa.Text)
+    shared_inbox: Mapped[str | None] = mapped_column(sa.Text)
+    #: The id of the Follow activity, for a later Undo.
+    follow_id: Mapped[str | None] = mapped_column(sa.Text)
+    #: "active", "removed" (unfollowed or removed by the operator) or "blocked".
+    state: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class RemoteActor(Base):
+    """A fetched remote actor: its key and inboxes, cached."""
+
+    __tablename__ = "remote_actor"
+
+    url: Mapped[str] = mapped_column(URL, primary_key=True)
+    type: Mapped[str | None] = mapped_column(sa.String(64))
+    preferred_username: Mapped[str | None] = mapped_column(sa.String(255))
+    key_id: Mapped[str | None] = mapped_column(URL, index=True)
+    public_key_pem: Mapped[str | None] = mapped_column(sa.Text)
+    inbox: Mapped[str | None] = mapped_column(sa.Text)
+    shared_inbox: Mapped[str | None] = mapped_column(sa.Text)
+    fetched_at: Mapped[datetime] = mapped_column(TZ)
+    #: When the actor's URL answered 404 or 410.
+    gone_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class ReceivedActivity(Base):
+    """Activity ids received in our inboxes: a repeated delivery is not processed twice."""
+
+    __tablename__ = "received_activity"
+
+    activity_id: Mapped[str] = mapped_column(URL, primary_key=True)
+    actor: Mapped[str] = mapped_column(URL)
+    type: Mapped[str] = mapped_column(sa.String(64))
+    received_at: Mapped[datetime] = mapped_column(TZ, index=True)
+
+
+class Activity(Base):
+    """An activity we publish: its JSON is built once, then served and delivered unchanged."""
+
+    __tablename__ = "activity"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("local_actor.username"))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    object_id: Mapped[str | None] = mapped_column(URL)
+    #: The object that must reach a server before this one (a reply's parent).
+    depends_on: Mapped[str | None] = mapped_column(URL)
+    #: How to build the activity again with a new id: {"builder": name, "args": {...}}.
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    #: Listed in the actor's outbox (public activities only).
+    public: Mapped[bool] = mapped_column(sa.Boolean)
+    json: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(TZ, index=True)
+
+
+class ApObject(Base):
+    """An object we publish (a mirrored post or comment), served at its id."""
+
+    __tablename__ = "ap_object"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("local_actor.username"))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    json: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+    #: Set when the object was deleted: it then answers 410 with a Tombstone.
+    deleted_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -1,0 +1,91 @@
+"""Engines and sessions, made by factories and passed down (no module-level engine)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from mirror.errors import DatabaseError
+
+WRITE_OPTION = "mirror_write"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs; we drive PostgreSQL with psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database URL {url!r} is not a valid SQLAlchemy URL") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine_or_url: Engine | str) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    return url.get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout."""
+    url = normalize_url(url)
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the directory for {database}: {exc.strerror}"
+                ) from exc
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(
+            f"the driver for {make_url(url).drivername} is not installed ({exc.name}); "
+            "install fedimirror[postgres] for PostgreSQL"
+        ) from None
+    if is_sqlite(url):
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin,
+    # so that BEGIN IMMEDIATE below takes the write lock up front.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # A deferred transaction that later writes can fail with "database is
+    # locked" when another writer got there first; writers say so up front
+    # and BEGIN IMMEDIATE waits (busy_timeout) for the lock instead.
+    write = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN."""
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            yield connection

@@ -1,0 +1,1 @@
+"""The durable delivery queue: enqueue, claim with a lease, send, record the outcome."""

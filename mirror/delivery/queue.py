@@ -1,0 +1,735 @@
+"""The delivery queue's SQL: publish and enqueue, claim with a lease, record outcomes.
+
+Claiming goes host by host. A worker first locks the hosts it will serve
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent workers spread
+over hosts instead of waiting; SQLite has one writer at a time anyway),
+then leases at most ``per_host - in_flight`` due rows of each, skipping
+rows that an earlier undelivered row to the same host blocks: one about the
+same object (Create before Update before Delete) or about the object this
+one depends on (a parent before its replies). The lease and the attempt
+start are written in the claim's transaction; the outcome in a later one.
+A row whose attempt started but never finished was cut short (a crash):
+it is repeated with the same activity id. Any other retry gets a new id,
+rebuilt from the activity's recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from mirror.db.base import table_of
+from mirror.db.bulk import bulk_insert
+from mirror.db.models import Activity, Delivery, DeliveryHost, Follower, ReceivedActivity
+from mirror.delivery import hosts as health
+from mirror.delivery.backoff import Policy, next_attempt_at
+from mirror.delivery.outcome import Delivered, Failed, Outcome, Retry, classify
+from mirror.delivery.states import State, operator_state_sql
+from mirror.errors import MirrorError
+from mirror.vocab.activities import build
+from mirror.vocab.ids import Urls
+
+DELIVERIES = table_of(Delivery)
+HOSTS = table_of(DeliveryHost)
+ACTIVITIES = table_of(Activity)
+#: Lemmy reads at most 256 KiB of an inbox POST (actix-web's default).
+MAX_ACTIVITY_BYTES = 256 * 1024
+PARKED_DEAD = "parked: host dead since"
+PARKED_BEHIND = "parked: waits for"
+#: Hosts considered per claim.
+HOSTS_PER_CLAIM = 64
+
+
+class TooLarge(MirrorError):
+    """An activity too large for the receiver; refused before anything is sent."""
+
+
+def new_activity_id() -> str:
+    return uuid.uuid4().hex
+
+
+def host_of(inbox: str) -> str:
+    """The server an inbox belongs to (host:port when a port is given)."""
+    return urlsplit(inbox).netloc.lower()
+
+
+# -- publishing -----------------------------------------------------------------
+
+
+def publish(
+    conn: sa.Connection,
+    *,
+    urls: Urls,
+    username: str,
+    recipe: dict[str, Any],
+    inboxes: Iterable[str],
+    now: datetime,
+    public: bool = False,
+    depends_on: str | None = None,
+    activity_id: str | None = None,
+) -> str:
+    """Build an activity once, record it (served at its id) and enqueue it to every inbox."""
+    activity_id = activity_id or new_activity_id()
+    document = build(urls, recipe, activity_id=activity_id)
+    size = len(json.dumps(document, separators=(",", ":")).encode())
+    if size > MAX_ACTIVITY_BYTES:
+        raise TooLarge(
+            f"{document['type']} {document['id']} is {size} bytes; receivers take at most "
+            f"{MAX_ACTIVITY_BYTES}"
+        )
+    obj = document.get("object")
+    object_id = obj if isinstance(obj, str) else obj.get("id") if isinstance(obj, dict) else None
+    conn.execute(
+        sa.insert(ACTIVITIES),
+        [
+            {
+                "id": activity_id,
+                "actor": username,
+                "type": document["type"],
+                "object_id": object_id,
+                "depends_on": depends_on,
+                "recipe": recipe,
+                "public": public,
+                "json": document,
+                "created_at": now,
+            }
+        ],
+    )
+    enqueue(
+        conn,
+        activity_id=activity_id,
+        ordering_key=object_id or document["id"],
+        depends_on=depends_on,
+        inboxes=inboxes,
+        now=now,
+    )
+    return activity_id
+
+
+def enqueue(
+    conn: sa.Connection,
+    *,
+    activity_id: str,
+    ordering_key: str,
+    depends_on: str | None,
+    inboxes: Iterable[str],
+    now: datetime,
+) -> int:
+    """One row per inbox; an (activity, inbox) already queued is left alone."""
+    targets = sorted(set(inboxes))
+    if not targets:
+        return 0
+    dead = {
+        row.host: row.dead_since
+        for row in conn.execute(
+            sa.select(HOSTS.c.host, HOSTS.c.dead_since).where(
+                HOSTS.c.host.in_({host_of(t) for t in targets}), HOSTS.c.dead_since.is_not(None)
+            )
+        )
+    }
+    rows = []
+    for inbox in targets:
+        host = host_of(inbox)
+        parked = host in dead
+        rows.append(
+            {
+                "activity_id": activity_id,
+                "inbox": inbox,
+                "host": host,
+                "ordering_key": ordering_key,
+                "depends_on": depends_on,
+                "state": State.PARKED if parked else State.PENDING,
+                "attempts": 0,
+                "unknown_errors": 0,
+                "next_attempt_at": now,
+                "last_error": f"{PARKED_DEAD} {dead[host].isoformat()}" if parked else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    bulk_insert(conn, DELIVERIES, rows, ignore_conflicts=True)
+    return len(rows)
+
+
+# -- claiming -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A leased delivery, ready to send."""
+
+    id: int
+    inbox: str
+    host: str
+    actor: str
+    #: The id of the activity this attempt sends (a retry's is new).
+    activity_id: str
+    body: bytes
+    #: This attempt repeats one that was cut short (same activity id).
+    repeat: bool
+    attempts: int
+    unknown_errors: int
+    first_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_host: int
+    interval_ms: int
+    lease_s: int
+
+
+def claim(
+    conn: sa.Connection,
+    *,
+    worker: str,
+    now: datetime,
+    limit: int,
+    limits: Limits,
+    urls: Urls,
+    bodies: dict[str, bytes] | None = None,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries for ``worker`` (in the caller's transaction)."""
+    if limit <= 0:
+        return []
+    due = sa.and_(
+        DELIVERIES.c.state == State.PENDING,
+        DELIVERIES.c.next_attempt_at <= now,
+        sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
+    )
+    candidates = conn.scalars(
+        sa.select(DELIVERIES.c.host).where(due).group_by(DELIVERIES.c.host).limit(HOSTS_PER_CLAIM)
+    ).all()
+    if not candidates:
+        return []
+    bulk_insert(
+        conn,
+        HOSTS,
+        [{"host": h, "consecutive_failures": 0} for h in candidates],
+        ignore_conflicts=True,
+    )
+    locked = (
+        conn.execute(
+            sa.select(HOSTS).where(HOSTS.c.host.in_(candidates)).with_for_update(skip_locked=True)
+        )
+        .mappings()
+        .all()
+    )
+    in_flight: dict[str, int] = dict(
+        conn.execute(
+            sa.select(DELIVERIES.c.host, sa.func.count())
+            .where(
+                DELIVERIES.c.host.in_([h["host"] for h in locked]),
+                DELIVERIES.c.state == State.PENDING,
+                DELIVERIES.c.locked_until > now,
+            )
+            .group_by(DELIVERIES.c.host)
+        ).all()
+    )
+    chosen: list[dict[str, Any]] = []
+    served: list[str] = []
+    for host in sorted(
+        locked, key=lambda h: h["last_request_at"] or datetime.min.replace(tzinfo=now.tzinfo)
+    ):
+        if len(chosen) >= limit:
+            break
+        quota = _quota(host, now, limits, in_flight.get(host["host"], 0))
+        if quota <= 0:
+            continue
+        rows = (
+            conn.execute(_claimable(host["host"], now, min(quota, limit - len(chosen))))
+            .mappings()
+            .all()
+        )
+        if rows:
+            chosen.extend(dict(r) for r in rows)
+            served.append(host["host"])
+    if not chosen:
+        return []
+    return _lease(
+        conn, chosen, served, worker=worker, now=now, limits=limits, urls=urls, bodies=bodies
+    )
+
+
+def _quota(host: Any, now: datetime, limits: Limits, in_flight: int) -> int:
+    breaker = health.breaker_state(host, now)
+    if breaker == "open":
+        return 0
+    last = host["last_request_at"]
+    if (
+        limits.interval_ms
+        and last is not None
+        and now - last < timedelta(milliseconds=limits.interval_ms)
+    ):
+        return 0
+    quota = limits.per_host - in_flight
+    if breaker == "half_open" or limits.interval_ms:
+        # One probe after the cool-off; and pacing sends one request at a time.
+        quota = min(quota, 1 if in_flight == 0 else 0)
+    return quota
+
+
+def _claimable(host: str, now: datetime, quota: int) -> sa.Select[Any]:
+    d = DELIVERIES
+    b = DELIVERIES.alias("earlier")
+    blocked = sa.exists().where(
+        b.c.host == d.c.host,
+        b.c.id < d.c.id,
+        b.c.state.in_((State.PENDING, State.PARKED)),
+        sa.or_(b.c.ordering_key == d.c.ordering_key, b.c.ordering_key == d.c.depends_on),
+    )
+    return (
+        sa.select(d)
+        .where(
+            d.c.host == host,
+            d.c.state == State.PENDING,
+            d.c.next_attempt_at <= now,
+            sa.or_(d.c.locked_until.is_(None), d.c.locked_until <= now),
+            ~blocked,
+        )
+        .order_by(d.c.next_attempt_at, d.c.id)
+        .limit(quota)
+    )
+
+
+def _lease(
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    hosts: list[str],
+    *,
+    worker: str,
+    now: datetime,
+    limits: Limits,
+    urls: Urls,
+    bodies: dict[str, bytes] | None,
+) -> list[Claimed]:
+    originals = {
+        r["id"]: dict(r)
+        for r in conn.execute(
+            sa.select(ACTIVITIES).where(ACTIVITIES.c.id.in_({row["activity_id"] for row in rows}))
+        ).mappings()
+    }
+    updates = []
+    variants = []
+    plan = []
+    for row in rows:
+        started, finished = row["attempt_started_at"], row["attempt_finished_at"]
+        repeat = started is not None and (finished is None or finished < started)
+        original = originals[row["activity_id"]]
+        if repeat or row["attempts"] == 0 or not original["recipe"]:
+            sent = row["sent_activity_id"] or row["activity_id"]
+        else:
+            # Lemmy 1.0 records an id before checking it: a retry needs a new one.
+            sent = new_activity_id()
+            document = build(urls, original["recipe"], activity_id=sent)
+            variants.append(
+                {
+                    **{
+                        k: original[k]
+                        for k in ("actor", "type", "object_id", "depends_on", "recipe")
+                    },
+                    "id": sent,
+                    "public": False,
+                    "json": document,
+                    "created_at": now,
+                }
+            )
+        updates.append(
+            {
+                "row_id": row["id"],
+                "worker": worker,
+                "until": now + timedelta(seconds=limits.lease_s),
+                "sent": sent,
+                "now": now,
+                "first": row["first_attempt_at"] or now,
+            }
+        )
+        plan.append((row, sent, repeat, original))
+    if variants:
+        bulk_insert(conn, ACTIVITIES, variants)
+    conn.execute(
+        sa.update(DELIVERIES)
+        .where(DELIVERIES.c.id == sa.bindparam("row_id"))
+        .values(
+            locked_by=sa.bindparam("worker"),
+            locked_until=sa.bindparam("until"),
+            attempts=DELIVERIES.c.attempts + 1,
+            attempt_started_at=sa.bindparam("now"),
+            first_attempt_at=sa.bindparam("first"),
+            sent_activity_id=sa.bindparam("sent"),
+            updated_at=sa.bindparam("now"),
+        ),
+        updates,
+    )
+    conn.execute(sa.update(HOSTS).where(HOSTS.c.host.in_(hosts)).values(last_request_at=now))
+    cache = bodies if bodies is not None else {}
+    missing = {sent for _, sent, _, _ in plan if sent not in cache}
+    if missing:
+        for activity_id, document in conn.execute(
+            sa.select(ACTIVITIES.c.id, ACTIVITIES.c.json).where(ACTIVITIES.c.id.in_(missing))
+        ):
+            cache[activity_id] = json.dumps(document, separators=(",", ":")).encode()
+    return [
+        Claimed(
+            id=row["id"],
+            inbox=row["inbox"],
+            host=row["host"],
+            actor=original["actor"],
+            activity_id=sent,
+            body=cache[sent],
+            repeat=repeat,
+            attempts=row["attempts"] + 1,
+            unknown_errors=row["unknown_errors"],
+            first_attempt_at=row["first_attempt_at"] or now,
+        )
+        for row, sent, repeat, original in plan
+    ]
+
+
+# -- outcomes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened when a claimed delivery was sent."""
+
+    claimed: Claimed
+    status: int | None
+    headers: dict[str, str]
+    body: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    policy: Policy
+    breaker: health.BreakerPolicy
+    max_generic_errors: int
+
+
+def complete(
+    conn: sa.Connection,
+    attempts: Sequence[Attempt],
+    *,
+    worker: str,
+    now: datetime,
+    rules: Rules,
+    rng: random.Random | None = None,
+) -> list[tuple[Attempt, Outcome]]:
+    """Record outcomes: delivered, rescheduled, or failed (and their dependants parked)."""
+    results = []
+    for attempt in attempts:
+        c = attempt.claimed
+        outcome = classify(
+            attempt.status,
+            attempt.headers,
+            attempt.body,
+            now=now,
+            repeat=c.repeat,
+            generic_errors=c.unknown_errors,
+            max_generic_errors=rules.max_generic_errors,
+            network_error=attempt.error,
+        )
+        if isinstance(outcome, Retry):
+            at = next_attempt_at(
+                policy=rules.policy,
+                attempts=c.attempts,
+                now=now,
+                first_attempt_at=c.first_attempt_at,
+                retry_after=outcome.retry_after,
+                rng=rng,
+            )
+            if at is None:
+                outcome = Failed(f"gave up after {c.attempts} attempts: {outcome.reason}")
+            else:
+                _finish(
+                    conn,
+                    c,
+                    worker,
+                    now,
+                    State.PENDING,
+                    attempt,
+                    outcome.reason,
+                    next_at=at,
+                    generic=outcome.generic,
+                )
+        if isinstance(outcome, Delivered):
+            _finish(conn, c, worker, now, State.DELIVERED, attempt, outcome.note or None)
+        elif isinstance(outcome, Failed) and _finish(
+            conn, c, worker, now, State.FAILED, attempt, outcome.reason
+        ):
+            park_dependants(
+                conn,
+                c.id,
+                f"{PARKED_BEHIND} delivery {c.id}, which failed: {outcome.reason}",
+                now,
+            )
+        _record_host(conn, c.host, attempt, outcome, now, rules.breaker)
+        results.append((attempt, outcome))
+    return results
+
+
+def _finish(
+    conn: sa.Connection,
+    c: Claimed,
+    worker: str,
+    now: datetime,
+    state: State,
+    attempt: Attempt,
+    error: str | None,
+    *,
+    next_at: datetime | None = None,
+    generic: bool = False,
+) -> bool:
+    values: dict[str, Any] = {
+        "state": state,
+        "locked_by": None,
+        "locked_until": None,
+        "attempt_finished_at": now,
+        "last_status": attempt.status,
+        "last_error": error,
+        "updated_at": now,
+    }
+    if state == State.DELIVERED:
+        values["delivered_at"] = now
+    if next_at is not None:
+        values["next_attempt_at"] = next_at
+    if generic:
+        values["unknown_errors"] = DELIVERIES.c.unknown_errors + 1
+    # Only this worker's lease of a still pending row: a cancelled row stays cancelled.
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(
+            DELIVERIES.c.id == c.id,
+            DELIVERIES.c.state == State.PENDING,
+            DELIVERIES.c.locked_by == worker,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def park_dependants(conn: sa.Connection, delivery_id: int, reason: str, now: datetime) -> int:
+    """Park every pending delivery to the same host that waits for this one, transitively."""
+    first = conn.execute(
+        sa.select(DELIVERIES.c.host, DELIVERIES.c.ordering_key).where(
+            DELIVERIES.c.id == delivery_id
+        )
+    ).one()
+    frontier = [(first.host, first.ordering_key, delivery_id)]
+    parked = 0
+    while frontier:
+        host, key, after = frontier.pop()
+        rows = conn.execute(
+            sa.update(DELIVERIES)
+            .where(
+                DELIVERIES.c.host == host,
+                DELIVERIES.c.state == State.PENDING,
+                DELIVERIES.c.id > after,
+                sa.or_(DELIVERIES.c.ordering_key == key, DELIVERIES.c.depends_on == key),
+            )
+            .values(
+                state=State.PARKED,
+                last_error=reason[:1000],
+                updated_at=now,
+                locked_by=None,
+                locked_until=None,
+            )
+            .returning(DELIVERIES.c.host, DELIVERIES.c.ordering_key, DELIVERIES.c.id)
+        ).all()
+        parked += len(rows)
+        frontier.extend((r.host, r.ordering_key, r.id) for r in rows if r.ordering_key != key)
+    return parked
+
+
+def _record_host(
+    conn: sa.Connection,
+    host: str,
+    attempt: Attempt,
+    outcome: Outcome,
+    now: datetime,
+    policy: health.BreakerPolicy,
+) -> None:
+    row = conn.execute(sa.select(HOSTS).where(HOSTS.c.host == host)).mappings().first()
+    current = dict(row) if row else {"host": host}
+    if isinstance(outcome, Retry) and outcome.host_failure:
+        changes = health.after_failure(current, now, outcome.reason, policy)
+    else:
+        # Any answer that is not a 5xx shows the host is up.
+        changes = health.after_success(current, now)
+        if current.get("dead_since") is not None:
+            revive_parked(conn, host, now)
+    conn.execute(sa.update(HOSTS).where(HOSTS.c.host == host).values(**changes))
+
+
+def revive_parked(conn: sa.Connection, host: str, now: datetime) -> int:
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(
+            DELIVERIES.c.host == host,
+            DELIVERIES.c.state == State.PARKED,
+            DELIVERIES.c.last_error.like(f"{PARKED_DEAD}%"),
+        )
+        .values(state=State.PENDING, next_attempt_at=now, last_error=None, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def release(conn: sa.Connection, worker: str) -> int:
+    """Give back this worker's leases (graceful shutdown): the rows are repeated later."""
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(DELIVERIES.c.locked_by == worker, DELIVERIES.c.state == State.PENDING)
+        .values(locked_by=None, locked_until=None)
+    )
+    return result.rowcount or 0
+
+
+# -- operating ------------------------------------------------------------------
+
+
+def status(conn: sa.Connection, now: datetime) -> dict[str, Any]:
+    view = operator_state_sql(DELIVERIES, now)
+    counts = dict(conn.execute(sa.select(view, sa.func.count()).group_by(view)).all())
+    by_state = {
+        name: int(counts.get(name, 0))
+        for name in (
+            "pending",
+            "in_flight",
+            "retrying",
+            "delivered",
+            "failed",
+            "cancelled",
+            "parked",
+        )
+    }
+    oldest = conn.scalar(
+        sa.select(sa.func.min(DELIVERIES.c.next_attempt_at)).where(
+            DELIVERIES.c.state == State.PENDING,
+            sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
+        )
+    )
+    outstanding: dict[str, int] = dict(
+        conn.execute(
+            sa.select(DELIVERIES.c.host, sa.func.count())
+            .where(DELIVERIES.c.state.in_((State.PENDING, State.PARKED)))
+            .group_by(DELIVERIES.c.host)
+        ).all()
+    )
+    hosts = []
+    for row in conn.execute(sa.select(HOSTS).order_by(HOSTS.c.host)).mappings():
+        hosts.append(
+            {
+                "host": row["host"],
+                "breaker": health.breaker_state(dict(row), now),
+                "consecutive_failures": row["consecutive_failures"],
+                "dead": row["dead_since"] is not None,
+                "dead_since": _iso(row["dead_since"]),
+                "last_success_at": _iso(row["last_success_at"]),
+                "last_failure_at": _iso(row["last_failure_at"]),
+                "last_error": row["last_error"],
+                "outstanding": int(outstanding.get(row["host"], 0)),
+            }
+        )
+    followers = conn.scalar(
+        sa.select(sa.func.count()).select_from(Follower).where(Follower.state == "active")
+    )
+    return {
+        "deliveries": {
+            "by_state": by_state,
+            "outstanding": sum(by_state[s] for s in ("pending", "in_flight", "retrying")),
+            "oldest_due_at": _iso(oldest),
+            "oldest_due_age_s": (now - oldest).total_seconds() if oldest and oldest <= now else 0,
+        },
+        "hosts": hosts,
+        "followers": int(followers or 0),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def retry(conn: sa.Connection, *, now: datetime, failed: bool, host: str | None) -> int:
+    """Failed (with --failed) and parked deliveries go back to the queue, due now."""
+    states = [State.PARKED] + ([State.FAILED, State.CANCELLED] if failed else [])
+    condition: list[sa.ColumnElement[bool]] = [DELIVERIES.c.state.in_(states)]
+    if host:
+        condition.append(DELIVERIES.c.host == host.lower())
+    else:
+        # Without a host, parked-for-dead-host rows stay: `hosts revive` is for those.
+        condition.append(
+            sa.or_(
+                DELIVERIES.c.last_error.is_(None), ~DELIVERIES.c.last_error.like(f"{PARKED_DEAD}%")
+            )
+        )
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(*condition)
+        .values(
+            state=State.PENDING,
+            next_attempt_at=now,
+            first_attempt_at=None,
+            unknown_errors=0,
+            updated_at=now,
+        )
+    )
+    return result.rowcount or 0
+
+
+def cancel(conn: sa.Connection, *, now: datetime, host: str | None, activity: str | None) -> int:
+    """Outstanding deliveries (of a host, or an activity) will not be sent."""
+    condition: list[sa.ColumnElement[bool]] = [
+        DELIVERIES.c.state.in_((State.PENDING, State.PARKED))
+    ]
+    if host:
+        condition.append(DELIVERIES.c.host == host.lower())
+    if activity:
+        condition.append(DELIVERIES.c.activity_id == activity)
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(*condition)
+        .values(state=State.CANCELLED, locked_by=None, locked_until=None, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def revive(conn: sa.Connection, host: str, now: datetime) -> int:
+    """An operator says a dead host is back: clear its health, unpark its deliveries."""
+    host = host.lower()
+    exists = conn.scalar(sa.select(HOSTS.c.host).where(HOSTS.c.host == host))
+    if exists is None:
+        raise MirrorError(f"no deliveries were ever made to {host}")
+    conn.execute(
+        sa.update(HOSTS)
+        .where(HOSTS.c.host == host)
+        .values(
+            consecutive_failures=0,
+            breaker_open_until=None,
+            breaker_cooloff_s=None,
+            failing_since=None,
+            dead_since=None,
+        )
+    )
+    return revive_parked(conn, host, now)
+
+
+def prune(conn: sa.Connection, *, now: datetime, retention_days: int) -> tuple[int, int]:
+    """Remove delivered rows and inbox de-duplication records older than the retention."""
+    cutoff = now - timedelta(days=retention_days)
+    deliveries = conn.execute(
+        sa.delete(DELIVERIES).where(
+            DELIVERIES.c.state == State.DELIVERED, DELIVERIES.c.delivered_at < cutoff
+        )
+    ).rowcount
+    received = table_of(ReceivedActivity)
+    seen = conn.execute(sa.delete(received).where(received.c.received_at < cutoff)).rowcount
+    return deliveries or 0, seen or 0

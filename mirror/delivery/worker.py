@@ -1,0 +1,247 @@
+"""The worker loop: claim due deliveries, send them concurrently, record outcomes.
+
+Outcomes are committed before the next claim, so after a crash at most the
+requests that were in flight are repeated (with the same activity id). On
+SIGTERM/SIGINT the worker stops claiming, lets in-flight requests finish
+for a bounded time, records what finished and gives back the other leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+from sqlalchemy.engine import Engine
+
+from mirror.clock import Clock
+from mirror.config import Settings
+from mirror.db.session import is_sqlite, write_transaction
+from mirror.delivery import queue
+from mirror.delivery.backoff import Policy
+from mirror.delivery.hosts import BreakerPolicy
+from mirror.delivery.outcome import Delivered, Failed
+from mirror.delivery.sender import Sender
+from mirror.errors import MirrorError
+from mirror.net.client import Signer
+from mirror.vocab.ids import Urls
+
+log = logging.getLogger(__name__)
+#: Serialised activity bodies kept per worker (fan-out sends one body many times).
+BODY_CACHE = 4096
+
+
+class ClaimerLock:
+    """On SQLite one process claims deliveries: a lock file next to the database says which."""
+
+    def __init__(self, database: str) -> None:
+        self.path = Path(f"{database}.claimer")
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = open(self.path, "a+")  # noqa: SIM115 (held for the worker's lifetime)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise MirrorError(
+                f"{holder} is already delivering from this SQLite database; one process "
+                "claims on SQLite (use PostgreSQL to run several workers)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        urls: Urls,
+        clock: Clock,
+        session: Callable[[], aiohttp.ClientSession],
+        signer: Callable[[str], Signer],
+        rng: random.Random | None = None,
+    ) -> None:
+        d = settings.delivery
+        self.engine = engine
+        self.settings = settings
+        self.urls = urls
+        self.clock = clock
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.limits = queue.Limits(
+            per_host=d.per_host_concurrency, interval_ms=d.per_host_interval_ms, lease_s=d.lease_s
+        )
+        self.rules = queue.Rules(
+            policy=Policy(
+                base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
+            ),
+            breaker=BreakerPolicy(
+                failures=d.breaker_failures,
+                cooloff_s=d.breaker_cooloff_s,
+                dead_after_s=d.dead_after_s,
+            ),
+            max_generic_errors=d.unknown_error_retries,
+        )
+        self.sender = Sender(
+            session=session,
+            signer=signer,
+            clock=clock,
+            allow_private=settings.network.allow_private_networks,
+            sign_threads=d.sign_threads,
+            timeout=aiohttp.ClientTimeout(total=d.total_timeout_s, connect=d.connect_timeout_s),
+        )
+        self._rng = rng
+        self._bodies: dict[str, bytes] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._finished: list[queue.Attempt] = []
+        self._wake = asyncio.Event()
+        self.delivered = 0
+        self.failed = 0
+
+    def wake(self) -> None:
+        """Something was enqueued: look for work now instead of at the next poll."""
+        self._wake.set()
+
+    # -- one cycle, for tests and tools --------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim what is due, send it all, record the outcomes; returns how many were sent."""
+        claimed = await self._claim(self.settings.delivery.concurrency)
+        attempts = await asyncio.gather(*(self.sender.send(c) for c in claimed))
+        self._finished.extend(attempts)
+        await self._commit()
+        return len(claimed)
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, grace_s: float | None = None) -> None:
+        lock = ClaimerLock(self.engine.url.database or "") if is_sqlite(self.engine) else None
+        if lock is not None:
+            await asyncio.to_thread(lock.acquire)
+        log.info("worker %s started", self.id)
+        try:
+            await self._loop(stop)
+        finally:
+            await self._shutdown(
+                grace_s if grace_s is not None else self.settings.delivery.total_timeout_s
+            )
+            if lock is not None:
+                lock.release()
+            log.info(
+                "worker %s stopped: %d delivered, %d failed", self.id, self.delivered, self.failed
+            )
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        concurrency = self.settings.delivery.concurrency
+        poll = self.settings.delivery.poll_interval_s
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                await self._commit()
+                free = concurrency - len(self._in_flight)
+                claimed = await self._claim(free) if free > 0 else []
+                for item in claimed:
+                    self._start(item)
+                if len(claimed) == free and free > 0:
+                    continue  # there may be more due right away
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait(
+                    {waiter, stopping}, timeout=poll, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+        finally:
+            stopping.cancel()
+
+    def _start(self, claimed: queue.Claimed) -> None:
+        async def send() -> None:
+            attempt = await self.sender.send(claimed)
+            self._finished.append(attempt)
+            self._wake.set()
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _shutdown(self, grace_s: float) -> None:
+        if self._in_flight:
+            log.info(
+                "waiting up to %.0f s for %d requests in flight", grace_s, len(self._in_flight)
+            )
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._commit()
+        released = await asyncio.to_thread(self._release)
+        if released:
+            log.info("released %d leases", released)
+        self.sender.close()
+
+    # -- database ---------------------------------------------------------------
+
+    async def _claim(self, limit: int) -> list[queue.Claimed]:
+        return await asyncio.to_thread(self._claim_sync, limit)
+
+    def _claim_sync(self, limit: int) -> list[queue.Claimed]:
+        if len(self._bodies) > BODY_CACHE:
+            self._bodies.clear()
+        with write_transaction(self.engine) as conn:
+            return queue.claim(
+                conn,
+                worker=self.id,
+                now=self.clock.now(),
+                limit=limit,
+                limits=self.limits,
+                urls=self.urls,
+                bodies=self._bodies,
+            )
+
+    async def _commit(self) -> None:
+        if not self._finished:
+            return
+        finished, self._finished = self._finished, []
+        results = await asyncio.to_thread(self._complete_sync, finished)
+        for _, outcome in results:
+            if isinstance(outcome, Delivered):
+                self.delivered += 1
+            elif isinstance(outcome, Failed):
+                self.failed += 1
+
+    def _complete_sync(self, finished: list[queue.Attempt]) -> list[tuple[queue.Attempt, object]]:
+        with write_transaction(self.engine) as conn:
+            return list(
+                queue.complete(
+                    conn,
+                    finished,
+                    worker=self.id,
+                    now=self.clock.now(),
+                    rules=self.rules,
+                    rng=self._rng,
+                )
+            )
+
+    def _release(self) -> int:
+        with write_transaction(self.engine) as conn:
+            return queue.release(conn, self.id)

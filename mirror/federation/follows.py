@@ -1,0 +1,205 @@
+"""Followers of our actors: Follow, Undo{Follow}, Delete of a follower, operator actions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from mirror.db.base import table_of
+from mirror.db.bulk import bulk_insert
+from mirror.db.models import Follower, LocalActor
+from mirror.db.session import write_transaction
+from mirror.delivery.queue import publish
+from mirror.federation.service import Federation
+from mirror.vocab.activities import recipe
+from mirror.vocab.parse import Inbound, RemoteActorDoc
+
+log = logging.getLogger(__name__)
+TABLE = table_of(Follower)
+ACTIVE, REMOVED, BLOCKED = "active", "removed", "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerRow:
+    local_username: str
+    actor_url: str
+    inbox: str
+    shared_inbox: str | None
+    follow_id: str | None
+    state: str
+    created_at: datetime
+
+
+def list_followers(
+    connection: sa.Connection, username: str, *, states: tuple[str, ...] = (ACTIVE,)
+) -> list[FollowerRow]:
+    rows = connection.execute(
+        sa.select(TABLE)
+        .where(TABLE.c.local_username == username, TABLE.c.state.in_(states))
+        .order_by(TABLE.c.created_at, TABLE.c.actor_url)
+    ).mappings()
+    return [FollowerRow(**{k: r[k] for k in FollowerRow.__slots__}) for r in rows]
+
+
+def set_state(
+    connection: sa.Connection, username: str, actor_url: str, state: str, now: datetime
+) -> FollowerRow | None:
+    """Change a follower's state; None when the actor never followed (or was unknown)."""
+    found = (
+        connection.execute(
+            sa.select(TABLE).where(
+                TABLE.c.local_username == username, TABLE.c.actor_url == actor_url
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if found is None:
+        if state != BLOCKED:
+            return None
+        # Blocking someone who does not follow yet still refuses their future Follows.
+        bulk_insert(
+            connection,
+            TABLE,
+            [
+                {
+                    "local_username": username,
+                    "actor_url": actor_url,
+                    "inbox": "",
+                    "shared_inbox": None,
+                    "follow_id": None,
+                    "state": BLOCKED,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
+        return None
+    connection.execute(
+        sa.update(TABLE).where(TABLE.c.id == found["id"]).values(state=state, updated_at=now)
+    )
+    return FollowerRow(**{k: found[k] for k in FollowerRow.__slots__})
+
+
+async def handle_follow(
+    federation: Federation, local: LocalActor, activity: Inbound, follower: RemoteActorDoc
+) -> None:
+    """Store the follower and answer with a signed Accept embedding the Follow."""
+    inbox = follower.inbox
+    if not inbox:
+        log.warning(
+            "Follow %s from %s: the actor has no inbox; ignored", activity.id, activity.actor
+        )
+        return
+    now = federation.clock.now()
+    accept = recipe("accept", username=local.username, follow=activity.raw)
+
+    def store() -> bool:
+        with write_transaction(federation.engine) as conn:
+            current = conn.execute(
+                sa.select(TABLE.c.id, TABLE.c.state).where(
+                    TABLE.c.local_username == local.username, TABLE.c.actor_url == activity.actor
+                )
+            ).first()
+            if current is not None and current.state == BLOCKED:
+                return False
+            values = {
+                "inbox": inbox,
+                "shared_inbox": follower.shared_inbox,
+                "follow_id": activity.id,
+                "state": ACTIVE,
+                "updated_at": now,
+            }
+            if current is None:
+                bulk_insert(
+                    conn,
+                    TABLE,
+                    [
+                        {
+                            "local_username": local.username,
+                            "actor_url": activity.actor,
+                            "created_at": now,
+                            **values,
+                        }
+                    ],
+                )
+            else:
+                conn.execute(sa.update(TABLE).where(TABLE.c.id == current.id).values(**values))
+            publish(
+                conn,
+                urls=federation.urls,
+                username=local.username,
+                recipe=accept,
+                inboxes=[inbox],
+                now=now,
+            )
+            return True
+
+    if not await asyncio.to_thread(store):
+        log.info("Follow %s from blocked %s ignored", activity.id, activity.actor)
+        return
+    log.info("%s now follows %s", activity.actor, local.username)
+    federation.wake()
+
+
+async def handle_undo_follow(federation: Federation, local: LocalActor, activity: Inbound) -> None:
+    now = federation.clock.now()
+
+    def remove() -> int:
+        with write_transaction(federation.engine) as conn:
+            result = conn.execute(
+                sa.update(TABLE)
+                .where(
+                    TABLE.c.local_username == local.username,
+                    TABLE.c.actor_url == activity.actor,
+                    TABLE.c.state == ACTIVE,
+                )
+                .values(state=REMOVED, updated_at=now)
+            )
+            return result.rowcount or 0
+
+    if await asyncio.to_thread(remove):
+        log.info("%s unfollowed %s", activity.actor, local.username)
+
+
+async def handle_actor_deleted(federation: Federation, actor_url: str) -> None:
+    """A follower's account is gone: it follows no one here any more."""
+    now = federation.clock.now()
+
+    def remove() -> int:
+        with write_transaction(federation.engine) as conn:
+            result = conn.execute(
+                sa.update(TABLE)
+                .where(TABLE.c.actor_url == actor_url, TABLE.c.state == ACTIVE)
+                .values(state=REMOVED, updated_at=now)
+            )
+            return result.rowcount or 0
+
+    removed = await asyncio.to_thread(remove)
+    log.info("actor %s was deleted; removed as follower of %d actors", actor_url, removed)
+
+
+def reject_follower(
+    conn: sa.Connection, federation: Federation, local: LocalActor, follower: FollowerRow
+) -> bool:
+    """Queue a Reject for a removed or blocked follower (Mastodon then drops the follow)."""
+    if not follower.inbox:
+        return False
+    publish(
+        conn,
+        urls=federation.urls,
+        username=local.username,
+        recipe=recipe(
+            "reject",
+            username=local.username,
+            follower=follower.actor_url,
+            follow_id=follower.follow_id or "",
+        ),
+        inboxes=[follower.inbox],
+        now=federation.clock.now(),
+    )
+    return True

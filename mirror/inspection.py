@@ -1,0 +1,204 @@
+"""Read the stored reconstruction back: one JSON document, or readable threads."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mirror.db.models import Alias, Author, Comment, Community, DumpFile, Observation, Post
+
+Doc = dict[str, Any]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _handle(name: str | None, instance: str | None) -> str | None:
+    return f"{name}@{instance}" if name and instance else None
+
+
+def build_document(engine: Engine) -> Doc:
+    """The whole reconstruction in the shape ``mirror inspect --json`` prints."""
+    with engine.connect() as conn:
+        communities = {r.id: r for r in conn.execute(sa.select(Community).order_by(Community.id))}
+        authors = {r.id: r for r in conn.execute(sa.select(Author).order_by(Author.handle))}
+        sources = _sources(conn)
+        aliases = _aliases(conn)
+        posts = list(conn.execute(sa.select(Post).order_by(Post.id)))
+        comments = list(conn.execute(sa.select(Comment).order_by(Comment.id)))
+
+    def community_fields(community_id: str | None) -> Doc:
+        c = communities.get(community_id) if community_id else None
+        return {
+            "community": _handle(c.name, c.instance) if c else None,
+            "community_id": c.id if c else None,
+            "community_title": c.title if c else None,
+        }
+
+    def author_handle(author_id: str | None) -> str | None:
+        a = authors.get(author_id) if author_id else None
+        return a.handle if a else None
+
+    def item_fields(r: Any) -> Doc:
+        return {
+            "author": author_handle(r.author_id),
+            "body": r.body,
+            "score": r.score,
+            "upvotes": r.upvotes,
+            "downvotes": r.downvotes,
+            "published": _iso(r.published_at),
+            "published_raw": r.published_raw,
+            "edited": r.edited,
+            "edited_at": _iso(r.edited_at),
+            "edited_raw": r.edited_raw,
+            "language": r.language,
+            "confidence": r.confidence,
+            "aliases": [a for a in aliases.get(r.id, []) if a != r.id],
+            "sources": sources.get(r.id, []),
+        }
+
+    return {
+        "communities": [
+            {
+                "id": c.id,
+                "name": c.name,
+                "instance": c.instance,
+                "title": c.title,
+                "handle": _handle(c.name, c.instance),
+                "description": c.description,
+                "readers": c.readers,
+                "users_now": c.users_now,
+            }
+            for c in communities.values()
+        ],
+        "authors": [
+            {
+                "id": a.id,
+                "handle": a.handle,
+                "name": a.name,
+                "instance": a.instance,
+                "display_name": a.display_name,
+                "pronouns": a.pronouns,
+                "bio": a.bio,
+            }
+            for a in authors.values()
+        ],
+        "posts": [
+            {
+                "id": p.id,
+                "title": p.title,
+                "title_derived": p.title_derived,
+                **community_fields(p.community_id),
+                **item_fields(p),
+                "like_ratio": p.like_ratio,
+                "cross_posted_from": p.cross_posted_from,
+                "link_domain": p.link_domain,
+                "listing_rank": p.listing_rank,
+            }
+            for p in posts
+        ],
+        "comments": [
+            {
+                "id": c.id,
+                "post": c.post_id,
+                "parent": c.parent_id,
+                "parent_known": c.parent_known,
+                **item_fields(c),
+                "descendants": c.descendants,
+            }
+            for c in comments
+        ],
+    }
+
+
+def _sources(conn: sa.Connection) -> dict[str, list[Doc]]:
+    out: dict[str, list[Doc]] = defaultdict(list)
+    rows = conn.execute(
+        sa.select(Observation.item_id, DumpFile.name, Observation.first_line, Observation.last_line)
+        .join(DumpFile, DumpFile.sha256 == Observation.dump_sha256)
+        .order_by(DumpFile.name, Observation.first_line)
+    )
+    for item_id, name, first, last in rows:
+        out[item_id].append({"file": name, "first_line": first, "last_line": last})
+    return out
+
+
+def _aliases(conn: sa.Connection) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for alias, target in conn.execute(sa.select(Alias.alias, Alias.target).order_by(Alias.alias)):
+        out[target].append(alias)
+    return out
+
+
+def render_threads(doc: Doc, width: int = 100) -> Iterator[str]:
+    """Readable threads: each post, then its comments indented under their parents."""
+    by_post: dict[str | None, list[Doc]] = defaultdict(list)
+    for comment in doc["comments"]:
+        by_post[comment["post"]].append(comment)
+    for post in doc["posts"]:
+        yield from _render_post(post, by_post.get(post["id"], []), width)
+        yield ""
+    orphans = by_post.get(None, [])
+    if orphans:
+        yield f"── comments whose post is unknown ({len(orphans)}) ──"
+        yield from _render_comments(orphans, width)
+
+
+def _render_post(post: Doc, comments: list[Doc], width: int) -> Iterator[str]:
+    title = post["title"] or "(no title)"
+    marker = " (derived)" if post["title_derived"] else ""
+    yield f"■ {title}{marker}  [{post['id']}]"
+    where = post["community"] or post["community_title"] or "unknown community"
+    who = post["author"] or "unknown author"
+    yield f"  {who} in {where} · {_meta(post)}"
+    if post["cross_posted_from"]:
+        yield f"  cross-posted from {post['cross_posted_from']}"
+    if post["body"]:
+        yield f"  {_excerpt(post['body'], width - 2)}"
+    yield from _render_comments(comments, width)
+
+
+def _render_comments(comments: list[Doc], width: int) -> Iterator[str]:
+    children: dict[str | None, list[Doc]] = defaultdict(list)
+    ids = {c["id"] for c in comments}
+    for c in comments:
+        parent = c["parent"] if c["parent"] in ids else None
+        children[parent].append(c)
+
+    def walk(parent: str | None, depth: int) -> Iterator[str]:
+        for c in children.get(parent, []):
+            indent = "    " * depth + "  "
+            place = "" if c["parent_known"] or c["parent"] else " (parent unknown)"
+            who = c["author"] or "unknown author"
+            yield f"{indent}└ {who} · {_meta(c)}{place}  [{c['id']}]"
+            yield f"{indent}  {_excerpt(c['body'] or '', max(20, width - len(indent) - 2))}"
+            yield from walk(c["id"], depth + 1)
+
+    yield from walk(None, 1)
+
+
+def _meta(item: Doc) -> str:
+    parts = []
+    if item["score"] is not None:
+        parts.append(f"{item['score']} points")
+    if item["upvotes"] is not None:
+        parts.append(f"+{item['upvotes']}/-{item['downvotes']}")
+    if item["published_raw"]:
+        parts.append(item["published_raw"])
+    if item["edited"]:
+        parts.append("edited" + (f" {item['edited_raw']}" if item["edited_raw"] else ""))
+    parts.append(f"confidence {item['confidence']}")
+    return " · ".join(parts)
+
+
+def _excerpt(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

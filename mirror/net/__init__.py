@@ -1,0 +1,1 @@
+"""HTTP out: the guarded client session, signed GETs and POSTs."""

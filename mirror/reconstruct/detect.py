@@ -1,0 +1,99 @@
+"""Which kind of page a dump is, from the markers it holds.
+
+Strong markers decide: comment headers (``[–] user@host N points``) make a
+post page, a sidebar followed by ranked items a listing, bullets with
+lemmy-ui icon words a profile. Text without any marker is a flattened post
+page when it opens with a cross-post line or a heading, bare comments when
+it is prose, and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mirror.reconstruct.bodies import CROSS_POSTED
+from mirror.reconstruct.formats import listing, profile
+from mirror.reconstruct.headers import COMMENT_HEADER
+from mirror.reconstruct.model import DumpKind
+from mirror.reconstruct.sidebar import SUBMITTED_ON, find_sidebar_end, parse_sidebar
+from mirror.reconstruct.text import is_blank, is_nbsp_only
+
+
+class NotADump(ValueError):
+    """The text is none of the known page kinds; the message says why."""
+
+
+_TAG_LINE = re.compile(r"^\s*</?[A-Za-z!][^>]*>")
+_CODE_LINE = re.compile(r"[;{}]\s*$")
+_WORD = re.compile(r"[^\W\d_]{2,}")
+_NOT_LETTER = re.compile(r"[\W\d_]+")
+_MAX_SCAN = 400
+
+
+def detect(lines: list[str]) -> DumpKind:
+    """The page kind of a dump, or NotADump with the reason."""
+    head = lines[:_MAX_SCAN]
+    content = [line for line in lines if not is_blank(line) and not is_nbsp_only(line)]
+    if not content:
+        raise NotADump("empty file (only blank lines)")
+
+    if any(line.lstrip()[:1] == "[" and COMMENT_HEADER.match(line.strip()) for line in lines):
+        return DumpKind.THREAD
+    if any(SUBMITTED_ON.match(line.strip()) for line in head[:5]):
+        return DumpKind.THREAD
+    if _looks_like_profile(head):
+        return DumpKind.PROFILE
+    sidebar = find_sidebar_end(lines)
+    if sidebar is not None and parse_sidebar(lines, None) is not None:
+        if listing.item_starts(lines, sidebar + 1):
+            return DumpKind.LISTING
+        return DumpKind.THREAD
+
+    _refuse_non_prose(lines, content)
+    first = content[0].strip()
+    if CROSS_POSTED.match(first) or (len(content) > 1 and _is_heading(first, content[1])):
+        return DumpKind.FLAT
+    return DumpKind.BARE
+
+
+def _looks_like_profile(head: list[str]) -> bool:
+    bullets = sum(1 for line in head if profile.ITEM.match(line))
+    if not bullets:
+        return False
+    icons = sum(1 for line in head if line.strip() in profile.ICONS)
+    stats = sum(1 for line in head if profile.STAT.match(line))
+    return icons >= 1 or stats >= 1
+
+
+def _is_heading(line: str, following: str) -> bool:
+    words = line.split()
+    if not 2 <= len(words) <= 12 or re.search(r"[.!?:;,]$", line):
+        return False
+    capitals = sum(1 for word in words if word[:1].isupper())
+    return capitals / len(words) >= 0.6 and len(following.strip()) >= 200
+
+
+def _refuse_non_prose(lines: list[str], content: list[str]) -> None:
+    # The first lines tell markup, code and data from prose; no need to read on.
+    content = content[:200]
+    text = "\n".join(content).strip()
+    if text[:1] in "{[":
+        try:
+            json.loads(text)
+        except ValueError:
+            pass
+        else:
+            raise NotADump("not a page dump: the file is JSON")
+    tags = sum(1 for line in content if _TAG_LINE.match(line))
+    if tags / len(content) >= 0.3:
+        raise NotADump("not a page dump: the file is HTML or XML markup, not page text")
+    code = sum(1 for line in content if _CODE_LINE.search(line))
+    if code / len(content) >= 0.3:
+        raise NotADump("not a page dump: the file looks like source code")
+    letters = len(_NOT_LETTER.sub("", text))
+    visible = len("".join(text.split()))
+    if visible and letters / visible < 0.6:
+        raise NotADump("not a page dump: too few letters for page text")
+    if not any(len(_WORD.findall(line)) >= 4 for line in content):
+        raise NotADump("not a page dump: no line of prose (four words or more)")

@@ -1,0 +1,115 @@
+"""Text helpers shared by the dump parsers: lines, paragraphs, normalisation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+NBSP = "\u00a0"
+
+# Quote styles belong to the copy, not to the text (one copy of a comment has
+# curly quotes, another straight ones), so comparisons map them away.
+_QUOTES = (
+    ("\u2018", "'"),
+    ("\u2019", "'"),
+    ("\u201a", "'"),
+    ("\u201b", "'"),
+    ("\u2032", "'"),
+    ("\u201c", '"'),
+    ("\u201d", '"'),
+    ("\u201e", '"'),
+    ("\u201f", '"'),
+    ("\u2033", '"'),
+    ("\u2026", "..."),
+)
+_SPACE_RUN = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on LF only; keep the last line even without a final newline.
+
+    ``str.splitlines`` would also split on form feeds, U+2028 and other
+    characters that can occur inside a paragraph of a dump.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "" and text.endswith("\n"):
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def is_blank(line: str) -> bool:
+    """True for empty lines and lines of spaces or NBSPs only."""
+    return not line.strip()
+
+
+def is_nbsp_only(line: str) -> bool:
+    return bool(line) and NBSP in line and not line.replace(NBSP, "").strip()
+
+
+def clean_line(line: str) -> str:
+    """Strip indentation and trailing blanks (including NBSP) from a body line."""
+    return line.strip()
+
+
+def paragraphs(lines: list[str]) -> list[str]:
+    """Group body lines into paragraphs: blank lines separate, each kept line is cleaned.
+
+    Lines inside one paragraph are joined with a newline, so a paragraph that
+    the page wrapped keeps its line breaks.
+    """
+    out: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if is_blank(line):
+            if current:
+                out.append("\n".join(current))
+                current = []
+        else:
+            current.append(clean_line(line))
+    if current:
+        out.append("\n".join(current))
+    return out
+
+
+def join_paragraphs(paras: list[str]) -> str:
+    return "\n\n".join(paras)
+
+
+def normalize(text: str) -> str:
+    """The comparison form of a text: quotes mapped, whitespace collapsed."""
+    if not text.isascii():
+        # str.replace runs in C; str.translate with a mapping does not.
+        for old, new in _QUOTES:
+            if old in text:
+                text = text.replace(old, new)
+    # str.split() splits on every Unicode space, NBSP included.
+    return " ".join(text.split())
+
+
+def body_paragraphs(body: str) -> list[str]:
+    """The normalised paragraphs of a stored body."""
+    return [p for p in (normalize(part) for part in body.split("\n\n")) if p]
+
+
+def fingerprint(*parts: str) -> str:
+    """A short stable hash of its parts (hex, 64 bits)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of a text, at most ``limit`` characters, cut at a word."""
+    flat = _SPACE_RUN.sub(" ", text).strip()
+    match = _SENTENCE_END.search(flat)
+    sentence = flat[: match.start()] if match else flat
+    sentence = sentence.strip()
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-") + "…"

@@ -1,0 +1,1 @@
+"""HTTP in: the aiohttp application and its routes."""

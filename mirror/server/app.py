@@ -1,0 +1,112 @@
+"""The aiohttp application, and running it until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from mirror.federation.profile import announce_profile
+from mirror.federation.service import Federation
+from mirror.server.appkeys import FEDERATION
+from mirror.server.routes import actors, discovery, inbox, objects
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unexpected failures are logged with their traceback; the client sees only a status."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path_qs)
+        return web.Response(status=500, text="internal error")
+
+
+def make_app(federation: Federation) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware])
+    app[FEDERATION] = federation
+    for table in (discovery.routes, actors.routes, inbox.routes, objects.routes):
+        app.add_routes(table)
+
+    async def close(app: web.Application) -> None:
+        await app[FEDERATION].close()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"listen address {text!r} must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+async def serve(
+    federation: Federation,
+    *,
+    host: str,
+    port: int,
+    ready: asyncio.Event | None = None,
+    with_worker: bool = True,
+) -> None:
+    """Serve (and deliver) until SIGTERM/SIGINT; in-flight work gets a bounded time."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = federation.make_worker() if with_worker else None
+    worker_task = asyncio.create_task(worker.run(stop)) if worker is not None else None
+    runner = web.AppRunner(make_app(federation))
+    try:
+        bot = await federation.local_actor(federation.bot_username)
+        if bot is not None:
+            await announce_profile(federation, bot)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
+        if ready is not None:
+            ready.set()
+        await _until(stop, worker_task)
+    finally:
+        log.info("shutting down")
+        stop.set()
+        if worker_task is not None:
+            await asyncio.gather(worker_task, return_exceptions=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+
+
+async def run_worker(federation: Federation) -> None:
+    """Deliver only (more processes against PostgreSQL), until SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await federation.make_worker().run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await federation.close()
+
+
+async def _until(stop: asyncio.Event, worker_task: asyncio.Task[None] | None) -> None:
+    """Wait for a stop signal; a worker that dies (e.g. another claimer) stops the service too."""
+    if worker_task is None:
+        await stop.wait()
+        return
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({stopping, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if worker_task in done and worker_task.exception() is not None:
+        raise worker_task.exception()  # type: ignore[misc]

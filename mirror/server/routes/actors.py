@@ -1,0 +1,189 @@
+"""Our actors: the actor document (or profile page), outbox, followers, following."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from mirror import __version__
+from mirror.db.models import Activity, ApObject, Follower, LocalActor
+from mirror.federation.actors import BOT, actor_document
+from mirror.federation.follows import ACTIVE
+from mirror.server.appkeys import FEDERATION
+from mirror.server.negotiation import activity_json, wants_html
+from mirror.server.routes.access import require_signed_fetch
+from mirror.server.templates import render
+from mirror.vocab.collections import build_collection, build_page
+
+routes = web.RouteTableDef()
+PAGE_SIZE = 20
+
+
+async def _actor_or_404(request: web.Request) -> LocalActor:
+    actor = await request.app[FEDERATION].local_actor(request.match_info["username"])
+    if actor is None:
+        raise web.HTTPNotFound(text="no such actor")
+    return actor
+
+
+@routes.get("/u/{username}")
+async def handle_actor(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    actor = await _actor_or_404(request)
+    if wants_html(request):
+        return await _profile_page(request, actor)
+    await require_signed_fetch(request)
+    return activity_json(actor_document(federation.settings, federation.urls, actor))
+
+
+async def _profile_page(request: web.Request, actor: LocalActor) -> web.Response:
+    federation = request.app[FEDERATION]
+
+    def load() -> tuple[int, list[dict[str, Any]]]:
+        with federation.engine.connect() as conn:
+            followers = _count_followers(conn, actor.username)
+            rows = conn.execute(
+                sa.select(ApObject.id, ApObject.type, ApObject.json)
+                .where(ApObject.actor == actor.username, ApObject.deleted_at.is_(None))
+                .order_by(ApObject.created_at.desc())
+                .limit(50)
+            ).all()
+        objects = [
+            {
+                "url": federation.urls.object(r.id),
+                "type": r.type,
+                "title": r.json.get("name") or _excerpt(r.json),
+                "published": r.json.get("published", ""),
+            }
+            for r in rows
+        ]
+        return followers, objects
+
+    followers, objects = await asyncio.to_thread(load)
+    instance = federation.settings.instance
+    bot = actor.kind == BOT
+    return render(
+        "actor.html",
+        version=__version__,
+        name=instance.display_name if bot else (actor.source_handle or actor.username),
+        username=actor.username,
+        host=federation.urls.host,
+        actor_url=federation.urls.actor(actor.username),
+        followers=followers,
+        source=None if bot else actor.source_handle,
+        operator=instance.operator,
+        summary=instance.summary if bot else "",
+        objects=objects,
+    )
+
+
+def _excerpt(document: dict[str, Any]) -> str:
+    source = document.get("source")
+    text = source.get("content", "") if isinstance(source, dict) else ""
+    text = " ".join(str(text).split())
+    return text[:80] + ("…" if len(text) > 80 else "") if text else document.get("id", "")
+
+
+def _count_followers(conn: sa.Connection, username: str) -> int:
+    return (
+        conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(Follower)
+            .where(Follower.local_username == username, Follower.state == ACTIVE)
+        )
+        or 0
+    )
+
+
+@routes.get("/u/{username}/outbox")
+async def handle_outbox(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    actor = await _actor_or_404(request)
+    await require_signed_fetch(request)
+    outbox = federation.urls.outbox(actor.username)
+    page = request.query.get("page")
+
+    def load(page_number: int | None) -> tuple[int, list[dict[str, Any]]]:
+        with federation.engine.connect() as conn:
+            where = (Activity.actor == actor.username, Activity.public.is_(True))
+            total = conn.scalar(sa.select(sa.func.count()).select_from(Activity).where(*where)) or 0
+            if page_number is None:
+                return total, []
+            rows = conn.scalars(
+                sa.select(Activity.json)
+                .where(*where)
+                .order_by(Activity.created_at.desc(), Activity.id.desc())
+                .offset((page_number - 1) * PAGE_SIZE)
+                .limit(PAGE_SIZE)
+            ).all()
+        return total, [_without_context(doc) for doc in rows]
+
+    if page is None:
+        total, _ = await asyncio.to_thread(load, None)
+        return activity_json(build_collection(outbox, total=total, first=f"{outbox}?page=1"))
+    number = _page_number(page)
+    total, items = await asyncio.to_thread(load, number)
+    last = max(1, -(-total // PAGE_SIZE))
+    return activity_json(
+        build_page(
+            f"{outbox}?page={number}",
+            part_of=outbox,
+            items=items,
+            next_page=f"{outbox}?page={number + 1}" if number < last else None,
+            prev_page=f"{outbox}?page={number - 1}" if number > 1 else None,
+        )
+    )
+
+
+def _page_number(text: str) -> int:
+    if text in ("true", ""):
+        return 1
+    try:
+        number = int(text)
+    except ValueError:
+        raise web.HTTPBadRequest(text="page must be a positive integer") from None
+    if number < 1:
+        raise web.HTTPBadRequest(text="page must be a positive integer")
+    return number
+
+
+def _without_context(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != "@context"}
+
+
+@routes.get("/u/{username}/followers")
+async def handle_followers(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    actor = await _actor_or_404(request)
+    await require_signed_fetch(request)
+    visible = federation.settings.federation.followers_visible
+
+    def load() -> tuple[int, list[str] | None]:
+        with federation.engine.connect() as conn:
+            total = _count_followers(conn, actor.username)
+            if not visible:
+                return total, None
+            urls = conn.scalars(
+                sa.select(Follower.actor_url)
+                .where(Follower.local_username == actor.username, Follower.state == ACTIVE)
+                .order_by(Follower.created_at, Follower.actor_url)
+            ).all()
+        return total, list(urls)
+
+    total, items = await asyncio.to_thread(load)
+    return activity_json(
+        build_collection(federation.urls.followers(actor.username), total=total, items=items)
+    )
+
+
+@routes.get("/u/{username}/following")
+async def handle_following(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    actor = await _actor_or_404(request)
+    await require_signed_fetch(request)
+    return activity_json(
+        build_collection(federation.urls.following(actor.username), total=0, items=[])
+    )

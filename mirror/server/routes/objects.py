@@ -1,0 +1,99 @@
+"""Published objects and activities, at their ids: JSON, an HTML page, or 410 when deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from mirror import __version__
+from mirror.db.base import table_of
+from mirror.db.models import Activity, ApObject
+from mirror.server.appkeys import FEDERATION
+from mirror.server.negotiation import activity_json, wants_html
+from mirror.server.routes.access import require_signed_fetch
+from mirror.server.templates import render
+from mirror.vocab.context import AS
+from mirror.vocab.times import rfc3339
+
+routes = web.RouteTableDef()
+_TAG = re.compile(r"<[^>]+>")
+
+
+@routes.get("/objects/{object_id}")
+async def handle_object(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    object_id = request.match_info["object_id"]
+
+    def load() -> Any:
+        with federation.engine.connect() as conn:
+            return conn.execute(
+                sa.select(table_of(ApObject)).where(ApObject.id == object_id)
+            ).first()
+
+    obj = await asyncio.to_thread(load)
+    if obj is None:
+        raise web.HTTPNotFound(text="no such object")
+    url = federation.urls.object(obj.id)
+    if wants_html(request):
+        return _object_page(request, obj, url)
+    await require_signed_fetch(request)
+    if obj.deleted_at is not None:
+        # Lemmy reads 410 on fetch as "deleted".
+        return activity_json(
+            {
+                "@context": AS,
+                "id": url,
+                "type": "Tombstone",
+                "formerType": obj.type,
+                "deleted": rfc3339(obj.deleted_at),
+            },
+            status=410,
+        )
+    return activity_json(obj.json)
+
+
+def _object_page(request: web.Request, obj: Any, url: str) -> web.Response:
+    federation = request.app[FEDERATION]
+    document = obj.json
+    source = document.get("source")
+    text = source.get("content") if isinstance(source, dict) else None
+    if not isinstance(text, str):
+        text = _TAG.sub(" ", str(document.get("content", "")))
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    title = document.get("name") or (paragraphs[0][:80] if paragraphs else obj.id)
+    return render(
+        "object.html",
+        status=410 if obj.deleted_at else 200,
+        version=__version__,
+        title=title,
+        type=obj.type,
+        object_url=url,
+        actor_url=federation.urls.actor(obj.actor),
+        actor_name=obj.actor,
+        original=document.get("url") if isinstance(document.get("url"), str) else None,
+        deleted=obj.deleted_at is not None,
+        deleted_at=rfc3339(obj.deleted_at) if obj.deleted_at else None,
+        published=document.get("published"),
+        in_reply_to=document.get("inReplyTo"),
+        paragraphs=paragraphs,
+    )
+
+
+@routes.get("/activities/{activity_id}")
+async def handle_activity(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    activity_id = request.match_info["activity_id"]
+
+    def load() -> dict[str, Any] | None:
+        with federation.engine.connect() as conn:
+            return conn.scalar(sa.select(Activity.json).where(Activity.id == activity_id))
+
+    document = await asyncio.to_thread(load)
+    if document is None:
+        raise web.HTTPNotFound(text="no such activity")
+    await require_signed_fetch(request)
+    return activity_json(document)

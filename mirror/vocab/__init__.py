@@ -1,0 +1,1 @@
+"""ActivityPub vocabulary: the only place where JSON-LD shapes and camelCase keys live."""

@@ -1,0 +1,145 @@
+"""Activities we send about our actors: Accept of a Follow, Update of a profile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from mirror.vocab.context import ACTIVITY_CONTEXT, PUBLIC
+from mirror.vocab.ids import Urls, check_id
+from mirror.vocab.times import rfc3339
+
+
+def build_accept(
+    urls: Urls, *, username: str, activity_id: str, follow: dict[str, Any]
+) -> dict[str, Any]:
+    """Accept a Follow; Mastodon matches it by the embedded Follow (its id and actor)."""
+    embedded = {key: value for key, value in follow.items() if key != "@context"}
+    return {
+        "@context": ACTIVITY_CONTEXT,
+        "id": check_id(urls.activity(activity_id)),
+        "type": "Accept",
+        "actor": urls.actor(username),
+        "to": [follow["actor"]],
+        "object": embedded,
+    }
+
+
+def build_update_actor(
+    urls: Urls,
+    *,
+    username: str,
+    activity_id: str,
+    actor: dict[str, Any],
+    published: datetime | str,
+) -> dict[str, Any]:
+    """Announce a changed profile to followers."""
+    embedded = {key: value for key, value in actor.items() if key != "@context"}
+    return {
+        "@context": actor.get("@context", ACTIVITY_CONTEXT),
+        "id": check_id(urls.activity(activity_id)),
+        "type": "Update",
+        "actor": urls.actor(username),
+        "to": [PUBLIC],
+        "cc": [urls.followers(username)],
+        "published": published if isinstance(published, str) else rfc3339(published),
+        "object": embedded,
+    }
+
+
+def build_reject(
+    urls: Urls, *, username: str, activity_id: str, follower: str, follow_id: str
+) -> dict[str, Any]:
+    """Reject a Follow we had accepted: how Mastodon removes a follower."""
+    follow: dict[str, Any] = {"type": "Follow", "actor": follower, "object": urls.actor(username)}
+    if follow_id:
+        follow["id"] = follow_id
+    return {
+        "@context": ACTIVITY_CONTEXT,
+        "id": check_id(urls.activity(activity_id)),
+        "type": "Reject",
+        "actor": urls.actor(username),
+        "to": [follower],
+        "object": follow,
+    }
+
+
+def _addressed(
+    document: dict[str, Any], to: list[str], cc: list[str], audience: str | None
+) -> None:
+    document["to"] = to
+    document["cc"] = cc
+    if audience:
+        document["audience"] = audience
+
+
+def build_create(
+    urls: Urls,
+    *,
+    username: str,
+    activity_id: str,
+    object: dict[str, Any],
+    to: list[str],
+    cc: list[str],
+    audience: str | None = None,
+    kind: str = "Create",
+) -> dict[str, Any]:
+    """Create (or Update) of one of our objects; Lemmy needs both to and cc present."""
+    document: dict[str, Any] = {
+        "@context": ACTIVITY_CONTEXT,
+        "id": check_id(urls.activity(activity_id)),
+        "type": kind,
+        "actor": urls.actor(username),
+    }
+    _addressed(document, to, cc, audience)
+    document["object"] = {key: value for key, value in object.items() if key != "@context"}
+    return document
+
+
+def build_delete(
+    urls: Urls,
+    *,
+    username: str,
+    activity_id: str,
+    object_id: str,
+    to: list[str],
+    cc: list[str],
+    audience: str | None = None,
+) -> dict[str, Any]:
+    """Delete of our own object: the id as a string, Public in ``to``, and no
+    ``summary`` (Lemmy reads a summary as a moderator's removal)."""
+    document: dict[str, Any] = {
+        "@context": ACTIVITY_CONTEXT,
+        "id": check_id(urls.activity(activity_id)),
+        "type": "Delete",
+        "actor": urls.actor(username),
+        "object": object_id,
+    }
+    _addressed(document, to, cc, audience)
+    return document
+
+
+Builder = Callable[..., dict[str, Any]]
+
+#: Every activity we publish is made by one of these, from a recipe
+#: ({"builder": name, "args": {...}}) that is stored with it, so that a retry
+#: needing a new activity id builds it again instead of patching JSON.
+BUILDERS: dict[str, Builder] = {
+    "create": build_create,
+    "delete": build_delete,
+    "accept": build_accept,
+    "reject": build_reject,
+    "update_actor": build_update_actor,
+}
+
+
+def recipe(builder: str, **args: Any) -> dict[str, Any]:
+    if builder not in BUILDERS:
+        raise KeyError(f"unknown activity builder {builder!r}")
+    return {"builder": builder, "args": args}
+
+
+def build(urls: Urls, recipe: dict[str, Any], *, activity_id: str) -> dict[str, Any]:
+    """The activity a recipe describes, with the given id."""
+    return BUILDERS[recipe["builder"]](urls, activity_id=activity_id, **recipe["args"])

@@ -1,0 +1,102 @@
+"""Every URL we publish is minted here, from the configured base URL.
+
+Receivers deduplicate on ids and Lemmy stores them in 255-character
+columns, so ids are short, stable and never built anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from mirror.errors import ConfigError
+
+#: Lemmy keeps ids in varchar(255) columns.
+MAX_ID_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Urls:
+    """The URL scheme of one instance: https://host[:port] plus fixed paths."""
+
+    base: str
+
+    @classmethod
+    def from_base_url(cls, base_url: str) -> Urls:
+        """Validate a configured base URL: http(s), a host, no path, query or fragment."""
+        text = base_url.strip().rstrip("/")
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"[instance].base_url {base_url!r} must be http(s)://host[:port], e.g. "
+                "https://mirror.example.org"
+            )
+        if parts.path or parts.query or parts.fragment or parts.username:
+            raise ConfigError(
+                f"[instance].base_url {base_url!r} must not have a path, query or user part"
+            )
+        return cls(f"{parts.scheme}://{parts.netloc.lower()}")
+
+    @property
+    def host(self) -> str:
+        """host[:port] as written in the base URL (WebFinger's acct host)."""
+        return urlsplit(self.base).netloc
+
+    @property
+    def hostname(self) -> str:
+        return urlsplit(self.base).hostname or ""
+
+    def actor(self, username: str) -> str:
+        return f"{self.base}/u/{username}"
+
+    def key_id(self, username: str) -> str:
+        return f"{self.actor(username)}#main-key"
+
+    def inbox(self, username: str) -> str:
+        return f"{self.actor(username)}/inbox"
+
+    def outbox(self, username: str) -> str:
+        return f"{self.actor(username)}/outbox"
+
+    def followers(self, username: str) -> str:
+        return f"{self.actor(username)}/followers"
+
+    def following(self, username: str) -> str:
+        return f"{self.actor(username)}/following"
+
+    @property
+    def shared_inbox(self) -> str:
+        return f"{self.base}/inbox"
+
+    def object(self, object_id: str) -> str:
+        return f"{self.base}/objects/{object_id}"
+
+    def activity(self, activity_id: str) -> str:
+        return f"{self.base}/activities/{activity_id}"
+
+    def acct(self, username: str) -> str:
+        return f"acct:{username}@{self.host}"
+
+    @property
+    def nodeinfo(self) -> str:
+        return f"{self.base}/nodeinfo/2.1"
+
+    def is_local(self, url: str) -> bool:
+        return (
+            url == self.base or url.startswith(self.base + "/") or url.startswith(self.base + "#")
+        )
+
+    def username_of(self, actor_url: str) -> str | None:
+        """The username in one of our actor URLs, or None."""
+        prefix = f"{self.base}/u/"
+        if not actor_url.startswith(prefix):
+            return None
+        rest = actor_url[len(prefix) :]
+        return rest if rest and "/" not in rest and "#" not in rest else None
+
+
+def check_id(url: str) -> str:
+    """Refuse an id Lemmy could not store."""
+    if len(url) > MAX_ID_LENGTH:
+        raise ValueError(f"id longer than {MAX_ID_LENGTH} characters: {url[:80]}...")
+    return url

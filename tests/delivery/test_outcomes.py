@@ -1,0 +1,175 @@
+"""Each kind of answer ends in the right state, with the right number of attempts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from mirror.delivery.queue import TooLarge
+from tests.delivery.conftest import START, Env
+from tests.sink import Answer
+
+
+async def test_2xx_is_delivered_with_the_exact_content_type(env: Env) -> None:
+    env.publish("p1")
+    assert await env.cycle() == 1
+    row = env.row()
+    assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 1, 202)
+    hit = env.sink.hits[0]
+    assert hit.headers["Content-Type"] == "application/activity+json"
+    assert "Signature" in hit.headers and "Digest" in hit.headers
+    assert hit.activity["type"] == "Create"
+
+
+async def test_500_retries_with_backoff_then_delivers(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(500, "oops") if n < 3 else Answer(202)
+    env.publish("p1")
+    await env.cycle()
+    first = env.row()
+    assert (first["state"], first["attempts"], first["last_status"]) == ("pending", 1, 500)
+    assert first["next_attempt_at"] > START
+    assert await env.cycle() == 0  # not due yet
+    await env.cycle(advance_s=11)
+    second = env.row()
+    assert second["attempts"] == 2
+    assert second["next_attempt_at"] - START >= timedelta(seconds=11 + 10)  # doubled
+    await env.cycle(advance_s=25)
+    assert env.row()["state"] == "delivered" and env.row()["attempts"] == 3
+
+
+async def test_every_retry_carries_a_new_activity_id(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(503) if n == 1 else Answer(202)
+    original = env.publish("p1")
+    await env.cycle()
+    await env.cycle(advance_s=11)
+    first, second = env.sink.hits
+    assert first.activity["id"].endswith(original)
+    assert second.activity["id"] != first.activity["id"]
+    assert second.activity["object"] == first.activity["object"]  # the object id never changes
+    # The rebuilt activity is served at its id too.
+    from mirror.db.models import Activity
+
+    with env.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        ids = set(conn.scalars(sa.select(Activity.id)))
+    assert second.activity["id"].rsplit("/", 1)[1] in ids
+
+
+async def test_429_waits_for_retry_after(env: Env) -> None:
+    env.sink.script = lambda hit, n: (
+        Answer(429, headers={"Retry-After": "120"}) if n == 1 else Answer()
+    )
+    env.publish("p1")
+    await env.cycle()
+    assert env.row()["next_attempt_at"] == START + timedelta(seconds=120)
+    assert await env.cycle(advance_s=100) == 0
+    assert await env.cycle(advance_s=20) == 1
+    assert env.row()["state"] == "delivered"
+
+
+async def test_timeout_is_retried(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(delay_s=2) if n == 1 else Answer()
+    env.publish("p1")
+    await env.cycle()
+    row = env.row()
+    assert row["state"] == "pending" and row["last_status"] is None
+    assert "timed out" in row["last_error"]
+    await env.cycle(advance_s=11)
+    assert env.row()["state"] == "delivered"
+
+
+async def test_410_fails_at_once_with_the_reason(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(410, "this inbox is gone for good")
+    env.publish("p1")
+    await env.cycle()
+    row = env.row()
+    assert (row["state"], row["attempts"], row["last_status"]) == ("failed", 1, 410)
+    assert "this inbox is gone for good" in row["last_error"]
+
+
+async def test_lemmy_400s_are_classified_by_their_error_field(env: Env) -> None:
+    answers = {
+        1: Answer(400, json.dumps({"error": "inbox_timeout"})),
+        2: Answer(400, json.dumps({"error": "only_mods_can_post_in_community"})),
+    }
+    env.sink.script = lambda hit, n: answers[n]
+    env.publish("p1")
+    await env.cycle()
+    assert env.row()["state"] == "pending"  # transient
+    await env.cycle(advance_s=11)
+    row = env.row()
+    assert row["state"] == "failed" and "only_mods_can_post_in_community" in row["last_error"]
+
+
+async def test_lemmy_unknown_is_retried_a_few_times_then_fails(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(400, json.dumps({"error": "unknown", "message": "x"}))
+    env.publish("p1")
+    for _ in range(5):
+        await env.cycle(advance_s=4000)
+    row = env.row()
+    assert row["state"] == "failed" and row["attempts"] == 3
+
+
+async def test_down_host_opens_the_breaker_and_a_probe_closes_it(env: Env) -> None:
+    await env.sink.stop()  # connection refused
+    for n in range(4):
+        env.publish(f"p{n}")
+    for _ in range(3):
+        await env.cycle(advance_s=4000)
+    host = env.status()["hosts"][0]
+    assert host["breaker"] == "open" and host["consecutive_failures"] >= 3
+    assert await env.cycle() == 0  # open: nothing is sent
+    await env.sink.start()
+    env.clock.advance(4000)  # past every retry time and the cool-off
+    assert await env.cycle() == 1  # half open: a single probe
+    assert env.status()["hosts"][0]["breaker"] == "closed"
+    for _ in range(3):
+        await env.cycle(advance_s=4000)
+    assert [r["state"] for r in env.rows()] == ["delivered"] * 4
+
+
+async def test_gives_up_after_the_horizon(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(500)
+    env.publish("p1")
+    for _ in range(40):
+        await env.cycle(advance_s=3600)
+    row = env.row()
+    assert row["state"] == "failed" and "gave up" in row["last_error"]
+
+
+async def test_enqueueing_twice_is_a_no_op_and_shared_inboxes_group(env: Env) -> None:
+    from mirror.db.session import write_transaction
+    from mirror.delivery import queue
+
+    activity = env.publish("p1", inboxes=[env.sink.inbox, env.sink.inbox])
+    with write_transaction(env.engine) as conn:
+        queue.enqueue(
+            conn,
+            activity_id=activity,
+            ordering_key="k",
+            depends_on=None,
+            inboxes=[env.sink.inbox],
+            now=START,
+        )
+    assert len(env.rows()) == 1
+
+
+async def test_oversized_activities_are_refused_before_sending(env: Env) -> None:
+    import pytest
+
+    from mirror.db.session import write_transaction
+    from mirror.delivery import queue
+    from mirror.vocab.activities import recipe
+
+    note = {"id": env.federation.urls.object("big"), "type": "Note", "content": "x" * 300_000}
+    with pytest.raises(TooLarge, match="bytes"), write_transaction(env.engine) as conn:
+        queue.publish(
+            conn,
+            urls=env.federation.urls,
+            username="mirror",
+            recipe=recipe("create", username="mirror", object=note, to=[], cc=[]),
+            inboxes=[env.sink.inbox],
+            now=START,
+        )
+    assert env.rows() == []

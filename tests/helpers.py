@@ -1,0 +1,23 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from mirror.reconstruct import DumpKind, ParsedDump, parse_dump
+
+
+def parse_file(
+    path: Path, captured_at: datetime | None = None, kind: DumpKind | None = None
+) -> ParsedDump:
+    return parse_dump(path.read_text(encoding="utf-8"), kind=kind, captured_at=captured_at)
+
+
+def body_starts(items, prefix: str):
+    """The one item whose body starts with ``prefix`` (quote style ignored)."""
+    from mirror.reconstruct.text import normalize
+
+    found = [i for i in items if i.body and normalize(i.body).startswith(normalize(prefix))]
+    assert len(found) == 1, f"{len(found)} items start with {prefix!r}"
+    return found[0]

@@ -1,0 +1,121 @@
+"""Files: one transaction each, refusals with a reason, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mirror.ingest.files import find_dump_files, ingest_file, ingest_paths
+from tests.conftest import CAPTURED, SEED
+
+THREAD = """\
+this post was submitted on 3 Mar 2024
+5 points (100% liked)
+
+Tea
+
+10 readers
+1 users here now
+
+About tea.
+
+founded 2 years ago
+MODERATORS
+\u00a0
+
+Green or black, and why does it matter so much to everyone here?
+
+[–] ana@tea.example 4 points 1 day ago
+
+Green, with a little honey when the afternoon gets long.
+
+[–] bo@tea.example 2 points 1 day ago
+
+POISON: black, no sugar, strong enough to stand a spoon in it.\
+"""
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table}")))
+
+
+def test_a_file_that_fails_while_storing_leaves_nothing(
+    engine: Engine, clock, tmp_path: Path
+) -> None:
+    # A real database refusal halfway through the file: the post and the
+    # first comment are written before the second comment is refused.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER poison BEFORE INSERT ON comment WHEN NEW.body LIKE '%POISON%' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )
+        )
+    bad = tmp_path / "tea.txt"
+    bad.write_text(THREAD)
+    reports = ingest_paths(
+        engine, [SEED["listing"], bad, SEED["thread"]], clock=clock, captured_at=CAPTURED
+    )
+    assert [r.ok for r in reports] == [True, False, True]
+    assert "poisoned row" in reports[1].error
+    assert "\n" not in reports[1].error
+    with engine.connect() as conn:
+        assert (
+            conn.scalar(sa.text("SELECT count(*) FROM post WHERE body LIKE 'Green or black%'")) == 0
+        )
+        assert (
+            conn.scalar(sa.text("SELECT count(*) FROM comment WHERE body LIKE 'Green, with%'")) == 0
+        )
+        assert conn.scalar(sa.text("SELECT count(*) FROM dump_file WHERE name = 'tea.txt'")) == 0
+    assert _count(engine, "post") == 26  # 25 listing posts + the thread's post
+
+
+def test_refused_files_are_named_with_the_reason(engine: Engine, clock, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "latin1.txt").write_bytes("Un caf\u00e9 tr\u00e8s bon, vraiment.".encode("latin-1"))
+    (tmp_path / "blob.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tmp_path / "data.txt").write_text('{"items": [1, 2, 3]}')
+    reports = {r.path.name: r for r in ingest_paths(engine, [tmp_path], clock=clock)}
+    assert reports["empty.txt"].error == "empty file"
+    assert reports["latin1.txt"].error == "not UTF-8: invalid byte 0xe9 at offset 6"
+    assert reports["blob.txt"].error == "binary file (NUL byte at offset 8)"
+    assert reports["data.txt"].error == "not a page dump: the file is JSON"
+    assert _count(engine, "dump_file") == 0
+
+
+def test_unreadable_and_missing_files(engine: Engine, clock, tmp_path: Path) -> None:
+    missing = ingest_file(engine, tmp_path / "nope.txt", clock=clock)
+    assert missing.error == "no such file"
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    assert ingest_file(engine, folder, clock=clock).error == "is a directory"
+
+
+def test_folders_are_searched_recursively_for_text_files(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "one.txt").write_text("x")
+    (tmp_path / "a" / "two").write_text("x")
+    (tmp_path / "a" / "image.png").write_bytes(b"x")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "three.txt").write_text("x")
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in find_dump_files([tmp_path]))
+    assert found == ["a/b/one.txt", "a/two"]
+
+
+def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: Path) -> None:
+    import os
+
+    copy = tmp_path / "thread.txt"
+    copy.write_bytes(SEED["thread"].read_bytes())
+    os.utime(copy, (1_753_704_000, 1_753_704_000))  # 2025-07-28T12:00:00Z
+    assert ingest_file(engine, copy, clock=clock).ok
+    with engine.connect() as conn:
+        published = conn.scalar(
+            sa.text("SELECT published_raw FROM comment WHERE body LIKE 'I''ve explained%'")
+        )
+        assert published == "2 days ago"
+        captured = conn.scalar(sa.text("SELECT captured_at FROM dump_file"))
+    assert str(captured).startswith("2025-07-28 12:00:00")

@@ -1,0 +1,224 @@
+"""Storing the seeds: copies merge, nothing is invented, ids do not depend on order."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mirror.db import migrate
+from mirror.db.session import make_engine
+from mirror.ingest.files import ingest_file
+from mirror.inspection import build_document
+from mirror.reconstruct.text import normalize
+from tests.conftest import CAPTURED, SEED
+
+
+def ingest(engine: Engine, clock, *names: str) -> list:
+    reports = [ingest_file(engine, SEED[name], clock=clock, captured_at=CAPTURED) for name in names]
+    assert all(r.ok for r in reports), [r.error for r in reports]
+    return reports
+
+
+def starting(items: list[dict], prefix: str) -> dict:
+    found = [i for i in items if i["body"] and normalize(i["body"]).startswith(normalize(prefix))]
+    assert len(found) == 1, f"{len(found)} items start with {prefix!r}"
+    return found[0]
+
+
+@pytest.fixture
+def seeded(engine: Engine, clock) -> dict:
+    ingest(engine, clock, *SEED)
+    return build_document(engine)
+
+
+def test_totals_after_all_seeds(seeded: dict) -> None:
+    # 25 listing posts, plus the lemmy.ml essay (000's title + 001's body);
+    # 002's post is listing item 190.
+    assert len(seeded["posts"]) == 26
+    assert {a["handle"] for a in seeded["authors"]} == {
+        "happybadger@hexbear.net",
+        "yogthos@lemmy.ml",
+        "yogthos@lemmygrad.ml",
+        "DisabledAceSocialist@lemmygrad.ml",
+        "Makan@lemmygrad.ml",
+    }
+    assert sorted((c["title"], c["instance"], c["name"]) for c in seeded["communities"]) == [
+        ("Comradeship // Freechat", "lemmygrad.ml", "comradeship"),
+        ("Socialism", "lemmy.ml", None),
+    ]
+
+
+def test_profile_title_and_thread_body_are_one_post(seeded: dict) -> None:
+    post = next(p for p in seeded["posts"] if p["title"] == "A Marxist Perspective On AI")
+    assert post["title_derived"] is False
+    assert post["body"].startswith("AI has become as a deeply polarizing issue")
+    assert post["score"] == 22
+    assert post["published"] == "2025-04-26T00:00:00Z"
+    assert post["author"] is None  # never shown on a page
+    assert post["community_title"] == "Socialism"
+    assert {(s["file"][:3], s["first_line"], s["last_line"]) for s in post["sources"]} == {
+        ("000", 13, 13),
+        ("001", 15, 59),
+    }
+
+
+def test_same_essay_in_another_community_is_another_post(seeded: dict) -> None:
+    essays = [p for p in seeded["posts"] if p["body"] and p["body"].startswith("AI has become")]
+    assert len(essays) == 2
+    assert {p["community"] for p in essays} == {None, "comradeship@lemmygrad.ml"}
+    lemmygrad = next(p for p in essays if p["community"])
+    assert lemmygrad["title"] == "My thoughts on AI"
+    assert lemmygrad["author"] == "yogthos@lemmygrad.ml"
+    assert "AI tools like ComfyUI" in lemmygrad["body"]
+
+
+def test_cross_post_in_flat_dump_is_listing_item_190(seeded: dict) -> None:
+    post = next(p for p in seeded["posts"] if p["listing_rank"] == 190)
+    assert post["cross_posted_from"] == "https://hexbear.net/post/4742235"
+    assert {s["file"][:3] for s in post["sources"]} == {"002", "004"}
+    assert post["community"] == "comradeship@lemmygrad.ml"
+    flat_comments = [c for c in seeded["comments"] if c["post"] == post["id"]]
+    assert len(flat_comments) >= 30
+    assert all(c["confidence"] == "low" and c["parent_known"] is False for c in flat_comments)
+
+
+def test_sure_but_comment_merges_three_copies(seeded: dict) -> None:
+    comment = starting(
+        [c for c in seeded["comments"] if c["author"] == "happybadger@hexbear.net"],
+        "Sure but I've read the original post and it you don't make a Marxist case for it. Here's",
+    )
+    assert {s["file"][:3] for s in comment["sources"]} == {"000", "001", "003"}
+    assert (comment["upvotes"], comment["downvotes"]) == (2, 2)
+    assert comment["edited"] is True
+    assert comment["edited_raw"] == "4 hours ago"  # the finer of "4 hours" and "2 days"
+    assert comment["confidence"] == "high"
+    assert len(comment["body"].split("\n\n")) == 6
+    post = next(p for p in seeded["posts"] if p["id"] == comment["post"])
+    assert post["title"] == "A Marxist Perspective On AI"
+
+
+def test_thread_chain_and_parents(seeded: dict) -> None:
+    comments = {c["id"]: c for c in seeded["comments"]}
+    top = starting(list(comments.values()), "Because if you mean the intrinsic value of art")
+    assert (top["parent"], top["parent_known"]) == (None, False)
+    assert {s["file"][:3] for s in top["sources"]} == {"000", "001"}
+    explained = starting(list(comments.values()), "I've explained my argument")
+    assert explained["parent"] == top["id"] and explained["parent_known"] is True
+    sure = starting(
+        list(comments.values()),
+        "Sure but I've read the original post and it you don't make a Marxist case for it. Here's",
+    )
+    assert sure["parent"] == explained["id"]
+    reply = next(
+        c
+        for c in comments.values()
+        if c["author"] == "yogthos@lemmy.ml" and c["parent"] == sure["id"]
+    )
+    assert reply["body"].split("\n\n")[0].startswith("Sure but I’ve read")
+    assert reply["id"] != sure["id"]  # a quote of the first sentence is not the same comment
+
+
+def test_bare_leftovers_stay_unknown(seeded: dict) -> None:
+    link = starting(seeded["comments"], "https://archive.is/29uTN")
+    assert link["author"] is None and link["post"] is None
+    assert link["confidence"] == "low"
+    assert (link["parent"], link["parent_known"]) == (None, False)
+
+
+def test_ingesting_twice_changes_nothing(engine: Engine, clock) -> None:
+    ingest(engine, clock, *SEED)
+    before = _snapshot(engine)
+    clock.advance(3600)
+    reports = ingest(engine, clock, *SEED)
+    assert sum(r.posts + r.comments for r in reports) == 0
+    assert _snapshot(engine) == before
+
+
+def test_ids_do_not_depend_on_ingest_order(tmp_path: Path, clock) -> None:
+    documents = []
+    orders = [list(SEED), list(reversed(SEED)), ["bare", "thread", "listing", "profile", "flat"]]
+    for n, order in enumerate(orders):
+        engine = make_engine(f"sqlite:///{tmp_path / f'order{n}.db'}")
+        migrate.upgrade(engine)
+        ingest(engine, clock, *order)
+        document = build_document(engine)
+        for key in ("posts", "comments"):
+            for item in document[key]:
+                item.pop("aliases")
+                item["sources"].sort(key=lambda s: (s["file"], s["first_line"]))
+        documents.append(document)
+        engine.dispose()
+    for other in documents[1:]:
+        for key in ("communities", "authors", "posts", "comments"):
+            assert other[key] == documents[0][key], key
+
+
+def test_earlier_ids_stay_resolvable_after_a_merge(engine: Engine, clock) -> None:
+    ingest(engine, clock, "profile")
+    first = build_document(engine)
+    ingest(engine, clock, "thread")
+    after = build_document(engine)
+    known = {i["id"] for k in ("posts", "comments") for i in after[k]}
+    known |= {a for k in ("posts", "comments") for i in after[k] for a in i["aliases"]}
+    for key in ("posts", "comments"):
+        for item in first[key]:
+            assert item["id"] in known
+
+
+def test_same_file_under_two_names_is_one_dump(engine: Engine, clock, tmp_path: Path) -> None:
+    copy = tmp_path / "renamed.txt"
+    shutil.copy(SEED["thread"], copy)
+    ingest(engine, clock, "thread")
+    before = _snapshot(engine)
+    report = ingest_file(engine, copy, clock=clock, captured_at=CAPTURED)
+    assert report.ok and report.posts == report.comments == 0
+    assert _snapshot(engine) == before
+
+
+def test_every_pair_of_seeds_merges_without_error(tmp_path: Path, clock) -> None:
+    for n, pair in enumerate(itertools.permutations(SEED, 2)):
+        engine = make_engine(f"sqlite:///{tmp_path / f'pair{n}.db'}")
+        migrate.upgrade(engine)
+        ingest(engine, clock, *pair)
+        engine.dispose()
+
+
+def _snapshot(engine: Engine) -> dict[str, list]:
+    tables = (
+        "community",
+        "author",
+        "post",
+        "comment",
+        "alias",
+        "observation",
+        "fragment",
+        "dump_file",
+    )
+    with engine.connect() as conn:
+        return {
+            t: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {t}"))), key=repr)
+            for t in tables
+        }
+
+
+def test_items_sharing_a_long_opening_stay_apart(engine: Engine, clock, tmp_path: Path) -> None:
+    # Same community, same first 256 characters, different endings: three
+    # different posts (each natural id is taken by the one before).
+    opening = "An opening paragraph that is long enough to fill the whole identity key. " * 5
+    for n, ending in enumerate(["first ending.", "second ending.", "third ending."]):
+        page = (
+            "Tea\n\n10 readers\n1 users here now\n\nAbout tea.\n\nfounded 2 years ago\nMODERATORS\n"
+            f"\u00a0\n\n{opening}\n\nSomething else entirely, {ending}"
+        )
+        path = tmp_path / f"page{n}.txt"
+        path.write_text(page)
+        report = ingest_file(engine, path, clock=clock, captured_at=CAPTURED)
+        assert report.ok and report.posts == 1, report.error
+    document = build_document(engine)
+    assert len(document["posts"]) == 3
+    assert len({p["id"] for p in document["posts"]}) == 3

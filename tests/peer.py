@@ -1,0 +1,206 @@
+"""A remote fediverse server for tests: its own key, its own actor, a recording inbox.
+
+It is a real aiohttp server on 127.0.0.1. It signs what it sends with
+httpsig (pycryptodome), and verifies what it receives with httpsig, so the
+product's signatures are checked by an implementation other than its own.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from httpsig import HeaderSigner
+from httpsig.verify import HeaderVerifier
+
+from mirror.signatures import (
+    digest_header,
+    generate_private_key,
+    private_key_to_pem,
+    public_key_pem,
+)
+
+ACTIVITY_JSON = "application/activity+json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    #: httpsig's verdict on the request's signature (with the key it fetched).
+    verified: bool
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Peer:
+    """Alice, on her own server."""
+
+    port: int = field(default_factory=free_port)
+    username: str = "alice"
+    key: Any = field(default_factory=generate_private_key)
+    received: list[Received] = field(default_factory=list)
+    #: Status the actor URL answers with (410 once the account is "deleted").
+    actor_status: int = 200
+    #: Keys of other servers, fetched to verify what they send us.
+    _server: TestServer | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def actor_id(self) -> str:
+        return f"{self.base}/users/{self.username}"
+
+    @property
+    def key_id(self) -> str:
+        return f"{self.actor_id}#main-key"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.actor_id}/inbox"
+
+    def actor_document(self) -> dict[str, Any]:
+        return {
+            "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
+            "id": self.actor_id,
+            "type": "Person",
+            "preferredUsername": self.username,
+            "inbox": self.inbox,
+            "outbox": f"{self.actor_id}/outbox",
+            "endpoints": {"sharedInbox": f"{self.base}/inbox"},
+            "publicKey": {
+                "id": self.key_id,
+                "owner": self.actor_id,
+                "publicKeyPem": public_key_pem(self.key),
+            },
+        }
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get(f"/users/{self.username}", self._actor)
+        app.router.add_post(f"/users/{self.username}/inbox", self._inbox)
+        app.router.add_post("/inbox", self._inbox)
+        self._server = TestServer(app, host="127.0.0.1", port=self.port)
+        await self._server.start_server()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+    async def _actor(self, request: web.Request) -> web.Response:
+        if self.actor_status != 200:
+            return web.Response(status=self.actor_status)
+        return web.Response(
+            body=json.dumps(self.actor_document()).encode(), content_type=ACTIVITY_JSON
+        )
+
+    async def _inbox(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = dict(request.headers)
+        verified = await self._verify(request, headers)
+        self.received.append(Received(request.path, headers, body, verified))
+        return web.Response(status=202)
+
+    async def _verify(self, request: web.Request, headers: dict[str, str]) -> bool:
+        """httpsig's verifier, with the sender's key fetched from its actor document."""
+        signature = headers.get("Signature", "")
+        key_id = signature.split('keyId="', 1)[-1].split('"', 1)[0]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(key_id.split("#")[0], headers={"Accept": ACTIVITY_JSON}) as response,
+        ):
+            actor = await response.json(content_type=None)
+        verifier = HeaderVerifier(
+            headers=headers,
+            secret=actor["publicKey"]["publicKeyPem"].encode(),
+            required_headers=["(request-target)", "host", "date", "digest"],
+            method="POST",
+            path=request.path_qs,
+            host=request.host,
+            sign_header="Signature",
+        )
+        return bool(verifier.verify())
+
+    def signed_post_headers(
+        self, url: str, body: bytes, *, now: datetime | None = None, key: Any = None
+    ) -> dict[str, str]:
+        """Headers for a POST signed the way Mastodon does, made by httpsig."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        headers = {
+            "Host": parts.netloc,
+            "Date": format_datetime((now or datetime.now(UTC)).astimezone(UTC), usegmt=True),
+            "Digest": digest_header(body),
+            "Content-Type": ACTIVITY_JSON,
+        }
+        signer = HeaderSigner(
+            self.key_id,
+            private_key_to_pem(key or self.key).encode(),
+            algorithm="rsa-sha256",
+            headers=["(request-target)", "host", "date", "digest", "content-type"],
+            sign_header="Signature",
+        )
+        return signer.sign(headers, host=parts.netloc, method="POST", path=parts.path or "/")
+
+    def follow(self, target: str, number: int = 1) -> dict[str, Any]:
+        return {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": f"{self.actor_id}#follows/{number}",
+            "type": "Follow",
+            "actor": self.actor_id,
+            "object": target,
+        }
+
+
+def rfc9421_headers(
+    peer: Peer, url: str, body: bytes, *, now: datetime | None = None
+) -> dict[str, str]:
+    """Headers for a POST signed per RFC 9421 (rsa-v1_5-sha256), written here from the RFC."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from mirror.signatures import content_digest_header
+
+    created = int((now or datetime.now(UTC)).timestamp())
+    digest = content_digest_header(body)
+    params = (
+        '("@method" "@target-uri" "content-digest")'
+        f';created={created};keyid="{peer.key_id}";alg="rsa-v1_5-sha256"'
+    )
+    base = "\n".join(
+        [
+            '"@method": POST',
+            f'"@target-uri": {url}',
+            f'"content-digest": {digest}',
+            f'"@signature-params": {params}',
+        ]
+    ).encode()
+    signature = peer.key.sign(base, padding.PKCS1v15(), hashes.SHA256())
+    return {
+        "Content-Type": ACTIVITY_JSON,
+        "Content-Digest": digest,
+        "Signature-Input": f"sig1={params}",
+        "Signature": f"sig1=:{base64.b64encode(signature).decode()}:",
+    }

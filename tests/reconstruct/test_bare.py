@@ -1,0 +1,22 @@
+"""Seed 003: bare comment bodies with no markers."""
+
+from __future__ import annotations
+
+from mirror.reconstruct import Confidence, DumpKind
+from tests.conftest import SEED
+from tests.helpers import parse_file
+
+
+def test_bare_comments_without_metadata() -> None:
+    dump = parse_file(SEED["bare"])
+    assert dump.kind is DumpKind.BARE
+    assert dump.posts == ()
+    assert dump.comments[0].first_line == 3  # two leading blank lines
+    # The colon lead-in keeps the quoted paragraph with its comment.
+    assert (dump.comments[0].first_line, dump.comments[0].last_line) == (3, 4)
+    assert [(c.first_line, c.last_line) for c in dump.comments[-2:]] == [(9, 9), (10, 10)]
+    assert dump.comments[-2].body == "https://archive.is/29uTN"
+    for comment in dump.comments:
+        assert comment.author is None and comment.post is None
+        assert comment.parent_known is False
+        assert comment.confidence is Confidence.LOW

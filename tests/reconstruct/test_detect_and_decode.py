@@ -1,0 +1,62 @@
+"""Page-kind detection, and refusals with a one-line reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirror.reconstruct import DumpKind, NotADump, decode, parse_dump
+from mirror.reconstruct.text import split_lines
+from tests.conftest import SEED
+
+
+@pytest.mark.parametrize(("kind", "path"), list(SEED.items()))
+def test_each_seed_is_detected_as_its_kind(kind: str, path) -> None:
+    assert parse_dump(path.read_text()).kind is DumpKind(kind)
+
+
+def test_format_can_be_forced() -> None:
+    text = SEED["bare"].read_text()
+    dump = parse_dump(text, kind=DumpKind.FLAT)
+    assert dump.kind is DumpKind.FLAT and len(dump.posts) == 1
+
+
+def test_last_line_without_newline_is_kept() -> None:
+    assert split_lines("a\nb") == ["a", "b"]
+    assert split_lines("a\nb\n") == ["a", "b"]
+    assert split_lines("a\u2028b\fc") == ["a\u2028b\fc"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"  \n\n\t\n", "empty file (only whitespace)"),
+        (b"hello\x00world", "binary file (NUL byte at offset 5)"),
+        ("caf\u00e9 ok\n".encode("latin-1") + b"rest", "not UTF-8: invalid byte 0xe9 at offset 3"),
+    ],
+)
+def test_decode_refusals_name_the_problem(data: bytes, reason: str) -> None:
+    with pytest.raises(NotADump) as info:
+        decode(data)
+    assert str(info.value) == reason
+
+
+def test_decode_strips_a_bom() -> None:
+    assert decode("\ufeffhello there friend".encode()) == "hello there friend"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"type": "Note", "content": "hello"}', "JSON"),
+        ("<html>\n<body>\n<p>hi</p>\n</body>\n</html>", "HTML"),
+        ("int main() {\n  return 0;\n}\n", "source code"),
+        ("1,2,3\n4,5,6\n7,8,9\n", "letters"),
+        ("ok\nyes\nno\n", "prose"),
+    ],
+)
+def test_not_a_dump(text: str, words: str) -> None:
+    with pytest.raises(NotADump) as info:
+        parse_dump(text)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)

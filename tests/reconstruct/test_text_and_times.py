@@ -1,0 +1,68 @@
+"""Normalisation, derived titles, relative and absolute times, segmentation rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mirror.reconstruct import segment
+from mirror.reconstruct.handles import parse_community_handle, parse_handle, split_pronouns
+from mirror.reconstruct.text import first_sentence, normalize
+from mirror.reconstruct.times import parse_moment
+
+NOW = datetime(2025, 7, 28, 12, tzinfo=UTC)
+
+
+def test_normalize_maps_quote_styles_and_whitespace() -> None:
+    assert normalize("I\u2019ve  read \u201cart\u201d\u00a0\n here") == 'I\'ve read "art" here'
+
+
+def test_first_sentence_is_cut_at_200_characters() -> None:
+    assert first_sentence("Short one. Second.") == "Short one."
+    long = "word " * 100
+    title = first_sentence(long)
+    assert len(title) <= 200 and title.endswith("…")
+
+
+def test_relative_times_are_estimated_from_the_capture_time() -> None:
+    moment = parse_moment("4 hours ago", NOW)
+    assert moment.estimated == NOW - timedelta(hours=4)
+    assert moment.precision_s == 3600
+    assert parse_moment("2 months ago", NOW).estimated == NOW - timedelta(days=60)
+    assert parse_moment("a year ago", NOW).estimated == NOW - timedelta(days=365)
+    assert parse_moment("3 days ago", None).estimated is None
+
+
+def test_absolute_dates() -> None:
+    assert parse_moment("26 Apr 2025", NOW).estimated == datetime(2025, 4, 26, tzinfo=UTC)
+    assert parse_moment("October 7th, 2020", None).estimated == datetime(2020, 10, 7, tzinfo=UTC)
+    assert parse_moment("31 Feb 2025", NOW) is None
+    assert parse_moment("sometime", NOW) is None
+
+
+def test_handles() -> None:
+    assert parse_handle("yogthos@lemmy.ml") == ("yogthos", "lemmy.ml")
+    assert parse_handle("not a handle") is None
+    assert parse_community_handle("c/comradeship@lemmygrad.ml") == ("comradeship", "lemmygrad.ml")
+    assert parse_community_handle("!tea@drinks.example") == ("tea", "drinks.example")
+    assert split_pronouns("happybadger [he/him]") == ("happybadger", "he/him")
+    assert split_pronouns("plain") == ("plain", None)
+
+
+def test_segmentation_rules() -> None:
+    paragraphs = [
+        "An essay paragraph that is the post.",
+        "A Heading",
+        "More of the essay.",
+        "(1) First point of a reply.",
+        "Some Author, Some Book",
+        "(2) Second point.",
+        "Correct",
+        "I agree with this:",
+        "a quoted line that follows the colon.",
+        "Furthermore, a second paragraph.",
+        "A different voice.",
+    ]
+    end = segment.post_body_end(paragraphs)
+    assert end == 3
+    groups = segment.group_comments(paragraphs[end:])
+    assert groups == [(0, 2), (3, 3), (4, 6), (7, 7)]

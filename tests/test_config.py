@@ -1,0 +1,115 @@
+"""Settings: defaults < file < environment, strict types, the documented example."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from mirror.config import Settings, iter_options, load_settings
+from mirror.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load_settings(env={"XDG_DATA_HOME": str(tmp_path)})
+    assert settings.source is None
+    assert settings.database.url == ""
+    assert settings.network.allow_private_networks is False
+
+
+def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    settings = load_settings(env={"MIRROR_DATA_DIR": str(tmp_path / "data")})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'mirror.db'}"
+
+
+def test_environment_beats_file_beats_default(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "m.toml",
+        '[database]\nurl = "sqlite:///file.db"\necho = true\n[admin]\ntoken = "from-file"\n',
+    )
+    settings = load_settings(config, env={"MIRROR_ADMIN_TOKEN": "from-env"})
+    assert settings.database.url == "sqlite:///file.db"
+    assert settings.database.echo is True
+    assert settings.admin.token == "from-env"
+    assert settings.source == config
+
+
+def test_long_form_and_shortcuts(tmp_path: Path) -> None:
+    env = {
+        "MIRROR_DATABASE__URL": "sqlite:///long.db",
+        "MIRROR_NETWORK__ALLOW_PRIVATE_NETWORKS": "true",
+    }
+    settings = load_settings(env=env)
+    assert settings.database.url == "sqlite:///long.db"
+    assert settings.network.allow_private_networks is True
+    env["MIRROR_DATABASE_URL"] = "postgresql://db/mirror"
+    env["MIRROR_ALLOW_PRIVATE_NETWORKS"] = "false"
+    settings = load_settings(env=env)
+    assert settings.database.url == "postgresql://db/mirror"  # the shortcut wins
+    assert settings.network.allow_private_networks is False
+
+
+def test_config_file_from_the_environment_and_the_working_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
+    config = write(tmp_path / "elsewhere.toml", '[admin]\ntoken = "x"\n')
+    assert load_settings(env={"MIRROR_CONFIG": str(config)}).admin.token == "x"
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "mirror.toml", '[admin]\ntoken = "cwd"\n')
+    assert load_settings(env={}).admin.token == "cwd"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[nope]\n", {}, "unknown section [nope]"),
+        ("[database]\nurll = 'x'\n", {}, "unknown config key [database].urll"),
+        ("[database]\necho = 'yes'\n", {}, "[database].echo must be true or false, got 'yes'"),
+        ("[database\n", {}, "invalid TOML"),
+        (
+            "",
+            {"MIRROR_ALLOW_PRIVATE_NETWORKS": "yes"},
+            "MIRROR_ALLOW_PRIVATE_NETWORKS: must be true or false",
+        ),
+        (
+            "",
+            {"MIRROR_DATABASE__NOPE": "1"},
+            "MIRROR_DATABASE__NOPE: unknown config key [database].nope",
+        ),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, env: dict, message: str) -> None:
+    config = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, env=env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_named_config_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_example_config_is_packaged_and_identical_to_the_readable_copy() -> None:
+    packaged = (resources.files("mirror") / "mirror.example.toml").read_text()
+    assert packaged == (ROOT / "config" / "mirror.example.toml").read_text()
+
+
+def test_example_config_documents_every_option_with_its_default() -> None:
+    path = ROOT / "config" / "mirror.example.toml"
+    data = tomllib.loads(path.read_text())
+    documented = {
+        (section, key): value for section, table in data.items() for key, value in table.items()
+    }
+    defaults = {(section, key): value for section, key, value in iter_options(Settings())}
+    assert documented == defaults
+    assert load_settings(path, env={}).database == Settings().database

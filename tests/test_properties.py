@@ -1,0 +1,221 @@
+"""Properties: the parser never crashes, and ingesting twice changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mirror.clock import FrozenClock
+from mirror.db import migrate
+from mirror.db.session import make_engine
+from mirror.ingest.files import ingest_file
+from mirror.reconstruct import DumpKind, NotADump, parse_dump
+
+# Lines that carry the markers the parsers key on, to reach deep branches.
+MARKER_LINES = [
+    "[–] ana@tea.example 3 points 2 days ago (2 children)",
+    "[–] bo@tea.example 1 points 5 hours ago* (last edited 1 hour ago)",
+    "[–] x 0 points just now (99 children)",
+    "this post was submitted on 26 Apr 2025",
+    "22 points (95.8% liked)",
+    "5821 readers",
+    "12 users here now",
+    "founded 6 years ago",
+    "MODERATORS",
+    "\u00a0",
+    "176",
+    "33",
+    "Title here (tea.example)",
+    "submitted 3 months ago* (last edited 3 months ago) by ana@tea.example to c/tea@tea.example",
+    "view more: ‹ prev next ›",
+    "you are viewing a single comment's thread",
+    "  • ana [she/her]@tea.exampletoTea Time@lemmy.exampleA title",
+    "  • 12 Posts",
+    "    • a list item",
+    "    arrow-up",
+    "    7",
+    "    edit-2",
+    "help-circle",
+    "cross-posted from: https://tea.example/post/1",
+    "(1) A numbered point.",
+    "",
+    "A plain sentence of prose with several words in it.",
+]
+
+lines_strategy = st.lists(
+    st.one_of(st.sampled_from(MARKER_LINES), st.text(max_size=80)), max_size=40
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=2000))
+def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
+    _parse_all_ways(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines_strategy)
+def test_parser_never_raises_on_marker_soup(lines: list[str]) -> None:
+    _parse_all_ways("\n".join(lines))
+
+
+def _parse_all_ways(text: str) -> None:
+    for kind in (None, *DumpKind):
+        try:
+            dump = parse_dump(text, kind=kind, captured_at=datetime(2025, 1, 1, tzinfo=UTC))
+        except NotADump as exc:
+            assert "\n" not in str(exc)
+            continue
+        for item in (*dump.posts, *dump.comments):
+            assert 1 <= item.first_line <= item.last_line
+        for comment in dump.comments:
+            assert comment.parent is None or comment.parent < comment.ref
+
+
+# -- generated dumps ---------------------------------------------------------
+
+word = st.sampled_from(
+    [
+        "tea",
+        "garden",
+        "bike",
+        "chain",
+        "wheel",
+        "soil",
+        "seed",
+        "rain",
+        "river",
+        "bread",
+        "oven",
+        "“quoted”",
+        "it’s",
+        "don't",
+        "can't",
+        "a",
+        "the",
+        "of",
+        "and",
+        "very",
+        "quite",
+        "really",
+        "slowly",
+    ]
+)
+sentence = st.lists(word, min_size=3, max_size=14).map(lambda ws: " ".join(ws).capitalize() + ".")
+paragraph = st.lists(sentence, min_size=1, max_size=4).map(" ".join)
+body = st.lists(paragraph, min_size=1, max_size=4)
+handle = st.tuples(
+    st.sampled_from(["ana", "bo", "cy", "dee_e"]), st.sampled_from(["tea.example", "bike.example"])
+).map("@".join)
+
+
+@st.composite
+def thread_page(draw: st.DrawFn) -> str:
+    out = [
+        "this post was submitted on 3 Mar 2024",
+        f"{draw(st.integers(0, 500))} points (90% liked)",
+        "",
+        "Tea",
+        "",
+        "10 readers",
+        "1 users here now",
+        "",
+        "About tea.",
+        "",
+        "founded 2 years ago",
+        "MODERATORS",
+        "\u00a0",
+        "",
+        *"\n\n".join(draw(body)).split("\n"),
+        "",
+    ]
+    for _ in range(draw(st.integers(0, 8))):
+        children = draw(st.integers(0, 3))
+        suffix = f" ({children} children)" if children else ""
+        edited = draw(st.sampled_from(["", "* (last edited 1 hour ago)"]))
+        out.append(
+            f"[–] {draw(handle)} {draw(st.integers(-3, 40))} points 2 days ago{edited}{suffix}"
+        )
+        out.append("")
+        out.extend("\n\n".join(draw(body)).split("\n"))
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+@st.composite
+def listing_page(draw: st.DrawFn) -> str:
+    out = [
+        "Tea // Chat",
+        "",
+        "20 readers",
+        "2 users here now",
+        "",
+        "Chat.",
+        "",
+        "founded 1 year ago",
+        "MODERATORS",
+    ]
+    for rank in range(1, draw(st.integers(1, 6)) + 1):
+        out.append(str(rank))
+        if draw(st.booleans()):
+            out.append(str(draw(st.integers(0, 99))))
+            out.append(f"submitted 2 days ago by {draw(handle)} to c/tea@tea.example")
+        out += ["\u00a0", "\u00a0", ""]
+        out.extend("\n\n".join(draw(body)).split("\n"))
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+_TEMPLATE: Path | None = None
+
+
+def _fresh_database(folder: Path) -> str:
+    """A migrated SQLite file, copied from a template migrated once."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = Path(tempfile.mkdtemp()) / "template.db"
+        template = make_engine(f"sqlite:///{_TEMPLATE}")
+        migrate.upgrade(template)
+        template.dispose()  # the last close checkpoints the WAL into the file
+    target = folder / "mirror.db"
+    shutil.copy(_TEMPLATE, target)
+    return f"sqlite:///{target}"
+
+
+def _snapshot(engine: sa.Engine) -> dict[str, list]:
+    tables = ("community", "author", "post", "comment", "alias", "observation", "fragment")
+    with engine.connect() as conn:
+        return {
+            t: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {t}"))), key=repr)
+            for t in tables
+        }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(thread_page(), listing_page()), min_size=1, max_size=3))
+def test_ingesting_generated_dumps_twice_changes_nothing(pages: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        engine = make_engine(_fresh_database(folder))
+        clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+        files = []
+        for n, text in enumerate(pages):
+            path = folder / f"page{n}.txt"
+            path.write_text(text)
+            files.append(path)
+        captured = datetime(2025, 7, 1, tzinfo=UTC)
+        for path in files:
+            assert ingest_file(engine, path, clock=clock, captured_at=captured).ok
+        before = _snapshot(engine)
+        clock.advance(60)
+        for path in files:
+            report = ingest_file(engine, path, clock=clock, captured_at=captured)
+            assert report.ok and report.posts == report.comments == 0
+        assert _snapshot(engine) == before
+        engine.dispose()

@@ -117,6 +117,47 @@ def build_parser() -> argparse.ArgumentParser:
             handler=cmd_followers_change, state={"remove": "removed", "block": "blocked"}[action]
         )
 
+    worker = commands.add_parser(
+        "worker", parents=[common], help="deliver queued activities (no HTTP service)"
+    )
+    worker.set_defaults(handler=cmd_worker)
+
+    status = commands.add_parser("status", parents=[common], help="delivery queue and host health")
+    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.set_defaults(handler=cmd_status)
+
+    retry = commands.add_parser(
+        "retry", parents=[common], help="queue parked (and with --failed, failed) deliveries again"
+    )
+    retry.add_argument("--failed", action="store_true", help="failed and cancelled deliveries too")
+    retry.add_argument("--host", help="only deliveries to this host")
+    retry.set_defaults(handler=cmd_retry)
+
+    cancel = commands.add_parser("cancel", parents=[common], help="give up outstanding deliveries")
+    cancel.add_argument("--host", help="every outstanding delivery to this host")
+    cancel.add_argument("--activity", metavar="ID", help="every delivery of this activity")
+    cancel.add_argument("--all", action="store_true", help="every outstanding delivery")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    hosts = commands.add_parser("hosts", parents=[common], help="destination server health")
+    host_commands = hosts.add_subparsers(dest="hosts_command", required=True, metavar="ACTION")
+    revive = host_commands.add_parser(
+        "revive", help="a dead host is back: close its breaker and unpark its deliveries"
+    )
+    revive.add_argument("host", metavar="HOST")
+    revive.set_defaults(handler=cmd_hosts_revive)
+
+    prune = commands.add_parser(
+        "prune", parents=[common], help="delete old delivered rows and inbox records"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=int,
+        metavar="DAYS",
+        help="retention in days (default [delivery].retention_days)",
+    )
+    prune.set_defaults(handler=cmd_prune)
+
     ingest = commands.add_parser(
         "ingest", parents=[common], help="reconstruct posts and comments from page dumps"
     )

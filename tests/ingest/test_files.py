@@ -7,6 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mirror.db.session import write_transaction
 from mirror.ingest.files import find_dump_files, ingest_file, ingest_paths
 from tests.conftest import CAPTURED, SEED
 
@@ -47,7 +48,7 @@ def test_a_file_that_fails_while_storing_leaves_nothing(
 ) -> None:
     # A real database refusal halfway through the file: the post and the
     # first comment are written before the second comment is refused.
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             sa.text(
                 "CREATE TRIGGER poison BEFORE INSERT ON comment WHEN NEW.body LIKE '%POISON%' "

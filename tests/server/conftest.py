@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from mirror.clock import SystemClock
 from mirror.config import Settings
 from mirror.db import migrate
-from mirror.db.session import make_engine
+from mirror.db.session import make_engine, write_transaction
 from mirror.federation.actors import BOT, create_actor
 from mirror.federation.service import Federation
 from mirror.server.app import make_app
@@ -89,7 +89,7 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         federation = Federation(
             settings=settings, engine=engine, clock=SystemClock(), master_key=master_key
         )
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             create_actor(
                 conn, username="mirror", kind=BOT, master_key=master_key, now=SystemClock().now()
             )

@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from mirror.db.models import ApObject
+from mirror.db.session import write_transaction
 from mirror.signatures import sign_request
 from tests.conftest import SHARED
 from tests.peer import Peer
@@ -146,7 +147,7 @@ def _store_object(
     service: Service, object_id: str, document: dict, *, deleted: bool = False
 ) -> None:
     now = datetime.now(UTC)
-    with service.engine.begin() as conn:
+    with write_transaction(service.engine) as conn:
         conn.execute(
             sa.insert(ApObject.__table__),
             [

@@ -7,6 +7,7 @@ from dataclasses import replace
 import sqlalchemy as sa
 
 from mirror.db.models import Follower
+from mirror.db.session import write_transaction
 from mirror.federation.actors import get_actor
 from mirror.federation.follows import list_followers, reject_follower, set_state
 from mirror.federation.profile import announce_profile
@@ -27,7 +28,7 @@ def bot(service: Service):  # type: ignore[no-untyped-def]
 
 async def test_removed_follower_is_told_with_a_reject(service: Service, peer: Peer) -> None:
     await follow(service, peer)
-    with service.engine.begin() as conn:
+    with write_transaction(service.engine) as conn:
         now = service.federation.clock.now()
         previous = set_state(conn, "mirror", peer.actor_id, "removed", now)
         assert previous is not None and previous.state == "active"
@@ -42,7 +43,7 @@ async def test_removed_follower_is_told_with_a_reject(service: Service, peer: Pe
 
 
 async def test_blocked_actor_cannot_follow_again(service: Service, peer: Peer) -> None:
-    with service.engine.begin() as conn:
+    with write_transaction(service.engine) as conn:
         set_state(conn, "mirror", peer.actor_id, "blocked", service.federation.clock.now())
     assert (await deliver(service, peer, peer.follow(f"{service.base}/u/mirror", 7)))[0] == 202
     with service.engine.connect() as conn:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from mirror.db.models import Follower
+from mirror.db.session import write_transaction
 from mirror.signatures import generate_private_key
 from tests.peer import Peer
 from tests.server.conftest import Service, wait_for
@@ -99,7 +100,7 @@ async def test_delete_of_a_gone_follower_verifies_with_the_cached_key(
         "to": ["https://www.w3.org/ns/activitystreams#Public"],
     }
     # Force a refetch, as if the cache had expired.
-    with service.engine.begin() as conn:
+    with write_transaction(service.engine) as conn:
         conn.execute(sa.text("UPDATE remote_actor SET fetched_at = '2000-01-01 00:00:00.000000'"))
     assert (await deliver(service, peer, delete))[0] == 202
     assert followers(service) == [(peer.actor_id, "removed")]

@@ -139,6 +139,7 @@ class Worker:
         lock = ClaimerLock(self.engine.url.database or "") if is_sqlite(self.engine) else None
         if lock is not None:
             await asyncio.to_thread(lock.acquire)
+        await asyncio.to_thread(self._refresh_statistics)
         log.info("worker %s started", self.id)
         try:
             await self._loop(stop)
@@ -241,6 +242,11 @@ class Worker:
                     rng=self._rng,
                 )
             )
+
+    def _refresh_statistics(self) -> None:
+        # A worker often starts right after a large enqueue (a backfill).
+        with write_transaction(self.engine) as conn:
+            queue.refresh_statistics(conn)
 
     def _release(self) -> int:
         with write_transaction(self.engine) as conn:

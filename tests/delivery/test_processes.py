@@ -45,6 +45,7 @@ def _prepare(url: str, sink: Sink, count: int) -> MasterKey:
                 inboxes=[sink.inbox],
                 now=now,
             )
+        queue.refresh_statistics(conn)
     engine.dispose()
     return master_key
 

@@ -127,6 +127,13 @@ def enqueue(
     targets = sorted(set(inboxes))
     if not targets:
         return 0
+    # Claims look for work host by host, so every destination has a row.
+    bulk_insert(
+        conn,
+        HOSTS,
+        [{"host": h, "consecutive_failures": 0} for h in sorted({host_of(t) for t in targets})],
+        ignore_conflicts=True,
+    )
     dead = {
         row.host: row.dead_since
         for row in conn.execute(
@@ -212,45 +219,46 @@ def claim(
     """Lease up to ``limit`` due deliveries for ``worker`` (in the caller's transaction)."""
     if limit <= 0:
         return []
-    due = sa.and_(
-        DELIVERIES.c.state == State.PENDING,
-        DELIVERIES.c.next_attempt_at <= now,
-        sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
+    d = DELIVERIES
+    has_due = sa.exists().where(
+        d.c.host == HOSTS.c.host,
+        d.c.state == State.PENDING,
+        d.c.next_attempt_at <= now,
+        sa.or_(d.c.locked_until.is_(None), d.c.locked_until <= now),
     )
-    candidates = conn.scalars(
-        sa.select(DELIVERIES.c.host).where(due).group_by(DELIVERIES.c.host).limit(HOSTS_PER_CLAIM)
-    ).all()
-    if not candidates:
-        return []
-    bulk_insert(
-        conn,
-        HOSTS,
-        [{"host": h, "consecutive_failures": 0} for h in candidates],
-        ignore_conflicts=True,
-    )
+    # Least recently served first; on PostgreSQL hosts another worker is
+    # serving are skipped rather than waited for.
     locked = (
         conn.execute(
-            sa.select(HOSTS).where(HOSTS.c.host.in_(candidates)).with_for_update(skip_locked=True)
+            sa.select(HOSTS)
+            .where(
+                sa.or_(HOSTS.c.breaker_open_until.is_(None), HOSTS.c.breaker_open_until <= now),
+                has_due,
+            )
+            .order_by(HOSTS.c.last_request_at.asc().nulls_first(), HOSTS.c.host)
+            .limit(HOSTS_PER_CLAIM)
+            .with_for_update(skip_locked=True)
         )
         .mappings()
         .all()
     )
+    if not locked:
+        return []
     in_flight: dict[str, int] = dict(
         conn.execute(
-            sa.select(DELIVERIES.c.host, sa.func.count())
+            sa.select(d.c.host, sa.func.count())
             .where(
-                DELIVERIES.c.host.in_([h["host"] for h in locked]),
-                DELIVERIES.c.state == State.PENDING,
-                DELIVERIES.c.locked_until > now,
+                # Only pending rows hold leases: every other state clears them.
+                d.c.host.in_([h["host"] for h in locked]),
+                d.c.locked_by.is_not(None),
+                d.c.locked_until > now,
             )
-            .group_by(DELIVERIES.c.host)
+            .group_by(d.c.host)
         ).all()
     )
     chosen: list[dict[str, Any]] = []
     served: list[str] = []
-    for host in sorted(
-        locked, key=lambda h: h["last_request_at"] or datetime.min.replace(tzinfo=now.tzinfo)
-    ):
+    for host in locked:
         if len(chosen) >= limit:
             break
         quota = _quota(host, now, limits, in_flight.get(host["host"], 0))
@@ -330,37 +338,34 @@ def _lease(
     urls: Urls,
     bodies: dict[str, bytes] | None,
 ) -> list[Claimed]:
-    originals = {
-        r["id"]: dict(r)
-        for r in conn.execute(
-            sa.select(ACTIVITIES).where(ACTIVITIES.c.id.in_({row["activity_id"] for row in rows}))
-        ).mappings()
-    }
+    cache = bodies if bodies is not None else {}
+    # The stored JSON text is sent as it is: decoding and re-encoding every
+    # body cost more than the rest of a claim.
+    actors: dict[str, str] = {}
+    for activity_id, actor, text in conn.execute(
+        sa.select(
+            ACTIVITIES.c.id,
+            ACTIVITIES.c.actor,
+            sa.case(
+                (ACTIVITIES.c.id.in_(sa.bindparam("cached", expanding=True)), None),
+                else_=sa.cast(ACTIVITIES.c.json, sa.Text),
+            ),
+        ).where(ACTIVITIES.c.id.in_({row["activity_id"] for row in rows})),
+        {"cached": list({r["activity_id"] for r in rows if r["activity_id"] in cache}) or [""]},
+    ):
+        actors[activity_id] = actor
+        if text is not None:
+            cache[activity_id] = text.encode()
     updates = []
     variants = []
     plan = []
     for row in rows:
         started, finished = row["attempt_started_at"], row["attempt_finished_at"]
         repeat = started is not None and (finished is None or finished < started)
-        original = originals[row["activity_id"]]
-        if repeat or row["attempts"] == 0 or not original["recipe"]:
+        if repeat or row["attempts"] == 0:
             sent = row["sent_activity_id"] or row["activity_id"]
         else:
-            # Lemmy 1.0 records an id before checking it: a retry needs a new one.
-            sent = new_activity_id()
-            document = build(urls, original["recipe"], activity_id=sent)
-            variants.append(
-                {
-                    **{
-                        k: original[k]
-                        for k in ("actor", "type", "object_id", "depends_on", "recipe")
-                    },
-                    "id": sent,
-                    "public": False,
-                    "json": document,
-                    "created_at": now,
-                }
-            )
+            sent = _new_attempt_id(conn, row["activity_id"], urls, now, variants, cache)
         updates.append(
             {
                 "row_id": row["id"],
@@ -371,7 +376,7 @@ def _lease(
                 "first": row["first_attempt_at"] or now,
             }
         )
-        plan.append((row, sent, repeat, original))
+        plan.append((row, sent, repeat))
     if variants:
         bulk_insert(conn, ACTIVITIES, variants)
     conn.execute(
@@ -389,19 +394,21 @@ def _lease(
         updates,
     )
     conn.execute(sa.update(HOSTS).where(HOSTS.c.host.in_(hosts)).values(last_request_at=now))
-    cache = bodies if bodies is not None else {}
-    missing = {sent for _, sent, _, _ in plan if sent not in cache}
+    missing = {sent for _, sent, _ in plan if sent not in cache}
     if missing:
-        for activity_id, document in conn.execute(
-            sa.select(ACTIVITIES.c.id, ACTIVITIES.c.json).where(ACTIVITIES.c.id.in_(missing))
+        # A repeat after a crash of an attempt that had a new id.
+        for activity_id, text in conn.execute(
+            sa.select(ACTIVITIES.c.id, sa.cast(ACTIVITIES.c.json, sa.Text)).where(
+                ACTIVITIES.c.id.in_(missing)
+            )
         ):
-            cache[activity_id] = json.dumps(document, separators=(",", ":")).encode()
+            cache[activity_id] = text.encode()
     return [
         Claimed(
             id=row["id"],
             inbox=row["inbox"],
             host=row["host"],
-            actor=original["actor"],
+            actor=actors[row["activity_id"]],
             activity_id=sent,
             body=cache[sent],
             repeat=repeat,
@@ -409,8 +416,41 @@ def _lease(
             unknown_errors=row["unknown_errors"],
             first_attempt_at=row["first_attempt_at"] or now,
         )
-        for row, sent, repeat, original in plan
+        for row, sent, repeat in plan
     ]
+
+
+def _new_attempt_id(
+    conn: sa.Connection,
+    activity_id: str,
+    urls: Urls,
+    now: datetime,
+    variants: list[dict[str, Any]],
+    cache: dict[str, bytes],
+) -> str:
+    """Lemmy 1.0 records an activity id before checking it: a retry needs a new one.
+
+    The activity is rebuilt from its recipe with the new id (the object and
+    its id stay the same); an activity without a recipe is sent as it was.
+    """
+    original = (
+        conn.execute(sa.select(ACTIVITIES).where(ACTIVITIES.c.id == activity_id)).mappings().one()
+    )
+    if not original["recipe"]:
+        return activity_id
+    sent = new_activity_id()
+    document = build(urls, original["recipe"], activity_id=sent)
+    variants.append(
+        {
+            **{k: original[k] for k in ("actor", "type", "object_id", "depends_on", "recipe")},
+            "id": sent,
+            "public": False,
+            "json": document,
+            "created_at": now,
+        }
+    )
+    cache[sent] = json.dumps(document, separators=(",", ":")).encode()
+    return sent
 
 
 # -- outcomes -------------------------------------------------------------------
@@ -443,8 +483,13 @@ def complete(
     rules: Rules,
     rng: random.Random | None = None,
 ) -> list[tuple[Attempt, Outcome]]:
-    """Record outcomes: delivered, rescheduled, or failed (and their dependants parked)."""
-    results = []
+    """Record outcomes: delivered, rescheduled, or failed (and their dependants parked).
+
+    Deliveries, the common case, are written with one statement for the
+    whole batch, and each host's health once per batch.
+    """
+    results: list[tuple[Attempt, Outcome]] = []
+    delivered: list[dict[str, Any]] = []
     for attempt in attempts:
         c = attempt.claimed
         outcome = classify(
@@ -481,7 +526,9 @@ def complete(
                     generic=outcome.generic,
                 )
         if isinstance(outcome, Delivered):
-            _finish(conn, c, worker, now, State.DELIVERED, attempt, outcome.note or None)
+            delivered.append(
+                {"b_id": c.id, "b_status": attempt.status, "b_note": outcome.note or None}
+            )
         elif isinstance(outcome, Failed) and _finish(
             conn, c, worker, now, State.FAILED, attempt, outcome.reason
         ):
@@ -491,8 +538,29 @@ def complete(
                 f"{PARKED_BEHIND} delivery {c.id}, which failed: {outcome.reason}",
                 now,
             )
-        _record_host(conn, c.host, attempt, outcome, now, rules.breaker)
         results.append((attempt, outcome))
+    if delivered:
+        # Only this worker's lease of a still pending row: a cancelled row stays cancelled.
+        conn.execute(
+            sa.update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id == sa.bindparam("b_id"),
+                DELIVERIES.c.state == State.PENDING,
+                DELIVERIES.c.locked_by == worker,
+            )
+            .values(
+                state=State.DELIVERED,
+                locked_by=None,
+                locked_until=None,
+                attempt_finished_at=now,
+                last_status=sa.bindparam("b_status"),
+                last_error=sa.bindparam("b_note"),
+                updated_at=now,
+                delivered_at=now,
+            ),
+            delivered,
+        )
+    _record_hosts(conn, results, now, rules.breaker)
     return results
 
 
@@ -569,24 +637,36 @@ def park_dependants(conn: sa.Connection, delivery_id: int, reason: str, now: dat
     return parked
 
 
-def _record_host(
+def _record_hosts(
     conn: sa.Connection,
-    host: str,
-    attempt: Attempt,
-    outcome: Outcome,
+    results: Sequence[tuple[Attempt, Outcome]],
     now: datetime,
     policy: health.BreakerPolicy,
 ) -> None:
-    row = conn.execute(sa.select(HOSTS).where(HOSTS.c.host == host)).mappings().first()
-    current = dict(row) if row else {"host": host}
-    if isinstance(outcome, Retry) and outcome.host_failure:
-        changes = health.after_failure(current, now, outcome.reason, policy)
-    else:
-        # Any answer that is not a 5xx shows the host is up.
-        changes = health.after_success(current, now)
-        if current.get("dead_since") is not None:
+    by_host: dict[str, list[Outcome]] = {}
+    for attempt, outcome in results:
+        by_host.setdefault(attempt.claimed.host, []).append(outcome)
+    if not by_host:
+        return
+    rows = {
+        row["host"]: dict(row)
+        for row in conn.execute(sa.select(HOSTS).where(HOSTS.c.host.in_(by_host))).mappings()
+    }
+    for host, outcomes in by_host.items():
+        current = rows.get(host, {"host": host})
+        was_dead = current.get("dead_since") is not None
+        changes: dict[str, Any] = {}
+        for outcome in outcomes:  # in the order the answers came
+            if isinstance(outcome, Retry) and outcome.host_failure:
+                step = health.after_failure(current, now, outcome.reason, policy)
+            else:
+                # Any answer that is not a 5xx shows the host is up.
+                step = health.after_success(current, now)
+            current = {**current, **step}
+            changes.update(step)
+        if was_dead and current.get("dead_since") is None:
             revive_parked(conn, host, now)
-    conn.execute(sa.update(HOSTS).where(HOSTS.c.host == host).values(**changes))
+        conn.execute(sa.update(HOSTS).where(HOSTS.c.host == host).values(**changes))
 
 
 def revive_parked(conn: sa.Connection, host: str, now: datetime) -> int:

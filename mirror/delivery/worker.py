@@ -156,20 +156,32 @@ class Worker:
     async def _loop(self, stop: asyncio.Event) -> None:
         concurrency = self.settings.delivery.concurrency
         poll = self.settings.delivery.poll_interval_s
+        # Refill in batches: one claim per finished request costs more in
+        # transactions than the requests themselves.
+        refill = max(1, concurrency // 4)
+        loop = asyncio.get_running_loop()
         stopping = asyncio.ensure_future(stop.wait())
+        looked = float("-inf")
         try:
             while not stop.is_set():
-                await self._commit()
                 free = concurrency - len(self._in_flight)
-                claimed = await self._claim(free) if free > 0 else []
-                for item in claimed:
-                    self._start(item)
-                if len(claimed) == free and free > 0:
-                    continue  # there may be more due right away
+                if free > 0 and (
+                    free >= refill or not self._in_flight or loop.time() - looked >= poll
+                ):
+                    claimed = await self._commit_and_claim(free)
+                    looked = loop.time()
+                    for item in claimed:
+                        self._start(item)
+                    if len(claimed) == free:
+                        continue  # there may be more due right away
+                elif len(self._finished) >= refill:
+                    await self._commit()
                 self._wake.clear()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait(
-                    {waiter, stopping}, timeout=poll, return_when=asyncio.FIRST_COMPLETED
+                    {waiter, stopping},
+                    timeout=max(0.0, poll - (loop.time() - looked)),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 waiter.cancel()
         finally:
@@ -205,6 +217,19 @@ class Worker:
     async def _claim(self, limit: int) -> list[queue.Claimed]:
         return await asyncio.to_thread(self._claim_sync, limit)
 
+    async def _commit_and_claim(self, limit: int) -> list[queue.Claimed]:
+        """Record what finished, then claim: outcomes are committed before the next claim."""
+        finished, self._finished = self._finished, []
+        results, claimed = await asyncio.to_thread(self._commit_and_claim_sync, finished, limit)
+        self._count(results)
+        return claimed
+
+    def _commit_and_claim_sync(
+        self, finished: list[queue.Attempt], limit: int
+    ) -> tuple[list[tuple[queue.Attempt, object]], list[queue.Claimed]]:
+        results = self._complete_sync(finished) if finished else []
+        return results, self._claim_sync(limit)
+
     def _claim_sync(self, limit: int) -> list[queue.Claimed]:
         if len(self._bodies) > BODY_CACHE:
             self._bodies.clear()
@@ -223,7 +248,9 @@ class Worker:
         if not self._finished:
             return
         finished, self._finished = self._finished, []
-        results = await asyncio.to_thread(self._complete_sync, finished)
+        self._count(await asyncio.to_thread(self._complete_sync, finished))
+
+    def _count(self, results: list[tuple[queue.Attempt, object]]) -> None:
         for _, outcome in results:
             if isinstance(outcome, Delivered):
                 self.delivered += 1

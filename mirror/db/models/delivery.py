@@ -30,6 +30,16 @@ class Delivery(Base):
         sa.UniqueConstraint("activity_id", "inbox"),
         sa.Index("ix_delivery_due", "state", "next_attempt_at"),
         sa.Index("ix_delivery_order", "host", "ordering_key", "id"),
+        # A claim walks one host's due rows in order and stops at its quota.
+        sa.Index("ix_delivery_host_due", "host", "state", "next_attempt_at", "id"),
+        # Counting a host's requests in flight reads only leased rows.
+        sa.Index(
+            "ix_delivery_leased",
+            "host",
+            "locked_until",
+            sqlite_where=sa.text("locked_by IS NOT NULL"),
+            postgresql_where=sa.text("locked_by IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BIGID, primary_key=True, autoincrement=True)

@@ -1,0 +1,282 @@
+"""Delivery benchmark: N signed activities from the queue to a local sink.
+
+Prints, per backend and number of worker processes, deliveries/s beside the
+RSA-2048 sign rate of one core measured in the same run, their ratio, and
+the workers' peak RSS (and their RSS a tenth of the way in, to show it flat).
+Targets: ratio >= 0.8 for one worker process; two processes on PostgreSQL
+at least the one-process rate; memory flat as N grows.
+
+    python benchmarks/delivery.py [-n 20000] [--concurrency 32]
+        [--backends sqlite,postgresql] [--pg-url URL] [--sizes 5000,20000]
+
+The workers are real `mirror worker` processes (the product's path: claim,
+sign on a thread pool, POST, record); the sink is another process, a bare
+aiohttp server answering 202 that checks nothing, so that the figures are
+about the sender. Run it on a quiet machine: the sink shares the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
+
+from mirror.db import migrate  # noqa: E402
+from mirror.db.session import make_engine, write_transaction  # noqa: E402
+from mirror.delivery import queue  # noqa: E402
+from mirror.federation.actors import BOT, create_actor  # noqa: E402
+from mirror.signatures import MasterKey  # noqa: E402
+from mirror.vocab.activities import recipe  # noqa: E402
+from mirror.vocab.context import PUBLIC  # noqa: E402
+from mirror.vocab.ids import Urls  # noqa: E402
+
+BASE = "http://127.0.0.1:8000"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# A comment of ordinary length, so bodies are the size real ones are.
+TEXT = "<p>" + "A reply of ordinary length, quoting a little and adding a little. " * 8 + "</p>"
+
+SINK = r"""
+import sys
+from aiohttp import web
+
+count = 0
+async def inbox(request):
+    global count
+    await request.read()
+    count += 1
+    return web.Response(status=202)
+async def stats(request):
+    return web.Response(text=str(count))
+app = web.Application()
+app.router.add_post("/inbox", inbox)
+app.router.add_get("/count", stats)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def sign_rate(seconds: float = 3.0) -> float:
+    """RSA-2048 PKCS#1 v1.5 SHA-256 signatures per second on one core."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    message = b"(request-target): post /inbox\nhost: 127.0.0.1:8000\ndate: x\ndigest: y" * 2
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Result:
+    backend: str
+    processes: int
+    n: int
+    seconds: float
+    enqueue_s: float
+    rss_early_mb: float
+    rss_peak_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds
+
+
+def prepare(url: str, inbox: str, n: int) -> MasterKey:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    master_key = MasterKey.generate()
+    now = datetime.now(UTC)
+    urls = Urls.from_base_url(BASE)
+    with write_transaction(engine) as conn:
+        create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=now)
+        for i in range(n):
+            note = {"id": urls.object(f"o{i}"), "type": "Note", "content": TEXT}
+            queue.publish(
+                conn,
+                urls=urls,
+                username="mirror",
+                recipe=recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[]),
+                inboxes=[inbox],
+                now=now,
+            )
+        queue.refresh_statistics(conn)
+    engine.dispose()
+    return master_key
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def delivered(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(sa.text("SELECT count(*) FROM delivery WHERE state = 'delivered'")) or 0
+        )
+
+
+def run(url: str, backend: str, n: int, processes: int, concurrency: int) -> Result:
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)])
+    try:
+        time.sleep(1.0)
+        inbox = f"http://127.0.0.1:{port}/inbox"
+        started = time.perf_counter()
+        master_key = prepare(url, inbox, n)
+        enqueue_s = time.perf_counter() - started
+        env = {
+            **os.environ,
+            "MIRROR_DATABASE_URL": url,
+            "MIRROR_INSTANCE__BASE_URL": BASE,
+            "MIRROR_MASTER_KEY": master_key.to_text(),
+            "MIRROR_ALLOW_PRIVATE_NETWORKS": "true",
+            "MIRROR_DELIVERY__CONCURRENCY": str(concurrency),
+            "MIRROR_DELIVERY__PER_HOST_CONCURRENCY": str(concurrency * processes),
+            "MIRROR_DELIVERY__POLL_INTERVAL_S": "0.05",
+        }
+        engine = make_engine(url)
+        started = time.perf_counter()
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "mirror", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(processes)
+        ]
+        early = 0.0
+        peak = 0.0
+        # The clock starts at the first delivery: process start-up (imports,
+        # keys, the first claim) is not throughput.
+        first: tuple[float, int] | None = None
+        try:
+            while (done := delivered(engine)) < n:
+                if any(w.poll() is not None for w in workers):
+                    raise SystemExit("a worker exited early; run it by hand to see why")
+                if first is None and done:
+                    first = (time.perf_counter(), done)
+                if not early and done >= n // 10:
+                    early = max(rss_mb(w.pid) for w in workers)
+                time.sleep(0.05)
+            t0, d0 = first or (started, 0)
+            seconds = (time.perf_counter() - t0) * n / (n - d0)
+            peak = max(hwm_mb(w.pid) for w in workers)
+        finally:
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                w.wait(timeout=60)
+            engine.dispose()
+        return Result(backend, processes, n, seconds, enqueue_s, early, peak)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def postgres_database(admin_url: str) -> tuple[str, callable]:  # type: ignore[valid-type]
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(admin_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return str(sa.make_url(admin_url).set(database=name)), drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="activities to deliver")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--pg-url", default=os.environ.get("MIRROR_TEST_PG_URL", PG_URL))
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="also run SQLite with these N, to show peak RSS flat as N grows (e.g. 5000,20000)",
+    )
+    args = parser.parse_args()
+
+    rate = sign_rate()
+    print(f"RSA-2048 signatures, one core: {rate:,.0f}/s")
+    runs: list[tuple[str, int, int]] = []
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if "sqlite" in backends:
+        runs.append(("sqlite", 1, args.n))
+        runs.extend(("sqlite", 1, int(s)) for s in args.sizes.split(",") if s)
+    if "postgresql" in backends:
+        runs.extend([("postgresql", 1, args.n), ("postgresql", 2, args.n)])
+
+    results: list[Result] = []
+    for backend, processes, n in runs:
+        with tempfile.TemporaryDirectory(prefix="fedimirror-bench-") as tmp:
+            if backend == "sqlite":
+                url, drop = f"sqlite:///{Path(tmp) / 'mirror.db'}", None
+            else:
+                url, drop = postgres_database(args.pg_url)
+            try:
+                result = run(url, backend, n, processes, args.concurrency)
+            finally:
+                if drop is not None:
+                    drop()
+        results.append(result)
+        print(
+            f"{backend:10} {processes} process{'es' if processes > 1 else '  '} "
+            f"N={n:>6}: {result.rate:7,.0f} deliveries/s  ratio {result.rate / rate:4.2f}  "
+            f"({result.seconds:5.1f} s; enqueue {result.enqueue_s:4.1f} s)  "
+            f"RSS {result.rss_early_mb:4.0f} MB at 10%, peak {result.rss_peak_mb:4.0f} MB",
+            flush=True,
+        )
+
+    one = [r for r in results if r.processes == 1 and r.n == args.n]
+    for r in one:
+        verdict = "met" if r.rate / rate >= 0.8 else "NOT met"
+        print(f"target ratio >= 0.8, one process on {r.backend}: {verdict}")
+    pg = {r.processes: r for r in results if r.backend == "postgresql"}
+    if 1 in pg and 2 in pg:
+        verdict = "met" if pg[2].rate >= pg[1].rate else "NOT met"
+        print(f"target two processes >= one process on postgresql: {verdict}")
+
+
+if __name__ == "__main__":
+
+    main()

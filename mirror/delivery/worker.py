@@ -170,8 +170,7 @@ class Worker:
                 ):
                     claimed = await self._commit_and_claim(free)
                     looked = loop.time()
-                    for item in claimed:
-                        self._start(item)
+                    self._start(claimed)
                     if len(claimed) == free:
                         continue  # there may be more due right away
                 elif len(self._finished) >= refill:
@@ -187,15 +186,22 @@ class Worker:
         finally:
             stopping.cancel()
 
-    def _start(self, claimed: queue.Claimed) -> None:
-        async def send() -> None:
-            attempt = await self.sender.send(claimed)
+    def _start(self, batch: list[queue.Claimed]) -> None:
+        if not batch:
+            return
+        chunks = self.sender.sign_all(batch)
+        size = -(-len(batch) // len(chunks))
+
+        async def send(claimed: queue.Claimed, index: int) -> None:
+            attempt = await self.sender.send(claimed, chunks[index // size], index % size)
             self._finished.append(attempt)
             self._wake.set()
 
-        task = asyncio.get_running_loop().create_task(send())
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        loop = asyncio.get_running_loop()
+        for index, claimed in enumerate(batch):
+            task = loop.create_task(send(claimed, index))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     async def _shutdown(self, grace_s: float) -> None:
         if self._in_flight:

@@ -6,7 +6,7 @@ the workers' peak RSS (and their RSS a tenth of the way in, to show it flat).
 Targets: ratio >= 0.8 for one worker process; two processes on PostgreSQL
 at least the one-process rate; memory flat as N grows.
 
-    python benchmarks/delivery.py [-n 20000] [--concurrency 32]
+    python benchmarks/delivery.py [-n 20000] [--concurrency 64]
         [--backends sqlite,postgresql] [--pg-url URL] [--sizes 5000,20000]
 
 The workers are real `mirror worker` processes (the product's path: claim,
@@ -226,7 +226,7 @@ def postgres_database(admin_url: str) -> tuple[str, callable]:  # type: ignore[v
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=20_000, help="activities to deliver")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default=os.environ.get("MIRROR_TEST_PG_URL", PG_URL))
     parser.add_argument(
@@ -278,5 +278,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-
     main()

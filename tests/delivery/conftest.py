@@ -95,8 +95,13 @@ class Env:
             return queue.status(conn, self.clock.now())
 
 
-async def make_env(tmp_path: Path, **delivery: Any) -> tuple[Env, Sink]:
-    settings = make_settings(tmp_path, 8000, delivery={**DELIVERY, **delivery})
+async def make_env(
+    tmp_path: Path, database_url: str | None = None, **delivery: Any
+) -> tuple[Env, Sink]:
+    sections: dict[str, Any] = {"delivery": {**DELIVERY, **delivery}}
+    if database_url:
+        sections["database"] = {"url": database_url}
+    settings = make_settings(tmp_path, 8000, **sections)
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine)
     master_key = MasterKey.generate()
@@ -111,9 +116,11 @@ async def make_env(tmp_path: Path, **delivery: Any) -> tuple[Env, Sink]:
     return Env(engine, federation, clock, worker, sink), sink
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    environment, sink = await make_env(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """Every queue test runs on SQLite and on the real PostgreSQL."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    environment, sink = await make_env(tmp_path, url)
     yield environment
     await sink.stop()
     environment.worker.sender.close()

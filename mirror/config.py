@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,34 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BackfillSettings:
+    attribution: str = "bot"
+    post_type: str = "auto"
+    rate_per_minute: float = 4.0
+    published: str = "original"
+    unknown_post_comments: str = "followers"
+    exclude_authors: list[str] = field(default_factory=list)
+    exclude_communities: list[str] = field(default_factory=list)
+    exclude_items: list[str] = field(default_factory=list)
+
+    #: The allowed values of the string options.
+    CHOICES = {
+        "attribution": ("bot", "puppets"),
+        "post_type": ("auto", "Note", "Page"),
+        "published": ("original", "now"),
+        "unknown_post_comments": ("followers", "skip"),
+    }
+
+    def check(self) -> None:
+        for key, allowed in self.CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise ConfigError(
+                    f"[backfill].{key} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     instance: InstanceSettings = field(default_factory=InstanceSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -113,6 +141,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
     #: The file the settings came from, if any.
     source: Path | None = None
 
@@ -213,7 +242,7 @@ def _default(section: str, key: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: unknown config section [{section}]")
     for f in fields(cls):
         if f.name == key:
-            return f.default
+            return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
     raise ConfigError(f"{origin}: unknown config key [{section}].{key}")
 
 

@@ -75,8 +75,12 @@ def publish(
     public: bool = False,
     depends_on: str | None = None,
     activity_id: str | None = None,
+    due_at: datetime | None = None,
 ) -> str:
-    """Build an activity once, record it (served at its id) and enqueue it to every inbox."""
+    """Build an activity once, record it (served at its id) and enqueue it to every inbox.
+
+    ``due_at`` schedules the first attempt (a paced backfill); default now.
+    """
     activity_id = activity_id or new_activity_id()
     document = build(urls, recipe, activity_id=activity_id)
     size = len(json.dumps(document, separators=(",", ":")).encode())
@@ -110,6 +114,7 @@ def publish(
         depends_on=depends_on,
         inboxes=inboxes,
         now=now,
+        due_at=due_at,
     )
     return activity_id
 
@@ -122,6 +127,7 @@ def enqueue(
     depends_on: str | None,
     inboxes: Iterable[str],
     now: datetime,
+    due_at: datetime | None = None,
 ) -> int:
     """One row per inbox; an (activity, inbox) already queued is left alone."""
     targets = sorted(set(inboxes))
@@ -156,7 +162,7 @@ def enqueue(
                 "state": State.PARKED if parked else State.PENDING,
                 "attempts": 0,
                 "unknown_errors": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": due_at or now,
                 "last_error": f"{PARKED_DEAD} {dead[host].isoformat()}" if parked else None,
                 "created_at": now,
                 "updated_at": now,

@@ -19,10 +19,14 @@ from mirror import __version__
 from mirror.clock import Clock
 from mirror.net.guard import Blocked, GuardedResolver, check_literal
 from mirror.signatures import sign_request
-from mirror.vocab.context import ACTIVITY_JSON, LD_JSON_PROFILE
+from mirror.vocab.context import ACTIVITY_JSON
 
-#: What we ask for when fetching ActivityPub documents.
-ACCEPT_ACTIVITY = f"{ACTIVITY_JSON}, {LD_JSON_PROFILE}"
+#: What we ask for when fetching ActivityPub documents: exactly one type,
+#: because Lemmy's reference nginx config routes a GET to the backend only
+#: when Accept is exactly `application/activity+json` or exactly the ld+json
+#: profile; a list of both gets lemmy-ui's HTML (lemmy docker/nginx.conf,
+#: shared/docs/lemmy-receive-rules.md §3.1).
+ACCEPT_ACTIVITY = ACTIVITY_JSON
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 3
 #: Bytes of an error response kept for the operator.

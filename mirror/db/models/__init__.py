@@ -9,6 +9,7 @@ from mirror.db.models.federation import (
     ReceivedActivity,
     RemoteActor,
 )
+from mirror.db.models.publication import BackfillRun, Publication
 from mirror.db.models.reconstruction import (
     Alias,
     Author,
@@ -25,6 +26,7 @@ __all__ = [
     "Alias",
     "ApObject",
     "Author",
+    "BackfillRun",
     "Comment",
     "Community",
     "Delivery",
@@ -35,6 +37,7 @@ __all__ = [
     "LocalActor",
     "Observation",
     "Post",
+    "Publication",
     "ReceivedActivity",
     "RemoteActor",
 ]

@@ -1,0 +1,1 @@
+"""Publishing the reconstruction: render, plan, and enqueue a backfill into a community."""

@@ -1,0 +1,166 @@
+"""Resolve a target community (`!name@host`, `name@host` or its URL) to its Group actor.
+
+WebFinger finds the actor; the actor says where to deliver (Lemmy 1.0 has
+only the shared `/inbox`, so `endpoints.sharedInbox` is preferred) and
+whether only moderators may post; NodeInfo says which software it runs,
+which decides whether a post may be a Note (shared/docs/lemmy-receive-rules.md
+§3.1, §3.4).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from mirror.errors import MirrorError
+from mirror.net.client import FetchError, fetch_json
+
+HANDLE = re.compile(r"^!?([A-Za-z0-9_.\-]+)@([A-Za-z0-9.\-]+(?::\d+)?)$")
+NODEINFO_SCHEMAS = (
+    "http://nodeinfo.diaspora.software/ns/schema/2.1",
+    "http://nodeinfo.diaspora.software/ns/schema/2.0",
+)
+
+
+class TargetError(MirrorError):
+    """The target community cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: str
+    name: str
+    inbox: str
+    followers: str | None
+    posting_restricted_to_mods: bool
+    software: str | None
+    version: str | None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.id).netloc
+
+    def post_type(self, setting: str) -> str:
+        """Page, or Note where the software takes a top-level Note as a post.
+
+        Lemmy 0.19 and PieFed parse a Note without inReplyTo as a post;
+        Lemmy 1.0 refuses it (rules §3.4), as may anything unknown.
+        """
+        if setting in ("Note", "Page"):
+            return setting
+        software = (self.software or "").lower()
+        if software == "piefed" or (software == "lemmy" and (self.version or "").startswith("0.")):
+            return "Note"
+        return "Page"
+
+
+def _is_local(host: str) -> bool:
+    name = (
+        host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") else host[1:].split("]")[0]
+    )
+    if name == "localhost":
+        return True
+    try:
+        return not ipaddress.ip_address(name).is_global
+    except ValueError:
+        return False
+
+
+def scheme_for(host: str, *, allow_private: bool) -> str:
+    """https, except plain http for a private host when private networks are allowed (a sandbox)."""
+    return "http" if allow_private and _is_local(host) else "https"
+
+
+async def resolve(federation: Any, spec: str) -> Target:
+    """Find and check the community ``spec`` names; raises TargetError with the reason."""
+    allow_private = federation.allow_private
+    signer = await federation.bot_signer()
+    settings = federation.settings.federation
+
+    async def get(url: str, accept: str | None = None) -> Any:
+        kwargs: dict[str, Any] = {"accept": accept} if accept else {}
+        try:
+            _, data = await fetch_json(
+                federation.session,
+                url,
+                clock=federation.clock,
+                allow_private=allow_private,
+                max_bytes=settings.fetch_max_bytes,
+                signer=signer,
+                **kwargs,
+            )
+        except FetchError as exc:
+            raise TargetError(f"cannot reach {spec}: {exc}") from None
+        return data
+
+    text = spec.strip()
+    if text.startswith(("http://", "https://")):
+        actor_url = text
+    else:
+        match = HANDLE.match(text)
+        if not match:
+            raise TargetError(
+                f"{spec!r} is not a community: use !name@host, name@host or the community's URL"
+            )
+        name, host = match.groups()
+        scheme = scheme_for(host, allow_private=allow_private)
+        resource = quote(f"acct:{name}@{host}", safe=":@")
+        jrd = await get(
+            f"{scheme}://{host}/.well-known/webfinger?resource={resource}",
+            accept="application/jrd+json",
+        )
+        links = jrd.get("links") if isinstance(jrd, dict) else None
+        hrefs = [
+            link.get("href")
+            for link in links or []
+            if isinstance(link, dict)
+            and link.get("rel") == "self"
+            and "activity+json" in str(link.get("type", ""))
+        ]
+        if not hrefs or not isinstance(hrefs[0], str):
+            raise TargetError(f"{spec}: WebFinger names no ActivityPub actor")
+        actor_url = hrefs[0]
+
+    actor = await get(actor_url)
+    if not isinstance(actor, dict) or actor.get("type") != "Group":
+        kind = actor.get("type") if isinstance(actor, dict) else type(actor).__name__
+        raise TargetError(f"{spec} is a {kind}, not a community (a Group)")
+    endpoints = actor.get("endpoints") if isinstance(actor.get("endpoints"), dict) else {}
+    inbox = endpoints.get("sharedInbox") or actor.get("inbox")
+    if not isinstance(inbox, str) or not isinstance(actor.get("id"), str):
+        raise TargetError(f"{spec}: the community's actor has no inbox")
+    software, version = await _software(get, actor["id"])
+    return Target(
+        id=actor["id"],
+        name=str(actor.get("preferredUsername") or actor.get("name") or actor["id"]),
+        inbox=inbox,
+        followers=actor.get("followers") if isinstance(actor.get("followers"), str) else None,
+        posting_restricted_to_mods=bool(actor.get("postingRestrictedToMods")),
+        software=software,
+        version=version,
+    )
+
+
+async def _software(get: Any, actor_id: str) -> tuple[str | None, str | None]:
+    parts = urlsplit(actor_id)
+    try:
+        index = await get(
+            f"{parts.scheme}://{parts.netloc}/.well-known/nodeinfo", "application/json"
+        )
+        links = {
+            link.get("rel"): link.get("href")
+            for link in index.get("links", [])
+            if isinstance(link, dict)
+        }
+        href = next((links[s] for s in NODEINFO_SCHEMAS if isinstance(links.get(s), str)), None)
+        if href is None:
+            return None, None
+        info = await get(href, "application/json")
+        software = info.get("software", {})
+        return software.get("name"), software.get("version")
+    except (TargetError, AttributeError):
+        # No NodeInfo: unknown software, so posts go as Page (what everyone takes).
+        return None, None

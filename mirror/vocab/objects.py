@@ -1,0 +1,156 @@
+"""The objects we publish: a mirrored post (Page or Note with a name) and a comment (Note).
+
+Shapes follow what Lemmy parses (shared/docs/lemmy-receive-rules.md §3.3,
+§4): `attributedTo` one URL equal to the sending actor, the full Public IRI
+and the community in `to`/`cc`, `audience` the community, `mediaType`
+text/html with markdown in `source`, `language` as {identifier, name}.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mirror.vocab.context import ACTIVITY_CONTEXT, PUBLIC
+from mirror.vocab.times import rfc3339
+
+#: Lemmy cuts titles to 200 characters (MAX_TITLE_LENGTH).
+MAX_TITLE = 200
+#: Names Lemmy shows for the language codes a dump may carry; others use the code.
+LANGUAGE_NAMES = {
+    "en": "English",
+    "de": "Deutsch",
+    "fr": "Français",
+    "es": "Español",
+    "it": "Italiano",
+    "nl": "Nederlands",
+    "pt": "Português",
+    "pl": "Polski",
+    "ru": "Русский",
+    "ja": "日本語",
+    "zh": "中文",
+}
+
+
+def title(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
+
+
+def _common(
+    *,
+    object_id: str,
+    kind: str,
+    attributed_to: str,
+    to: list[str],
+    cc: list[str],
+    audience: str | None,
+    content: str,
+    source: str,
+    published: datetime | None,
+    updated: datetime | None,
+    language: str | None,
+    url: str | None,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "@context": ACTIVITY_CONTEXT,
+        "id": object_id,
+        "type": kind,
+        "attributedTo": attributed_to,
+        "to": to,
+        "cc": cc,
+    }
+    if audience:
+        document["audience"] = audience
+    document.update(
+        {
+            "content": content,
+            "mediaType": "text/html",
+            "source": {"content": source, "mediaType": "text/markdown"},
+            "sensitive": False,
+        }
+    )
+    if published is not None:
+        document["published"] = rfc3339(published)
+    if updated is not None:
+        document["updated"] = rfc3339(updated)
+    if language:
+        document["language"] = {
+            "identifier": language,
+            "name": LANGUAGE_NAMES.get(language, language),
+        }
+    if url:
+        document["url"] = url
+    return document
+
+
+def build_post(
+    *,
+    object_id: str,
+    kind: str,
+    attributed_to: str,
+    community: str | None,
+    name: str,
+    content: str,
+    source: str,
+    published: datetime | None,
+    updated: datetime | None = None,
+    language: str | None = None,
+    followers: str | None = None,
+) -> dict[str, Any]:
+    """A post: ``kind`` is Page, or Note where the target takes a Note as a post."""
+    cc = [community] if community else []
+    if followers:
+        cc.append(followers)
+    document = _common(
+        object_id=object_id,
+        kind=kind,
+        attributed_to=attributed_to,
+        to=[community, PUBLIC] if community else [PUBLIC],
+        cc=cc,
+        audience=community,
+        content=content,
+        source=source,
+        published=published,
+        updated=updated,
+        language=language,
+        url=None,
+    )
+    document["name"] = title(name)
+    return document
+
+
+def build_comment(
+    *,
+    object_id: str,
+    attributed_to: str,
+    in_reply_to: str | None,
+    community: str | None,
+    content: str,
+    source: str,
+    published: datetime | None,
+    updated: datetime | None = None,
+    language: str | None = None,
+    followers: str | None = None,
+) -> dict[str, Any]:
+    """A comment: a Note replying to a post or a comment (none: a standalone Note)."""
+    cc = [community] if community else []
+    if followers:
+        cc.append(followers)
+    document = _common(
+        object_id=object_id,
+        kind="Note",
+        attributed_to=attributed_to,
+        to=[community, PUBLIC] if community else [PUBLIC],
+        cc=cc,
+        audience=community,
+        content=content,
+        source=source,
+        published=published,
+        updated=updated,
+        language=language,
+        url=None,
+    )
+    if in_reply_to:
+        document["inReplyTo"] = in_reply_to
+    return document

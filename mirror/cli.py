@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # A daemon reports what it does; one-shot commands only what goes wrong.
-    _setup_logging(args.verbose + (1 if args.command in ("serve", "worker") else 0))
+    _setup_logging(args.verbose + (1 if args.command in ("serve", "worker", "sandbox") else 0))
     try:
         # `init` writes the config file, so it cannot read it first.
         settings = load_settings(args.config) if args.command != "init" else Settings()
@@ -157,6 +157,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="retention in days (default [delivery].retention_days)",
     )
     prune.set_defaults(handler=cmd_prune)
+
+    backfill = commands.add_parser(
+        "backfill", parents=[common], help="publish the reconstruction into a community"
+    )
+    backfill.add_argument(
+        "--to", required=True, metavar="COMMUNITY", help="!name@host, name@host or its URL"
+    )
+    backfill.add_argument(
+        "--from",
+        dest="source",
+        default="all",
+        metavar="SOURCE",
+        help="a reconstructed community (name@instance or its title), all, or unknown",
+    )
+    backfill.add_argument(
+        "--since", type=_iso_datetime, metavar="DATE", help="only posts published since"
+    )
+    backfill.add_argument("--limit", type=int, metavar="N", help="at most N posts")
+    backfill.add_argument(
+        "--rate",
+        type=float,
+        metavar="POSTS_PER_MINUTE",
+        help="pace (default [backfill].rate_per_minute; 0: unpaced)",
+    )
+    backfill.add_argument("--wait", action="store_true", help="stay and show progress")
+    backfill.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    backfill.set_defaults(handler=cmd_backfill)
+
+    runs = commands.add_parser("runs", parents=[common], help="list, pause, resume or cancel runs")
+    runs.add_argument(
+        "action", nargs="?", default="list", choices=["list", "pause", "resume", "cancel"]
+    )
+    runs.add_argument("run", nargs="?", type=int, metavar="RUN")
+    runs.add_argument("--json", action="store_true", help="one JSON document (list)")
+    runs.set_defaults(handler=cmd_runs)
+
+    retract = commands.add_parser(
+        "retract", parents=[common], help="send Deletes for mirrored items (they answer 410)"
+    )
+    retract.add_argument("item", nargs="?", metavar="ITEM", help="a reconstructed item id")
+    retract.add_argument("--run", type=int, metavar="RUN", help="everything a run published")
+    retract.set_defaults(handler=cmd_retract)
+
+    sandbox = commands.add_parser(
+        "sandbox", parents=[common], help="run a local Lemmy-compatible instance to backfill into"
+    )
+    sandbox.add_argument("--listen", default="127.0.0.1:8790", metavar="HOST:PORT")
+    sandbox.add_argument("--community", default="sandbox", metavar="NAME")
+    sandbox.add_argument(
+        "--software",
+        default="lemmy/0.19.9",
+        metavar="NAME/VERSION",
+        help="what its NodeInfo says (lemmy/1.0.0 refuses Note posts)",
+    )
+    sandbox.set_defaults(handler=cmd_sandbox)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="sandbox + service + samples: a whole backfill on this machine",
+    )
+    demo.add_argument(
+        "--exit", action="store_true", help="stop when the backfill is done (default: Ctrl-C)"
+    )
+    demo.set_defaults(handler=cmd_demo)
 
     ingest = commands.add_parser(
         "ingest", parents=[common], help="reconstruct posts and comments from page dumps"
@@ -527,3 +592,190 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
         deliveries, received = queue.prune(conn, now=SystemClock().now(), retention_days=days)
     print(f"pruned {deliveries} delivered rows and {received} inbox records older than {days} days")
     return EXIT_OK
+
+
+# -- backfill ---------------------------------------------------------------------
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.publish.start import start_backfill
+
+    federation = _federation(settings)
+
+    async def start():  # type: ignore[no-untyped-def]
+        try:
+            return await start_backfill(
+                federation,
+                to=args.to,
+                source=args.source,
+                since=args.since,
+                limit=args.limit,
+                rate=args.rate,
+                dry_run=args.dry_run,
+            )
+        finally:
+            await federation.close()
+
+    target, report = asyncio.run(start())
+    planned = report.planned
+    print(
+        f"target: {target.id} ({target.software or 'unknown software'} "
+        f"{target.version or ''}, posts as {target.post_type(settings.backfill.post_type)}); "
+        f"inbox {target.inbox}"
+    )
+    print(
+        f"plan: {planned['posts']} posts, {planned['comments']} comments, "
+        f"{planned['followers_only']} comments of unknown posts (followers only)"
+    )
+    for reason, count in report.left_out.items():
+        print(f"left out: {count} ({reason})")
+    if args.dry_run:
+        print("dry run: nothing was queued. The first activities:")
+        json.dump(report.first, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(
+        f"run {report.run_id}: {report.queued} new, {report.updated} updated, "
+        f"{report.requeued} queued again, {report.unchanged} already there, "
+        f"{report.deleted} deleted; {report.deliveries} deliveries queued"
+    )
+    if not args.wait:
+        print("`mirror serve` or `mirror worker` delivers them; `mirror runs` shows progress")
+        return EXIT_OK
+    return _wait_for_run(federation.engine, report.run_id)
+
+
+def _wait_for_run(engine: Engine, run_id: int) -> int:
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mirror.publish.runs import progress
+
+    def read() -> dict:  # type: ignore[type-arg]
+        with engine.connect() as conn:
+            return progress(conn, run_id, SystemClock().now())
+
+    report = read()
+    if sys.stderr.isatty():
+        columns = (
+            TextColumn(f"run {run_id}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} delivered"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        started, first = time.monotonic(), report["done"]
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("deliver", total=report["total"], rate="")
+            while not report["finished"]:
+                elapsed = time.monotonic() - started
+                rate = (report["done"] - first) / elapsed if elapsed > 0 else 0
+                bar.update(task, completed=report["done"], rate=f"{rate:.1f}/s")
+                time.sleep(0.5)
+                report = read()
+            bar.update(task, completed=report["done"])
+    else:
+        last = 0.0
+        while not report["finished"]:
+            if time.monotonic() - last >= 10:
+                log.warning("run %d: %d/%d delivered", run_id, report["done"], report["total"])
+                last = time.monotonic()
+            time.sleep(0.5)
+            report = read()
+    states = report["by_state"]
+    print(
+        f"run {run_id} done: {states['delivered']} delivered, {states['failed']} failed, "
+        f"{states['cancelled']} cancelled, {states['parked']} parked"
+    )
+    return EXIT_OK if states["failed"] == 0 else EXIT_FAILED
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.publish import runs
+
+    engine = _engine(settings)
+    now = SystemClock().now()
+    if args.action == "list":
+        with engine.connect() as conn:
+            listing = runs.list_runs(conn, now)
+        if args.json:
+            json.dump(listing, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return EXIT_OK
+        table = Table(title="backfill runs")
+        for column in ("run", "target", "state", "delivered", "outstanding", "failed", "parked"):
+            table.add_column(column)
+        for run in listing:
+            table.add_row(
+                str(run["id"]),
+                run["target"],
+                run["state"],
+                f"{run['done']}/{run['total']}",
+                str(run["outstanding"]),
+                str(run["by_state"]["failed"]),
+                str(run["by_state"]["parked"]),
+            )
+        Console(highlight=False).print(table)
+        return EXIT_OK
+    if args.run is None:
+        raise UsageError(f"runs {args.action} needs a RUN number")
+    action = {"pause": runs.pause, "resume": runs.resume, "cancel": runs.cancel}[args.action]
+    with write_transaction(engine) as conn:
+        count = action(conn, args.run, now)
+    verb = {"pause": "held", "resume": "released", "cancel": "cancelled"}[args.action]
+    print(f"run {args.run}: {count} deliveries {verb}")
+    return EXIT_OK
+
+
+def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.publish.backfill import PUBLICATIONS, delete_publications
+    from mirror.vocab.ids import Urls
+
+    if (args.item is None) == (args.run is None):
+        raise UsageError("retract needs an ITEM or --run RUN")
+    if not settings.instance.base_url:
+        raise UsageError(f"no [instance].base_url configured: {INIT_REMINDER}")
+    engine = _engine(settings)
+    where = PUBLICATIONS.c.item_id == args.item if args.item else PUBLICATIONS.c.run_id == args.run
+    with write_transaction(engine) as conn:
+        count = delete_publications(
+            conn,
+            urls=Urls.from_base_url(settings.instance.base_url),
+            now=SystemClock().now(),
+            where=where,
+            inbox_for={},
+        )
+    if count == 0:
+        raise MirrorError(f"nothing mirrored matches {args.item or f'run {args.run}'}")
+    print(f"{count} objects: Deletes queued; their URLs answer 410 now")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.sandbox.serve import run_sandbox
+    from mirror.server.app import parse_listen
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    software, _, version = args.software.partition("/")
+    asyncio.run(
+        run_sandbox(
+            host=host, port=port, community=args.community, software=software, version=version
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.demo import run_demo
+
+    return asyncio.run(run_demo(settings, exit_when_done=args.exit))

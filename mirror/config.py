@@ -103,6 +103,15 @@ class AdminSettings:
     token: str = ""
 
 
+#: The allowed values of [backfill]'s string options.
+BACKFILL_CHOICES = {
+    "attribution": ("bot", "puppets"),
+    "post_type": ("auto", "Note", "Page"),
+    "published": ("original", "now"),
+    "unknown_post_comments": ("followers", "skip"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class BackfillSettings:
     attribution: str = "bot"
@@ -114,16 +123,8 @@ class BackfillSettings:
     exclude_communities: list[str] = field(default_factory=list)
     exclude_items: list[str] = field(default_factory=list)
 
-    #: The allowed values of the string options.
-    CHOICES = {
-        "attribution": ("bot", "puppets"),
-        "post_type": ("auto", "Note", "Page"),
-        "published": ("original", "now"),
-        "unknown_post_comments": ("followers", "skip"),
-    }
-
     def check(self) -> None:
-        for key, allowed in self.CHOICES.items():
+        for key, allowed in BACKFILL_CHOICES.items():
             value = getattr(self, key)
             if value not in allowed:
                 raise ConfigError(

@@ -44,6 +44,7 @@ ACTIVITIES = table_of(Activity)
 MAX_ACTIVITY_BYTES = 256 * 1024
 PARKED_DEAD = "parked: host dead since"
 PARKED_BEHIND = "parked: waits for"
+PARKED_PAUSED = "parked: run paused"
 #: Hosts considered per claim.
 HOSTS_PER_CLAIM = 64
 
@@ -76,6 +77,7 @@ def publish(
     depends_on: str | None = None,
     activity_id: str | None = None,
     due_at: datetime | None = None,
+    run_id: int | None = None,
 ) -> str:
     """Build an activity once, record it (served at its id) and enqueue it to every inbox.
 
@@ -104,6 +106,7 @@ def publish(
                 "public": public,
                 "json": document,
                 "created_at": now,
+                "run_id": run_id,
             }
         ],
     )
@@ -770,10 +773,15 @@ def retry(conn: sa.Connection, *, now: datetime, failed: bool, host: str | None)
     if host:
         condition.append(DELIVERIES.c.host == host.lower())
     else:
-        # Without a host, parked-for-dead-host rows stay: `hosts revive` is for those.
+        # Without a host, parked-for-dead-host rows stay (`hosts revive` is for
+        # those), and so do paused runs' (`runs resume`).
         condition.append(
             sa.or_(
-                DELIVERIES.c.last_error.is_(None), ~DELIVERIES.c.last_error.like(f"{PARKED_DEAD}%")
+                DELIVERIES.c.last_error.is_(None),
+                sa.and_(
+                    ~DELIVERIES.c.last_error.like(f"{PARKED_DEAD}%"),
+                    ~DELIVERIES.c.last_error.like(f"{PARKED_PAUSED}%"),
+                ),
             )
         )
     result = conn.execute(

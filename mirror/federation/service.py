@@ -33,6 +33,7 @@ class Federation:
         self.engine = engine
         self.clock = clock
         self.urls = Urls.from_base_url(settings.instance.base_url)
+        self.master_key = master_key
         self.keys = KeyStore(master_key, self.urls)
         self.allow_private = settings.network.allow_private_networks
         self._session: aiohttp.ClientSession | None = None

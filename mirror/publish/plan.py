@@ -193,3 +193,18 @@ def _walk(
         )
         children = sorted(by_parent.get(comment["id"], []), key=_time_key)
         stack.extend((child, path) for child in reversed(children))
+
+
+def excluded_ids(document: dict[str, Any], options: Options) -> list[str]:
+    """Every item (and alias) the config now excludes: their mirrored objects get Deletes."""
+    communities = {c["id"]: c for c in document["communities"]}
+    post_community = {p["id"]: p.get("community_id") for p in document["posts"]}
+    out = []
+    for item in document["posts"]:
+        if _excluded(item, options, communities):
+            out.extend([item["id"], *(item.get("aliases") or ())])
+    for item in document["comments"]:
+        scoped = {**item, "community_id": post_community.get(item.get("post") or "")}
+        if _excluded(scoped, options, communities):
+            out.extend([item["id"], *(item.get("aliases") or ())])
+    return out

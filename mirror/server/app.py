@@ -57,9 +57,10 @@ async def serve(
     port: int,
     ready: asyncio.Event | None = None,
     with_worker: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve (and deliver) until SIGTERM/SIGINT; in-flight work gets a bounded time."""
-    stop = asyncio.Event()
+    """Serve and deliver until SIGTERM/SIGINT or ``stop``; in-flight work gets a bounded time."""
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

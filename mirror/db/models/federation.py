@@ -99,6 +99,8 @@ class Activity(Base):
     public: Mapped[bool] = mapped_column(sa.Boolean)
     json: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(TZ, index=True)
+    #: The backfill run that queued it, if any (its progress counts these deliveries).
+    run_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
 
 
 class ApObject(Base):

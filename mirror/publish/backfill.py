@@ -1,0 +1,558 @@
+"""A backfill: the plan's items become objects, and Creates in the delivery queue.
+
+Everything is written in the caller's transaction, so a backfill is queued
+whole or not at all. Each (item, target) pair is a publication with its own
+object id; its JSON is built when first queued and then served unchanged
+until an Update. Running the same backfill again queues only what is new,
+re-queues what failed, sends an Update for an item whose reconstruction
+changed, and a Delete for a mirrored item that is now excluded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from mirror.config import Settings
+from mirror.db.base import table_of
+from mirror.db.models import Activity, ApObject, BackfillRun, Delivery, Publication
+from mirror.delivery import queue
+from mirror.delivery.states import State
+from mirror.federation.actors import PUPPET, create_actor, get_actor
+from mirror.federation.follows import list_followers
+from mirror.publish import render
+from mirror.publish.plan import Item, Plan
+from mirror.publish.target import Target
+from mirror.signatures import MasterKey
+from mirror.vocab.activities import build, recipe
+from mirror.vocab.context import PUBLIC
+from mirror.vocab.ids import Urls
+from mirror.vocab.objects import build_comment, build_post
+
+PUBLICATIONS = table_of(Publication)
+OBJECTS = table_of(ApObject)
+RUNS = table_of(BackfillRun)
+DELIVERIES = table_of(Delivery)
+ACTIVITIES = table_of(Activity)
+#: The target of comments whose post is unknown: the followers, no community.
+FOLLOWERS_ONLY = "followers"
+#: Lemmy 0.19 fetches at most 200 KB of an object (rules §5.2).
+MAX_OBJECT_BYTES = 200_000
+PUPPET_NAME = re.compile(r"[^a-z0-9_]+")
+
+
+def object_id_for(item_id: str, target: str) -> str:
+    """A post lives in one community: its object id is made from the item and the target."""
+    return "o" + hashlib.sha256(f"{item_id}\n{target}".encode()).hexdigest()[:24]
+
+
+def puppet_username(handle: str) -> str:
+    """A stable local username for an author: milo@wheels.example -> milo_wheels_example."""
+    name = PUPPET_NAME.sub("_", handle.lower().replace("@", "_")).strip("_")
+    if len(name) > 48:
+        name = name[:39] + "_" + hashlib.sha256(handle.encode()).hexdigest()[:8]
+    return name or "unknown"
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An item, built: what to store and queue for it."""
+
+    item: Item
+    object_id: str
+    actor: str
+    document: dict[str, Any]
+    content_hash: str
+    depends_on: str | None
+    due_at: datetime
+    inboxes: list[str]
+
+
+@dataclass(slots=True)
+class Report:
+    run_id: int | None
+    target: str
+    planned: dict[str, int]
+    queued: int = 0
+    requeued: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    deliveries: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+    first: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run_id,
+            "target": self.target,
+            "planned": self.planned,
+            "queued": self.queued,
+            "requeued": self.requeued,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "deliveries": self.deliveries,
+            "left_out": self.left_out,
+        }
+
+
+class Backfill:
+    """One backfill into one target, over one connection (the caller's transaction)."""
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        *,
+        settings: Settings,
+        urls: Urls,
+        master_key: MasterKey,
+        target: Target,
+        now: datetime,
+        rate_per_minute: float,
+    ) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.urls = urls
+        self.master_key = master_key
+        self.target = target
+        self.now = now
+        self.rate = rate_per_minute
+        self.bot = settings.instance.username
+        self.post_type = target.post_type(settings.backfill.post_type)
+        self._followers: dict[str, list[str]] = {}
+        self._actors: set[str] = set()
+
+    # -- building (no writes) -------------------------------------------------
+
+    def actor_for(self, item: Item, *, create: bool) -> str:
+        handle = item.data.get("author")
+        if self.settings.backfill.attribution != "puppets" or not handle:
+            return self.bot
+        username = puppet_username(handle)
+        if create and username not in self._actors:
+            if get_actor(self.conn, username) is None:
+                create_actor(
+                    self.conn,
+                    username=username,
+                    kind=PUPPET,
+                    master_key=self.master_key,
+                    now=self.now,
+                    source_handle=handle,
+                )
+            self._actors.add(username)
+        return username
+
+    def follower_inboxes(self, username: str) -> list[str]:
+        if username not in self._followers:
+            self._followers[username] = sorted(
+                {f.shared_inbox or f.inbox for f in list_followers(self.conn, username)}
+            )
+        return self._followers[username]
+
+    def target_key(self, item: Item) -> str:
+        return FOLLOWERS_ONLY if item.kind == "orphan" else self.target.id
+
+    def prepare(self, item: Item, due_at: datetime, *, create_actors: bool) -> Prepared:
+        data = item.data
+        actor = self.actor_for(item, create=create_actors)
+        object_id = object_id_for(item.id, self.target_key(item))
+        url = self.urls.object(object_id)
+        community = None if item.kind == "orphan" else self.target.id
+        body = data.get("body") or ""
+        note_md, note_html = attribution(item, actor_is_bot=actor == self.bot)
+        source = "\n\n".join(x for x in (render.to_markdown(body), note_md) if x)
+        content = render.to_html(body) + note_html
+        published = (
+            _time(data.get("published"))
+            if self.settings.backfill.published == "original"
+            else self.now
+        )
+        updated = _time(data.get("edited_at"))
+        followers = self.urls.followers(actor)
+        common = {
+            "object_id": url,
+            "attributed_to": self.urls.actor(actor),
+            "community": community,
+            "content": content,
+            "source": source,
+            "published": published,
+            "updated": updated,
+            "language": data.get("language"),
+            "followers": followers if item.kind == "orphan" else None,
+        }
+        depends_on = None
+        if item.kind == "post":
+            title = data.get("title") or _derived_title(body) or "(untitled)"
+            document = build_post(kind=self.post_type, name=title, **common)
+        else:
+            in_reply_to = None
+            if item.reply_to is not None:
+                in_reply_to = self.urls.object(object_id_for(item.reply_to, self.target.id))
+                depends_on = in_reply_to
+            document = build_comment(in_reply_to=in_reply_to, **common)
+        size = len(json.dumps(document).encode())
+        if size > MAX_OBJECT_BYTES:
+            raise queue.TooLarge(
+                f"{item.kind} {item.id} makes a {size}-byte object; Lemmy fetches at most "
+                f"{MAX_OBJECT_BYTES} bytes"
+            )
+        inboxes = self.follower_inboxes(actor) if create_actors else []
+        if community:
+            inboxes = [self.target.inbox, *inboxes]
+        return Prepared(
+            item=item,
+            object_id=object_id,
+            actor=actor,
+            document=document,
+            content_hash=_content_hash(
+                document, ignore_published=self.settings.backfill.published == "now"
+            ),
+            depends_on=depends_on,
+            due_at=due_at,
+            inboxes=sorted(set(inboxes), key=lambda i: (i != self.target.inbox, i)),
+        )
+
+    def activity_recipe(self, prepared: Prepared, kind: str = "Create") -> dict[str, Any]:
+        document = prepared.document
+        return recipe(
+            "create",
+            username=prepared.actor,
+            object=document,
+            to=document["to"],
+            cc=document["cc"],
+            audience=document.get("audience"),
+            kind=kind,
+        )
+
+    def schedule(self, plan: Plan) -> list[tuple[Item, datetime]]:
+        """Paced: each post gets its time, and its comments the same (they follow it)."""
+        interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
+        out = []
+        posts = 0
+        for item in plan.items:
+            if item.kind == "post":
+                due = self.now + interval * posts
+                posts += 1
+            elif item.kind == "orphan":
+                due = self.now
+            out.append((item, due))
+        return out
+
+    def dry_run(self, plan: Plan, show: int = 3) -> Report:
+        report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
+        for item, due in self.schedule(plan)[:show]:
+            prepared = self.prepare(item, due, create_actors=False)
+            report.first.append(
+                build(self.urls, self.activity_recipe(prepared), activity_id="dry-run")
+            )
+        return report
+
+    # -- writing ------------------------------------------------------------------
+
+    def run(self, plan: Plan, options: dict[str, Any], deletions: list[str]) -> Report:
+        run_id = self.conn.execute(
+            sa.insert(RUNS)
+            .values(
+                target=self.target.id,
+                inbox=self.target.inbox,
+                options=options,
+                state="active",
+                items=len(plan.items),
+                created_at=self.now,
+                updated_at=self.now,
+            )
+            .returning(RUNS.c.id)
+        ).scalar_one()
+        report = Report(run_id, self.target.id, _planned(plan), left_out=plan.left_out)
+        existing = {
+            row.item_id: row
+            for row in self.conn.execute(
+                sa.select(PUBLICATIONS).where(
+                    PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY))
+                )
+            )
+        }
+        paced = self.schedule(plan)
+        # Pacing counts posts actually queued now: the already mirrored take no slot.
+        slot = 0
+        interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
+        post_due = self.now
+        for item, _ in paced:
+            previous = existing.get(item.id)
+            if item.kind == "post":
+                post_due = self.now + interval * slot
+                if previous is None:
+                    slot += 1
+            due = post_due if item.kind != "orphan" else self.now
+            prepared = self.prepare(item, due, create_actors=True)
+            if previous is None:
+                self._create(prepared, run_id)
+                report.queued += 1
+                report.deliveries += len(prepared.inboxes)
+            elif previous.content_hash != prepared.content_hash:
+                self._update(prepared, previous, run_id)
+                report.updated += 1
+                report.deliveries += len(prepared.inboxes)
+            elif self._requeue(previous.activity_id, run_id):
+                report.requeued += 1
+            else:
+                report.unchanged += 1
+        for item_id in deletions:
+            report.deleted += self._delete_item(item_id, run_id)
+        queue.refresh_statistics(self.conn)
+        return report
+
+    def _store_object(self, prepared: Prepared) -> None:
+        document = prepared.document
+        values = {
+            "id": prepared.object_id,
+            "actor": prepared.actor,
+            "type": document["type"],
+            "json": document,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "deleted_at": None,
+        }
+        updated = self.conn.execute(
+            sa.update(OBJECTS).where(OBJECTS.c.id == prepared.object_id).values(**values)
+        ).rowcount
+        if not updated:
+            self.conn.execute(sa.insert(OBJECTS), [values])
+
+    def _create(self, prepared: Prepared, run_id: int) -> None:
+        self._store_object(prepared)
+        activity_id = queue.publish(
+            self.conn,
+            urls=self.urls,
+            username=prepared.actor,
+            recipe=self.activity_recipe(prepared),
+            inboxes=prepared.inboxes,
+            now=self.now,
+            public=True,
+            depends_on=prepared.depends_on,
+            due_at=prepared.due_at,
+            run_id=run_id,
+        )
+        self.conn.execute(
+            sa.insert(PUBLICATIONS),
+            [
+                {
+                    "id": prepared.object_id,
+                    "item_id": prepared.item.id,
+                    "kind": prepared.item.kind,
+                    "target": self.target_key(prepared.item),
+                    "actor": prepared.actor,
+                    "run_id": run_id,
+                    "activity_id": activity_id,
+                    "content_hash": prepared.content_hash,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                }
+            ],
+        )
+
+    def _update(self, prepared: Prepared, previous: Any, run_id: int) -> None:
+        """The reconstruction changed: an Update with a newer `updated`, same object id.
+
+        The type never changes (an object keeps one type for its life).
+        """
+        document = {**prepared.document, "updated": _rfc3339(self.now)}
+        document["type"] = (
+            self.conn.scalar(sa.select(OBJECTS.c.type).where(OBJECTS.c.id == previous.id))
+            or document["type"]
+        )
+        prepared.document = document
+        self._store_object(prepared)
+        queue.publish(
+            self.conn,
+            urls=self.urls,
+            username=prepared.actor,
+            recipe=self.activity_recipe(prepared, "Update"),
+            inboxes=prepared.inboxes,
+            now=self.now,
+            public=True,
+            depends_on=prepared.depends_on,
+            due_at=prepared.due_at,
+            run_id=run_id,
+        )
+        self.conn.execute(
+            sa.update(PUBLICATIONS)
+            .where(PUBLICATIONS.c.id == previous.id)
+            .values(content_hash=prepared.content_hash, run_id=run_id, updated_at=self.now)
+        )
+
+    def _requeue(self, activity_id: str, run_id: int) -> bool:
+        """A failed or cancelled earlier delivery of the same Create goes back in the queue."""
+        result = self.conn.execute(
+            sa.update(DELIVERIES)
+            .where(
+                DELIVERIES.c.activity_id == activity_id,
+                DELIVERIES.c.state.in_((State.FAILED, State.CANCELLED)),
+            )
+            .values(state=State.PENDING, next_attempt_at=self.now, updated_at=self.now)
+        )
+        if result.rowcount:
+            # It now counts in this run's progress.
+            self.conn.execute(
+                sa.update(ACTIVITIES).where(ACTIVITIES.c.id == activity_id).values(run_id=run_id)
+            )
+        return bool(result.rowcount)
+
+    def _delete_item(self, item_id: str, run_id: int) -> int:
+        return delete_publications(
+            self.conn,
+            urls=self.urls,
+            now=self.now,
+            where=PUBLICATIONS.c.item_id == item_id,
+            inbox_for={self.target.id: self.target.inbox},
+            run_id=run_id,
+        )
+
+
+def delete_publications(
+    conn: sa.Connection,
+    *,
+    urls: Urls,
+    now: datetime,
+    where: sa.ColumnElement[bool],
+    inbox_for: dict[str, str],
+    run_id: int | None = None,
+) -> int:
+    """Send a Delete for every live object matching ``where``; they answer 410 afterwards.
+
+    The Delete carries Public in `to` and no `summary` (Lemmy reads a summary
+    as a moderator's removal, rules §6.3); the queue's per-object order keeps
+    it after the Create and any Update.
+    """
+    rows = conn.execute(
+        sa.select(PUBLICATIONS, OBJECTS.c.json)
+        .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id)
+        .where(where, OBJECTS.c.deleted_at.is_(None))
+    ).all()
+    for row in rows:
+        document = row.json
+        community = document.get("audience")
+        inboxes = {
+            d.inbox
+            for d in conn.execute(
+                sa.select(DELIVERIES.c.inbox).where(DELIVERIES.c.activity_id == row.activity_id)
+            )
+        }
+        if community in inbox_for:
+            inboxes.add(inbox_for[community])
+        queue.publish(
+            conn,
+            urls=urls,
+            username=row.actor,
+            recipe=recipe(
+                "delete",
+                username=row.actor,
+                object_id=document["id"],
+                to=[PUBLIC],
+                cc=[community] if community else [urls.followers(row.actor)],
+                audience=community,
+            ),
+            inboxes=sorted(inboxes),
+            now=now,
+            public=True,
+            run_id=run_id,
+        )
+        conn.execute(
+            sa.update(OBJECTS).where(OBJECTS.c.id == row.id).values(deleted_at=now, updated_at=now)
+        )
+    return len(rows)
+
+
+def attribution(item: Item, *, actor_is_bot: bool) -> tuple[str, str]:
+    """The block that says where a mirrored item came from: (markdown, HTML)."""
+    data = item.data
+    author = data.get("author")
+    community = data.get("community")
+    published, raw = data.get("published"), data.get("published_raw")
+    when = f"on {published[:10]}" if published else raw
+    parts_md: list[str] = []
+    parts_html: list[str] = []
+
+    def say(text: str, url: str | None = None) -> None:
+        if url:
+            parts_md.append(f"[{render.escape_line(text)}](<{url}>)")
+            parts_html.append(f'<a href="{url}">{_escape(text)}</a>')
+        else:
+            parts_md.append(render.escape_line(text))
+            parts_html.append(_escape(text))
+
+    say("Mirrored from an archive: originally by ")
+    if author:
+        user, _, host = author.partition("@")
+        say(author, f"https://{host}/u/{user}")
+    else:
+        say("an unknown author")
+    if item.kind == "post" or community:
+        say(" in ")
+        if community:
+            name, _, host = community.partition("@")
+            say(community, f"https://{host}/c/{name}")
+        elif data.get("community_title"):
+            say(str(data["community_title"]))
+        else:
+            say("an unknown community")
+    say(f", {when}" if when else ", time unknown")
+    if data.get("edited"):
+        say(" (edited)")
+    say(".")
+    if item.kind == "post" and data.get("cross_posted_from"):
+        say(" Cross-posted from ")
+        say(data["cross_posted_from"], data["cross_posted_from"])
+        say(".")
+    for note in item.notes:
+        say(f" Note: {note}.")
+    if not actor_is_bot:
+        say(" This account is a mirror, not the author.")
+    markdown = "---\n\n*" + "".join(parts_md) + "*"
+    html = render.sanitize("<hr><p><small>" + "".join(parts_html) + "</small></p>")
+    return markdown, html
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _rfc3339(value: datetime) -> str:
+    from mirror.vocab.times import rfc3339
+
+    return rfc3339(value)
+
+
+def _derived_title(body: str) -> str:
+    first = body.strip().split("\n", 1)[0]
+    match = re.match(r"(.+?[.!?])(\s|$)", first)
+    return (match.group(1) if match else first)[:200]
+
+
+def _content_hash(document: dict[str, Any], *, ignore_published: bool) -> str:
+    # `updated` is set by an Update itself, and `published` is the run's time
+    # when the config says "now": leaving them out keeps a re-run idempotent.
+    ignored = {"updated", "published"} if ignore_published else {"updated"}
+    stable = {k: v for k, v in document.items() if k not in ignored}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+
+
+def _planned(plan: Plan) -> dict[str, int]:
+    return {
+        "posts": plan.count("post"),
+        "comments": plan.count("comment"),
+        "followers_only": plan.count("orphan"),
+    }

@@ -1,0 +1,137 @@
+"""Backfill runs: progress from their deliveries, and pause, resume, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from mirror.db.base import table_of
+from mirror.db.models import Activity, BackfillRun, Delivery
+from mirror.delivery.queue import PARKED_PAUSED
+from mirror.delivery.states import OPERATOR_STATES, OUTSTANDING, State, operator_state_sql
+from mirror.errors import MirrorError
+
+RUNS = table_of(BackfillRun)
+ACTIVITIES = table_of(Activity)
+DELIVERIES = table_of(Delivery)
+ACTIVE, PAUSED, CANCELLED = "active", "paused", "cancelled"
+
+
+def _run_deliveries(run_id: int) -> sa.ColumnElement[bool]:
+    return DELIVERIES.c.activity_id.in_(
+        sa.select(ACTIVITIES.c.id).where(ACTIVITIES.c.run_id == run_id)
+    )
+
+
+def progress(conn: sa.Connection, run_id: int, now: datetime) -> dict[str, Any]:
+    """Counts of the run's deliveries by operator state, and whether it is done."""
+    view = operator_state_sql(DELIVERIES, now)
+    counts = dict(
+        conn.execute(
+            sa.select(view, sa.func.count()).where(_run_deliveries(run_id)).group_by(view)
+        ).all()
+    )
+    by_state = {name: int(counts.get(name, 0)) for name in OPERATOR_STATES}
+    total = sum(by_state.values())
+    outstanding = sum(by_state[s] for s in OUTSTANDING)
+    due_later = conn.scalar(
+        sa.select(sa.func.max(DELIVERIES.c.next_attempt_at)).where(
+            _run_deliveries(run_id), DELIVERIES.c.state == State.PENDING
+        )
+    )
+    return {
+        "by_state": by_state,
+        "total": total,
+        "done": by_state["delivered"],
+        "outstanding": outstanding,
+        # Parked rows wait for an operator (a dead host, a failed parent, a pause).
+        "finished": outstanding == 0,
+        "last_scheduled_at": due_later.isoformat() if due_later else None,
+    }
+
+
+def list_runs(conn: sa.Connection, now: datetime) -> list[dict[str, Any]]:
+    out = []
+    for run in conn.execute(sa.select(RUNS).order_by(RUNS.c.id)).mappings():
+        report = progress(conn, run["id"], now)
+        state = run["state"]
+        if state == ACTIVE and report["finished"]:
+            state = "done"
+        out.append(
+            {
+                "id": run["id"],
+                "target": run["target"],
+                "state": state,
+                "items": run["items"],
+                "created_at": run["created_at"].isoformat(),
+                "options": run["options"],
+                **report,
+            }
+        )
+    return out
+
+
+def _get(conn: sa.Connection, run_id: int) -> Any:
+    run = conn.execute(sa.select(RUNS).where(RUNS.c.id == run_id)).mappings().first()
+    if run is None:
+        raise MirrorError(f"there is no backfill run {run_id} (see `mirror runs`)")
+    return run
+
+
+def pause(conn: sa.Connection, run_id: int, now: datetime) -> int:
+    """Hold the run's deliveries that are not in flight (in-flight ones finish)."""
+    run = _get(conn, run_id)
+    if run["state"] == CANCELLED:
+        raise MirrorError(f"run {run_id} was cancelled")
+    held = conn.execute(
+        sa.update(DELIVERIES)
+        .where(
+            _run_deliveries(run_id),
+            DELIVERIES.c.state == State.PENDING,
+            sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
+        )
+        .values(
+            state=State.PARKED,
+            last_error=f"{PARKED_PAUSED} ({run_id})",
+            locked_by=None,
+            locked_until=None,
+            updated_at=now,
+        )
+    ).rowcount
+    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=PAUSED, updated_at=now))
+    return held or 0
+
+
+def resume(conn: sa.Connection, run_id: int, now: datetime) -> int:
+    """Let a paused run's deliveries go again (paced ones keep their times)."""
+    run = _get(conn, run_id)
+    if run["state"] == CANCELLED:
+        raise MirrorError(f"run {run_id} was cancelled")
+    released = conn.execute(
+        sa.update(DELIVERIES)
+        .where(
+            _run_deliveries(run_id),
+            DELIVERIES.c.state == State.PARKED,
+            DELIVERIES.c.last_error.like(f"{PARKED_PAUSED}%"),
+        )
+        .values(state=State.PENDING, last_error=None, updated_at=now)
+    ).rowcount
+    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=ACTIVE, updated_at=now))
+    return released or 0
+
+
+def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
+    """Give up the run's outstanding deliveries; what was delivered stays."""
+    _get(conn, run_id)
+    cancelled = conn.execute(
+        sa.update(DELIVERIES)
+        .where(
+            _run_deliveries(run_id),
+            DELIVERIES.c.state.in_((State.PENDING, State.PARKED)),
+        )
+        .values(state=State.CANCELLED, locked_by=None, locked_until=None, updated_at=now)
+    ).rowcount
+    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=CANCELLED, updated_at=now))
+    return cancelled or 0

@@ -1,0 +1,80 @@
+"""`mirror backfill`: resolve the target, check it, plan, and queue the run in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from mirror.db.session import write_transaction
+from mirror.inspection import build_document
+from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
+from mirror.publish.plan import Options, build_plan, excluded_ids
+from mirror.publish.target import Target, TargetError, resolve
+
+
+async def start_backfill(
+    federation: Any,
+    *,
+    to: str,
+    source: str = "all",
+    since: datetime | None = None,
+    limit: int | None = None,
+    rate: float | None = None,
+    dry_run: bool = False,
+) -> tuple[Target, Report]:
+    settings = federation.settings
+    settings.backfill.check()
+    target = await resolve(federation, to)
+    if target.posting_restricted_to_mods:
+        raise TargetError(
+            f"{target.id} lets only moderators post (postingRestrictedToMods): every "
+            "delivery would be refused; ask its moderators to add the bot, or pick another"
+        )
+    config = settings.backfill
+    options = Options(
+        source=source,
+        since=since,
+        limit=limit,
+        unknown_post_comments=config.unknown_post_comments,
+        exclude_authors=frozenset(config.exclude_authors),
+        exclude_communities=frozenset(config.exclude_communities),
+        exclude_items=frozenset(config.exclude_items),
+    )
+    per_minute = config.rate_per_minute if rate is None else rate
+
+    def work() -> Report:
+        document = build_document(federation.engine)
+        plan = build_plan(document, options)
+        with write_transaction(federation.engine) as conn:
+            backfill = Backfill(
+                conn,
+                settings=settings,
+                urls=federation.urls,
+                master_key=federation.master_key,
+                target=target,
+                now=federation.clock.now(),
+                rate_per_minute=per_minute,
+            )
+            if dry_run:
+                return backfill.dry_run(plan)
+            published = set(
+                conn.scalars(PUBLICATIONS.select().with_only_columns(PUBLICATIONS.c.item_id))
+            )
+            deletions = [i for i in excluded_ids(document, options) if i in published]
+            return backfill.run(
+                plan,
+                {
+                    "to": to,
+                    "from": source,
+                    "since": since.isoformat() if since else None,
+                    "limit": limit,
+                    "rate": per_minute,
+                },
+                deletions,
+            )
+
+    report = await asyncio.to_thread(work)
+    if not dry_run:
+        federation.wake()
+    return target, report

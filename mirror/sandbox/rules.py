@@ -1,0 +1,158 @@
+"""Lemmy's checks on what it receives, as plain functions (shared/docs/lemmy-receive-rules.md).
+
+Each failure raises Refused with the error code Lemmy would answer in its
+400 JSON (`{"error": code, "message": ...}`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
+POST_TYPES = ("Page", "Article", "Note", "Video", "Event")
+MAX_TITLE = 200
+MAX_ID = 255
+MAX_DEPTH = 50
+
+
+class Refused(Exception):
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+def domain(url: str) -> str:
+    """Lemmy compares `Url::domain()`: the host without the port."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _urls(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise Refused("invalid_addressing", f"to/cc must be URLs, got {value!r}")
+
+
+def _url(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise Refused("parse_error", f"{what} must be a URL, got {value!r}")
+    if len(value) > MAX_ID:
+        raise Refused("parse_error", f"{what} is longer than {MAX_ID} characters")
+    return value
+
+
+def check_envelope(activity: Any, own_server: str) -> tuple[str, str, str]:
+    """(id, type, actor) of an activity that passes the common checks."""
+    if not isinstance(activity, dict):
+        raise Refused("parse_error", "the body is not a JSON object")
+    if "@context" not in activity:
+        raise Refused("parse_error", "no @context")
+    activity_id = _url(activity.get("id"), "id")
+    actor = _url(activity.get("actor"), "actor")
+    kind = activity.get("type")
+    if not isinstance(kind, str):
+        raise Refused("parse_error", "no type")
+    if domain(activity_id) != domain(actor):
+        raise Refused("invalid_domain", "the activity id and the actor are on different hosts")
+    # Lemmy compares domains without the port; on loopback every server is
+    # 127.0.0.1, so the sandbox tells itself apart by host and port.
+    if urlsplit(activity_id).netloc.lower() == own_server:
+        raise Refused("invalid_domain", "the activity id is on this instance")
+    return activity_id, kind, actor
+
+
+def check_public(document: dict[str, Any], what: str) -> None:
+    addressed = _urls(document.get("to")) + _urls(document.get("cc"))
+    if PUBLIC not in addressed:
+        raise Refused(
+            "not_public", f"{what} is not addressed to {PUBLIC} (Lemmy compares the full IRI)"
+        )
+
+
+def check_object(activity: dict[str, Any], actor: str, community: str) -> dict[str, Any]:
+    """The embedded object of a Create or Update, checked; returns it."""
+    for key in ("to", "cc"):
+        if key not in activity:
+            raise Refused("parse_error", f"the activity has no `{key}` (Lemmy requires both)")
+    check_public(activity, "the activity")
+    obj = activity.get("object")
+    if not isinstance(obj, dict):
+        raise Refused("parse_error", "the object must be embedded")
+    object_id = _url(obj.get("id"), "object id")
+    if domain(object_id) != domain(actor):
+        raise Refused("invalid_domain", "the object id is not on the actor's host")
+    attributed = obj.get("attributedTo")
+    if not isinstance(attributed, str):
+        raise Refused("parse_error", "attributedTo must be a single URL")
+    if attributed != actor:
+        raise Refused("invalid_domain", "attributedTo is not the activity's actor")
+    audience = obj.get("audience", activity.get("audience"))
+    if audience is not None and audience != community:
+        raise Refused("invalid_community", f"audience {audience!r} is not this community")
+    addressed = _urls(obj.get("to")) + _urls(obj.get("cc")) + _urls(activity.get("to"))
+    if audience is None and community not in addressed:
+        raise Refused("invalid_community", "the object is not addressed to this community")
+    check_public(obj, "the object")
+    media_type = obj.get("mediaType")
+    if media_type not in (None, "text/html", "text/markdown"):
+        raise Refused("parse_error", f"mediaType {media_type!r} is not text/html or text/markdown")
+    language = obj.get("language")
+    if language is not None and not (
+        isinstance(language, dict)
+        and isinstance(language.get("identifier"), str)
+        and isinstance(language.get("name"), str)
+    ):
+        raise Refused("parse_error", "language must be {identifier, name}")
+    for key in ("published", "updated"):
+        if key in obj:
+            try:
+                value = datetime.fromisoformat(str(obj[key]).replace("Z", "+00:00"))
+            except ValueError:
+                raise Refused("parse_error", f"{key} is not an RFC 3339 time") from None
+            if value.tzinfo is None:
+                raise Refused("parse_error", f"{key} has no offset")
+    return obj
+
+
+def check_post(obj: dict[str, Any], *, takes_note_posts: bool) -> None:
+    kind = obj.get("type")
+    if kind not in POST_TYPES:
+        raise Refused("parse_error", f"{kind!r} is not a post type")
+    if kind == "Note" and not takes_note_posts:
+        raise Refused("parse_error", "a Note without inReplyTo is not a post here (Lemmy 1.0)")
+    if obj.get("inReplyTo") is not None:
+        raise Refused("parse_error", "a post must not have inReplyTo")
+    name = obj.get("name")
+    if name is None and not obj.get("content"):
+        raise Refused("parse_error", "a post needs a name or content")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_TITLE):
+        raise Refused("parse_error", f"the title is longer than {MAX_TITLE} characters")
+
+
+def check_comment(obj: dict[str, Any]) -> str:
+    """The parent URL of a comment that passes."""
+    if obj.get("type") != "Note":
+        raise Refused("parse_error", "a comment is a Note")
+    if not isinstance(obj.get("content"), str):
+        raise Refused("parse_error", "a comment needs content")
+    if "to" not in obj:
+        raise Refused("parse_error", "a comment needs `to`")
+    return _url(obj.get("inReplyTo"), "inReplyTo")
+
+
+def check_delete(activity: dict[str, Any], actor: str) -> str:
+    if "summary" in activity:
+        raise Refused("parse_error", "a Delete with a summary is a moderator's removal")
+    check_public(activity, "the Delete")
+    target = activity.get("object")
+    object_id = target.get("id") if isinstance(target, dict) else target
+    object_id = _url(object_id, "the deleted object")
+    if domain(object_id) != domain(actor):
+        raise Refused("no_id_match", "only the author's instance may delete an object")
+    return object_id

@@ -19,8 +19,9 @@ URL = re.compile(r"https?://[^\s<>\"']+")
 URL_TAIL = ".,;:!?)]}’”"
 BULLET = re.compile(r"^\s*(?:[-*•‣◦]|\u2022)\s+")
 NUMBERED = re.compile(r"^\s*(?:\(?\d{1,3}[.)])\s+")
-#: Characters markdown (CommonMark, and Lemmy's markdown-it) may read anywhere.
-MD_INLINE = re.compile(r"([\\`*_\[\]<>~|!])")
+#: Characters markdown (CommonMark, and Lemmy's markdown-it) may read anywhere; `&`
+#: starts an entity (`&copy;`).
+MD_INLINE = re.compile(r"([\\`*_\[\]<>~|!&])")
 #: Characters that start a block only at the start of a line.
 MD_BLOCK_MARK = re.compile(r"^(\s*)([#+\-=])")
 MD_ORDERED = re.compile(r"^(\s*\d+)([.)])")

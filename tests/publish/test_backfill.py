@@ -1,0 +1,299 @@
+"""A full backfill of the five seeds through the service into the sandbox, over loopback.
+
+The sandbox checks what it receives the way Lemmy does and verifies
+signatures with httpsig; its stored threads must equal the reconstruction
+(every post, every comment, every parent link) up to the documented
+adjustments, in both attribution modes, and a second backfill sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+
+from mirror.clock import FrozenClock
+from mirror.db.models import Delivery
+from mirror.db.session import write_transaction
+from mirror.federation.actors import get_actor
+from mirror.ingest.files import ingest_paths
+from mirror.inspection import build_document
+from mirror.publish import runs
+from mirror.publish.backfill import object_id_for, puppet_username
+from mirror.publish.plan import MAX_DEPTH, Options, build_plan
+from mirror.publish.start import start_backfill
+from mirror.publish.target import TargetError
+from mirror.sandbox.app import Instance
+from mirror.sandbox.serve import start_sandbox
+from tests.conftest import CAPTURED, SEEDS
+from tests.peer import free_port
+from tests.server.conftest import Service
+
+
+@pytest.fixture
+async def sandbox_factory() -> AsyncIterator[Callable[..., Any]]:
+    runners = []
+
+    async def start(version: str = "0.19.9", **kwargs: Any) -> Instance:
+        runner, instance = await start_sandbox(
+            host="127.0.0.1",
+            port=free_port(),
+            community="sandbox",
+            software="lemmy",
+            version=version,
+        )
+        for key, value in kwargs.items():
+            setattr(instance, key, value)
+        runners.append(runner)
+        return instance
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def mirror_service(service_factory: Callable[..., Any], **backfill: Any) -> Service:
+    service: Service = (
+        await service_factory(backfill=backfill) if backfill else await service_factory()
+    )
+    await asyncio.to_thread(
+        ingest_paths,
+        service.engine,
+        sorted(SEEDS.glob("*.txt")),
+        clock=FrozenClock(CAPTURED),
+        captured_at=CAPTURED,
+    )
+    return service
+
+
+async def wait_for_run(service: Service, run_id: int, timeout: float = 60) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with service.engine.connect() as conn:
+            report = runs.progress(conn, run_id, service.federation.clock.now())
+        if report["finished"]:
+            return report
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"run {run_id} did not finish: {report}")
+        await asyncio.sleep(0.05)
+
+
+def handle(instance: Instance) -> str:
+    return f"sandbox@{instance.host}"
+
+
+@pytest.mark.parametrize("attribution", ["bot", "puppets"])
+async def test_backfill_of_the_seeds_equals_the_reconstruction(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any], attribution: str
+) -> None:
+    service = await mirror_service(service_factory, attribution=attribution, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    target, report = await start_backfill(service.federation, to=handle(sandbox))
+    assert target.inbox == f"{sandbox.base}/c/sandbox/inbox" or target.inbox.endswith("/inbox")
+    done = await wait_for_run(service, report.run_id)
+    assert sandbox.refused == [], sandbox.refused
+    assert done["by_state"]["failed"] == 0 and done["by_state"]["parked"] == 0
+
+    urls = service.federation.urls
+    document = build_document(service.engine)
+    plan = build_plan(document, Options())
+    assert report.planned["posts"] == len(document["posts"]) > 0
+
+    def url(item_id: str) -> str:
+        return urls.object(object_id_for(item_id, target.id))
+
+    expected = {}
+    for item in plan.items:
+        if item.kind == "post":
+            expected[url(item.id)] = ("post", None)
+        elif item.kind == "comment":
+            expected[url(item.id)] = ("comment", url(item.reply_to))  # type: ignore[arg-type]
+    received = {}
+    for thread in sandbox.threads():
+        received[thread["id"]] = ("post", None)
+        for comment in thread["comments"]:
+            received[comment["id"]] = ("comment", comment["inReplyTo"])
+    assert received == expected
+
+    # Every parent link the reconstruction knows survives, except at the depth cap.
+    by_id = {c["id"]: c for c in document["comments"]}
+    depth = {i.id: i.depth for i in plan.items if i.kind == "comment"}
+    for comment in document["comments"]:
+        if comment["post"] is None:
+            continue
+        parent = comment["parent"]
+        want = url(parent) if parent in by_id else url(comment["post"])
+        if depth[comment["id"]] < MAX_DEPTH:
+            assert received[url(comment["id"])][1] == want
+
+    # Authors: the bot, or each author's puppet (unknown authors fall back to the bot).
+    authors = {i.id: i.data.get("author") for i in plan.items}
+    for thread in sandbox.threads():
+        for obj in [thread, *thread["comments"]]:
+            item_id = next(k for k in authors if url(k) == obj["id"])
+            author = authors[item_id]
+            if attribution == "puppets" and author:
+                assert obj["attributedTo"] == urls.actor(puppet_username(author))
+            else:
+                assert obj["attributedTo"] == urls.actor("mirror")
+    if attribution == "puppets":
+        with service.engine.connect() as conn:
+            puppet = get_actor(conn, puppet_username(next(a for a in authors.values() if a)))
+        assert puppet is not None and puppet.kind == "puppet"
+
+    # Bodies arrive with their attribution, and the served object is what was sent.
+    first = sandbox.threads()[0]
+    assert "Mirrored from an archive" in first["content"]
+    status, headers, _ = await service.get(first["id"].removeprefix(service.base))
+    assert status == 200 and headers["Content-Type"] == "application/activity+json"
+
+    # Running the same backfill again sends nothing.
+    seen = len(sandbox.seen_activities)
+    _, again = await start_backfill(service.federation, to=handle(sandbox))
+    assert again.queued == again.updated == again.requeued == 0
+    assert again.unchanged == len([i for i in plan.items if i.kind != "orphan"]) + len(
+        [i for i in plan.items if i.kind == "orphan"]
+    )
+    await wait_for_run(service, again.run_id)
+    await asyncio.sleep(0.3)
+    assert len(sandbox.seen_activities) == seen
+
+
+async def test_lemmy_1_0_gets_pages_and_0_19_gets_notes(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    new = await sandbox_factory(version="1.0.0")
+    old = await sandbox_factory(version="0.19.9")
+    for sandbox, kind in ((new, "Page"), (old, "Note")):
+        target, report = await start_backfill(service.federation, to=handle(sandbox), limit=2)
+        assert target.post_type("auto") == kind
+        await wait_for_run(service, report.run_id)
+        assert sandbox.refused == []
+        assert {t["type"] for t in sandbox.threads()} == {kind}
+    assert new.threads()[0]["id"] != old.threads()[0]["id"]  # one object per target
+
+
+async def test_dry_run_changes_nothing_and_shows_the_first_activities(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    service = await mirror_service(service_factory)
+    sandbox = await sandbox_factory()
+    target, report = await start_backfill(service.federation, to=handle(sandbox), dry_run=True)
+    assert report.run_id is None and len(report.first) == 3
+    create = report.first[0]
+    assert create["type"] == "Create" and create["object"]["audience"] == target.id
+    assert "https://www.w3.org/ns/activitystreams#Public" in create["object"]["to"]
+    with service.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 0
+
+
+async def test_refuses_a_community_where_only_moderators_post(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    service = await mirror_service(service_factory)
+    sandbox = await sandbox_factory(posting_restricted_to_mods=True)
+    with pytest.raises(TargetError, match="postingRestrictedToMods"):
+        await start_backfill(service.federation, to=handle(sandbox))
+    with pytest.raises(TargetError, match="not a community"):
+        await start_backfill(service.federation, to="just some words")
+    with pytest.raises(TargetError, match="cannot reach"):
+        await start_backfill(service.federation, to=f"nobody@127.0.0.1:{free_port()}")
+
+
+async def test_paced_run_is_scheduled_and_can_be_paused_resumed_and_cancelled(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    service = await mirror_service(service_factory)
+    sandbox = await sandbox_factory()
+    _, report = await start_backfill(service.federation, to=handle(sandbox), rate=1.0)
+    now = service.federation.clock.now()
+    with write_transaction(service.engine) as conn:
+        assert runs.pause(conn, report.run_id, now) > 0
+    with service.engine.connect() as conn:
+        listed = runs.list_runs(conn, now)
+    assert listed[0]["state"] == "paused" and listed[0]["by_state"]["parked"] > 0
+    with write_transaction(service.engine) as conn:
+        assert runs.resume(conn, report.run_id, now) > 0
+    # Paced: only the first post (and its comments) is due; the rest wait their minute.
+    await asyncio.sleep(1.0)
+    assert len([t for t in sandbox.threads()]) == 1
+    with write_transaction(service.engine) as conn:
+        assert runs.cancel(conn, report.run_id, now) > 0
+    done = await wait_for_run(service, report.run_id)
+    assert done["by_state"]["cancelled"] > 0
+
+
+async def test_retract_sends_deletes_and_objects_answer_410(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    from mirror.publish.backfill import PUBLICATIONS, delete_publications
+
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    target, report = await start_backfill(service.federation, to=handle(sandbox), limit=1)
+    await wait_for_run(service, report.run_id)
+    post = sandbox.threads()[0]
+    with write_transaction(service.engine) as conn:
+        count = delete_publications(
+            conn,
+            urls=service.federation.urls,
+            now=service.federation.clock.now(),
+            where=PUBLICATIONS.c.run_id == report.run_id,
+            inbox_for={target.id: target.inbox},
+        )
+    assert count >= 1
+    service.federation.wake()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not sandbox.objects[post["id"]].deleted:
+        assert asyncio.get_running_loop().time() < deadline, sandbox.refused
+        await asyncio.sleep(0.05)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(post["id"], headers={"Accept": "application/activity+json"}) as r:
+            assert r.status == 410
+            assert (await r.json(content_type=None))["type"] == "Tombstone"
+
+
+async def test_an_excluded_author_gets_deletes_and_a_changed_item_an_update(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    from dataclasses import replace
+
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    target, report = await start_backfill(service.federation, to=handle(sandbox), limit=3)
+    await wait_for_run(service, report.run_id)
+    thread = next(t for t in sandbox.threads() if t["comments"])
+    victim = thread["comments"][0]
+    document = build_document(service.engine)
+    author = next(
+        c["author"]
+        for c in document["comments"]
+        if service.federation.urls.object(object_id_for(c["id"], target.id)) == victim["id"]
+    )
+    assert author
+    settings = service.federation.settings
+    service.federation.settings = replace(
+        settings, backfill=replace(settings.backfill, exclude_authors=[author])
+    )
+    _, second = await start_backfill(service.federation, to=handle(sandbox), limit=3)
+    assert second.deleted >= 1
+    await wait_for_run(service, second.run_id)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not sandbox.objects[victim["id"]].deleted:
+        assert asyncio.get_running_loop().time() < deadline, sandbox.refused
+        await asyncio.sleep(0.05)
+
+    # A changed reconstruction (here: the title of every post) sends Updates.
+    with write_transaction(service.engine) as conn:
+        conn.exec_driver_sql("UPDATE post SET title = title || ' (fixed)' WHERE title IS NOT NULL")
+    _, third = await start_backfill(service.federation, to=handle(sandbox), limit=3)
+    assert third.updated >= 1 and third.queued == 0
+    await wait_for_run(service, third.run_id)
+    titles = [t["name"] for t in sandbox.threads()]
+    assert any(title.endswith("(fixed)") for title in titles), titles
+    assert sandbox.refused == []

@@ -20,6 +20,16 @@ REASON_BYTES = 500
 LEMMY_TRANSIENT = frozenset(
     {"inbox_timeout", "rate_limit_error", "federation_disabled_by_strict_allow_list"}
 )
+#: Lemmy refusing the sending actor itself (a site or community ban).
+LEMMY_BANNED = frozenset(
+    {
+        "site_ban",
+        "person_is_banned_from_site",
+        "person_is_banned_from_community",
+        "banned_from_community",
+        "instance_is_blocked",
+    }
+)
 #: Lemmy's catch-all (fetch failures, library errors): worth a few retries only.
 LEMMY_GENERIC = frozenset({"unknown"})
 #: A repeated activity id: Lemmy 0.19 (unique violation) and 1.0 (couldnt_create).
@@ -45,6 +55,8 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
+    #: The receiver refuses our actor itself (a ban): its other deliveries there would fail too.
+    actor_refused: bool = False
 
 
 Outcome = Delivered | Retry | Failed
@@ -88,6 +100,8 @@ def classify(
             return Failed(f"HTTP 400 duplicate activity: {excerpt}")
         if error in LEMMY_TRANSIENT:
             return Retry(f"HTTP 400 {error}")
+        if error in LEMMY_BANNED:
+            return Failed(f"HTTP 400 {error}: {excerpt}", actor_refused=True)
         if error in LEMMY_GENERIC:
             if generic_errors + 1 < max_generic_errors:
                 return Retry(f"HTTP 400 {error}: {message}"[:REASON_BYTES], generic=True)

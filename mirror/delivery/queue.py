@@ -45,6 +45,7 @@ MAX_ACTIVITY_BYTES = 256 * 1024
 PARKED_DEAD = "parked: host dead since"
 PARKED_BEHIND = "parked: waits for"
 PARKED_PAUSED = "parked: run paused"
+PARKED_REFUSED = "parked: the host refuses"
 #: Hosts considered per claim.
 HOSTS_PER_CLAIM = 64
 
@@ -547,6 +548,8 @@ def complete(
                 f"{PARKED_BEHIND} delivery {c.id}, which failed: {outcome.reason}",
                 now,
             )
+            if outcome.actor_refused:
+                park_refused(conn, c.host, c.actor, outcome.reason, now)
         results.append((attempt, outcome))
     if delivered:
         # Only this worker's lease of a still pending row: a cancelled row stays cancelled.
@@ -644,6 +647,31 @@ def park_dependants(conn: sa.Connection, delivery_id: int, reason: str, now: dat
         parked += len(rows)
         frontier.extend((r.host, r.ordering_key, r.id) for r in rows if r.ordering_key != key)
     return parked
+
+
+def park_refused(conn: sa.Connection, host: str, actor: str, reason: str, now: datetime) -> int:
+    """The host refuses this actor (a ban): hold everything else it would send there.
+
+    A backfill stops instead of collecting thousands of identical failures;
+    `mirror retry --host HOST` sends them once the ban is lifted.
+    """
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(
+            DELIVERIES.c.host == host,
+            DELIVERIES.c.state == State.PENDING,
+            DELIVERIES.c.locked_by.is_(None),
+            DELIVERIES.c.activity_id.in_(
+                sa.select(ACTIVITIES.c.id).where(ACTIVITIES.c.actor == actor)
+            ),
+        )
+        .values(
+            state=State.PARKED,
+            last_error=f"{PARKED_REFUSED} {actor}: {reason}"[:1000],
+            updated_at=now,
+        )
+    )
+    return result.rowcount or 0
 
 
 def _record_hosts(

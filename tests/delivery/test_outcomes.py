@@ -173,3 +173,15 @@ async def test_oversized_activities_are_refused_before_sending(env: Env) -> None
             now=START,
         )
     assert env.rows() == []
+
+
+async def test_a_ban_parks_the_actors_other_deliveries_to_that_host(env: Env) -> None:
+    env.sink.script = lambda hit, n: Answer(400, json.dumps({"error": "site_ban"}))
+    for n in range(4):
+        env.publish(f"p{n}")
+    env.worker.limits = type(env.worker.limits)(per_host=1, interval_ms=0, lease_s=60)
+    await env.cycle()
+    states = [r["state"] for r in env.rows()]
+    assert states == ["failed", "parked", "parked", "parked"]
+    assert all("refuses mirror" in r["last_error"] for r in env.rows()[1:])
+    assert len(env.sink.hits) == 1

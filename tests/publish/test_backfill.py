@@ -297,3 +297,62 @@ async def test_an_excluded_author_gets_deletes_and_a_changed_item_an_update(
     titles = [t["name"] for t in sandbox.threads()]
     assert any(title.endswith("(fixed)") for title in titles), titles
     assert sandbox.refused == []
+
+
+async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    from mirror.delivery import queue
+
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    sandbox.banned.add(service.federation.urls.actor("mirror"))
+    _, report = await start_backfill(service.federation, to=handle(sandbox))
+    done = await wait_for_run(service, report.run_id)
+    states = done["by_state"]
+    # At most the requests already in flight (per-host limit 2) were refused.
+    assert 1 <= states["failed"] <= 2 and states["delivered"] == 0
+    assert states["parked"] == done["total"] - states["failed"]
+    assert {r["error"] for r in sandbox.refused} == {"site_ban"}
+
+    sandbox.banned.clear()
+    with write_transaction(service.engine) as conn:
+        queue.retry(
+            conn, now=service.federation.clock.now(), failed=True, host=sandbox.host.lower()
+        )
+    service.federation.wake()
+    done = await wait_for_run(service, report.run_id)
+    assert done["by_state"]["delivered"] == done["total"]
+
+
+async def test_followers_receive_the_same_creates_and_the_orphans(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    from tests.peer import Peer
+    from tests.server.test_followers import follow
+
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    peer = Peer()
+    await peer.start()
+    try:
+        await follow(service, peer)
+        _, report = await start_backfill(service.federation, to=handle(sandbox))
+        await wait_for_run(service, report.run_id)
+        creates = [r for r in peer.received if r.json["type"] == "Create"]
+        assert all(r.verified and r.path == "/inbox" for r in creates)  # the shared inbox
+        to_community = {t["id"] for t in sandbox.threads()} | {
+            c["id"] for t in sandbox.threads() for c in t["comments"]
+        }
+        objects = {r.json["object"]["id"] for r in creates}
+        orphans = {r.json["object"]["id"] for r in creates} - to_community
+        assert to_community <= objects
+        assert len(orphans) == report.planned["followers_only"] > 0
+        for r in creates:
+            obj = r.json["object"]
+            if obj["id"] in orphans:
+                assert "inReplyTo" not in obj and "audience" not in obj
+                assert obj["cc"] == [service.federation.urls.followers("mirror")]
+                assert "not archived" in obj["content"]
+    finally:
+        await peer.close()

@@ -1,0 +1,137 @@
+"""The backfill commands as an operator runs them: real `sandbox`, `serve` and `demo` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirror.cli import main
+from tests.peer import free_port
+
+
+def spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mirror", *args],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_http(url: str) -> None:
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+def stop(process: subprocess.Popen[bytes]) -> bytes:
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err.decode()
+    return err
+
+
+@pytest.fixture
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """An initialised mirror with the samples, serving, and a sandbox; yields (service, sandbox)."""
+    monkeypatch.setenv("MIRROR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MIRROR_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("MIRROR_DELIVERY__POLL_INTERVAL_S", "0.1")
+    monkeypatch.setenv("MIRROR_BACKFILL__RATE_PER_MINUTE", "0")
+    port, sandbox_port = free_port(), free_port()
+    config = tmp_path / "mirror.toml"
+    assert main(["init", "--base-url", f"http://127.0.0.1:{port}", "--config", str(config)]) == 0
+    monkeypatch.setenv("MIRROR_CONFIG", str(config))
+    assert main(["ingest", "--samples"]) == 0
+    capsys.readouterr()
+    sandbox = spawn("sandbox", "--listen", f"127.0.0.1:{sandbox_port}")
+    service = spawn("serve", "--listen", f"127.0.0.1:{port}")
+    try:
+        wait_http(f"http://127.0.0.1:{sandbox_port}/")
+        wait_http(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}", f"127.0.0.1:{sandbox_port}"
+    finally:
+        stop(service)
+        stop(sandbox)
+
+
+def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+    _, sandbox = running
+    assert main(["backfill", "--to", f"!sandbox@{sandbox}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing was queued" in out and '"type": "Create"' in out
+
+    assert main(["backfill", "--to", f"sandbox@{sandbox}", "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: 12 posts, 21 comments, 6 comments of unknown posts" in out
+    assert "run 1 done: 33 delivered, 0 failed" in out
+
+    with urllib.request.urlopen(f"http://{sandbox}/api/threads") as response:
+        received = json.loads(response.read())
+    assert received["refused"] == [] and len(received["threads"]) == 12
+
+    assert main(["runs", "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert run["state"] == "done" and run["done"] == run["total"] == 33
+
+    assert main(["backfill", "--to", f"sandbox@{sandbox}"]) == 0
+    assert "0 new, 0 updated, 0 queued again, 39 already there" in capsys.readouterr().out
+
+    assert main(["retract", "--run", "1"]) == 0
+    assert "39 objects: Deletes queued" in capsys.readouterr().out
+    first = received["threads"][0]["id"]
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(
+            urllib.request.Request(first, headers={"Accept": "application/activity+json"})
+        )
+    assert gone.value.code == 410
+    assert main(["runs", "pause"]) == 2
+    assert "needs a RUN number" in capsys.readouterr().err
+    assert main(["runs", "pause", "99"]) == 1
+    assert "there is no backfill run 99" in capsys.readouterr().err
+
+
+def test_backfill_to_something_that_is_not_a_community(capsys, running: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+    base, _ = running
+    assert main(["backfill", "--to", f"{base}/u/mirror"]) == 1
+    assert "is a Service, not a community" in capsys.readouterr().err
+
+
+def test_demo_runs_the_main_job_and_exits(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "demo", "--exit"],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "MIRROR_DATA_DIR": str(tmp_path / "unused")},
+    )
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "delivered 33, failed 0; the sandbox holds 12 posts and 21 comments, refused 0" in out
+    assert "the community, as received:" in out
+
+
+def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    process = spawn("demo")
+    lines = []
+    assert process.stdout is not None
+    for raw in iter(process.stdout.readline, b""):
+        lines.append(raw.decode())
+        if "Press Ctrl-C" in lines[-1]:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()

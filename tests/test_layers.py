@@ -12,6 +12,21 @@ FORBIDDEN = {
     "mirror/reconstruct": ("mirror.db", "mirror.ingest", "mirror.cli", "sqlalchemy", "aiohttp"),
     "mirror/db": ("mirror.ingest", "mirror.cli", "aiohttp"),
     "mirror/ingest": ("mirror.cli", "aiohttp"),
+    # JSON-LD shapes only: no database, no HTTP, nothing of the layers that use them.
+    "mirror/vocab": ("mirror.db", "mirror.delivery", "mirror.publish", "sqlalchemy", "aiohttp"),
+    # The queue knows activities and inboxes, not backfills or the service.
+    "mirror/delivery": ("mirror.publish", "mirror.server", "mirror.cli", "mirror.sandbox"),
+    "mirror/publish": ("mirror.server", "mirror.cli", "mirror.sandbox"),
+    # The sandbox is another server: it shares nothing with ours but its own rules.
+    "mirror/sandbox": (
+        "mirror.db",
+        "mirror.delivery",
+        "mirror.federation",
+        "mirror.publish",
+        "mirror.signatures",
+        "mirror.server",
+        "mirror.vocab",
+    ),
 }
 
 

@@ -122,7 +122,8 @@ class Peer:
 
     async def _verify(self, request: web.Request, headers: dict[str, str]) -> bool:
         """httpsig's verifier, with the sender's key fetched from its actor document."""
-        signature = headers.get("Signature", "")
+        # Header names are case-insensitive (httpsig writes them in lower case).
+        signature = request.headers.get("Signature", "")
         key_id = signature.split('keyId="', 1)[-1].split('"', 1)[0]
         async with (
             aiohttp.ClientSession() as session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import html
@@ -69,6 +70,13 @@ class Instance:
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
     _numbers: Any = field(default_factory=lambda: itertools.count(1))
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coroutine: Any) -> None:
+        """Send in the background, as Lemmy's queue does; the inbox answers at once."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def host(self) -> str:
@@ -348,7 +356,7 @@ async def _apply(
             "to": [actor],
             "object": activity,
         }
-        request.app.loop.create_task(_send(request.app, instance, inbox_url, accept))
+        instance.spawn(_send(request.app, instance, inbox_url, accept))
     elif kind == "Undo":
         inner = activity.get("object")
         if isinstance(inner, dict) and inner.get("type") == "Follow":
@@ -406,7 +414,7 @@ async def _announce(request: web.Request, instance: Instance, activity: dict[str
         "object": activity,
     }
     for inbox_url in sorted(set(instance.followers.values())):
-        request.app.loop.create_task(_send(request.app, instance, inbox_url, announce))
+        instance.spawn(_send(request.app, instance, inbox_url, announce))
 
 
 async def _send(

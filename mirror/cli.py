@@ -42,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # A daemon reports what it does; one-shot commands only what goes wrong.
-    _setup_logging(args.verbose + (1 if args.command in ("serve", "worker", "sandbox") else 0))
+    _setup_logging(
+        args.verbose + (1 if args.command in ("serve", "worker", "sandbox") else 0),
+        args.log_format,
+    )
     try:
         # `init` writes the config file, so it cannot read it first.
         settings = load_settings(args.config) if args.command != "init" else Settings()
@@ -75,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="PATH", help="config file (default: $MIRROR_CONFIG, ./mirror.toml)"
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people, or one JSON object per line for log collectors",
+    )
     # `--config` is accepted after the command too (`mirror init --config PATH`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -269,11 +278,11 @@ def _iso_datetime(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _setup_logging(verbosity: int) -> None:
+def _setup_logging(verbosity: int, fmt: str = "text") -> None:
+    from mirror.observe.logs import setup_logging
+
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    setup_logging(level, fmt)
 
 
 def _engine(settings: Settings, *, upgrade: bool = True) -> Engine:

@@ -28,6 +28,7 @@ ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
     "MIRROR_DATABASE_URL": ("database", "url"),
     "MIRROR_ALLOW_PRIVATE_NETWORKS": ("network", "allow_private_networks"),
     "MIRROR_ADMIN_TOKEN": ("admin", "token"),
+    "MIRROR_METRICS_TOKEN": ("metrics", "token"),
     "MIRROR_DATA_DIR": ("paths", "data_dir"),
 }
 
@@ -103,6 +104,13 @@ class AdminSettings:
     token: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True
+    token: str = ""
+    listen: str = ""
+
+
 #: The allowed values of [backfill]'s string options.
 BACKFILL_CHOICES = {
     "attribution": ("bot", "puppets"),
@@ -143,6 +151,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: The file the settings came from, if any.
     source: Path | None = None
 

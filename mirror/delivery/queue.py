@@ -475,6 +475,8 @@ class Attempt:
     headers: dict[str, str]
     body: str
     error: str | None = None
+    #: From signing to the answer.
+    duration_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -83,13 +84,24 @@ class Sender:
             attempt = Attempt(claimed, None, {}, "", error=str(exc))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             attempt = Attempt(claimed, None, {}, "", error=str(failure(claimed.inbox, exc)))
+        duration = time.perf_counter() - started
+        attempt = dataclasses.replace(attempt, duration_s=duration)
         log.info(
             "delivery %d to %s: %s attempt %d in %.0f ms",
             claimed.id,
             claimed.host,
             attempt.status if attempt.status is not None else attempt.error,
             claimed.attempts,
-            (time.perf_counter() - started) * 1000,
+            duration * 1000,
+            extra={
+                "delivery": claimed.id,
+                "host": claimed.host,
+                "status": attempt.status,
+                "error": attempt.error,
+                "attempt": claimed.attempts,
+                "duration_ms": round(duration * 1000, 1),
+                "activity": claimed.activity_id,
+            },
         )
         return attempt
 

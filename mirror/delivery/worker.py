@@ -32,6 +32,7 @@ from mirror.delivery.outcome import Delivered, Failed
 from mirror.delivery.sender import Sender
 from mirror.errors import MirrorError
 from mirror.net.client import Signer
+from mirror.observe.metrics import Metrics
 from mirror.vocab.ids import Urls
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Worker:
         session: Callable[[], aiohttp.ClientSession],
         signer: Callable[[str], Signer],
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         d = settings.delivery
         self.engine = engine
@@ -112,12 +114,15 @@ class Worker:
             timeout=aiohttp.ClientTimeout(total=d.total_timeout_s, connect=d.connect_timeout_s),
         )
         self._rng = rng
+        self.metrics = metrics
         self._bodies: dict[str, bytes] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._finished: list[queue.Attempt] = []
         self._wake = asyncio.Event()
         self.delivered = 0
         self.failed = 0
+        #: True while the loop runs (for /readyz).
+        self.running = False
 
     def wake(self) -> None:
         """Something was enqueued: look for work now instead of at the next poll."""
@@ -141,9 +146,11 @@ class Worker:
             await asyncio.to_thread(lock.acquire)
         await asyncio.to_thread(self._refresh_statistics)
         log.info("worker %s started", self.id)
+        self.running = True
         try:
             await self._loop(stop)
         finally:
+            self.running = False
             await self._shutdown(
                 grace_s if grace_s is not None else self.settings.delivery.total_timeout_s
             )
@@ -257,11 +264,18 @@ class Worker:
         self._count(await asyncio.to_thread(self._complete_sync, finished))
 
     def _count(self, results: list[tuple[queue.Attempt, object]]) -> None:
-        for _, outcome in results:
+        for attempt, outcome in results:
             if isinstance(outcome, Delivered):
                 self.delivered += 1
+                name = "delivered"
             elif isinstance(outcome, Failed):
                 self.failed += 1
+                name = "failed"
+            else:
+                name = "retry"
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(name, attempt.claimed.host).inc()
+                self.metrics.delivery_seconds.labels(name).observe(attempt.duration_s)
 
     def _complete_sync(self, finished: list[queue.Attempt]) -> list[tuple[queue.Attempt, object]]:
         with write_transaction(self.engine) as conn:

@@ -43,14 +43,16 @@ class Verdict:
 
     status: int
     reason: str
+    #: For a refused signature, the short reason code (a metrics label).
+    code: str = ""
 
     @property
     def accepted(self) -> bool:
         return self.status == 202
 
 
-def refuse(status: int, reason: str) -> Verdict:
-    return Verdict(status, reason)
+def refuse(status: int, reason: str, code: str = "") -> Verdict:
+    return Verdict(status, reason, code)
 
 
 async def receive(
@@ -75,9 +77,9 @@ async def receive(
             federation, activity, method=method, target=target, url=url, headers=headers, body=body
         )
     except SignatureError as exc:
-        return refuse(401, f"signature: {exc.reason}: {exc}")
+        return refuse(401, f"signature: {exc.reason}: {exc}", exc.reason)
     except ActorUnavailable as exc:
-        return refuse(401, f"cannot fetch the signer's key: {exc}")
+        return refuse(401, f"cannot fetch the signer's key: {exc}", "key_unavailable")
 
     if not await asyncio.to_thread(_record, federation, activity):
         return Verdict(202, f"duplicate {activity.type} {activity.id}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from urllib.parse import urldefrag
@@ -18,6 +19,7 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import RemoteActor
 from mirror.db.session import write_transaction
 from mirror.net.client import FetchError, Signer, fetch_json
+from mirror.observe.metrics import Metrics
 from mirror.vocab.parse import Malformed, RemoteActorDoc, parse_actor
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,9 @@ class RemoteActors:
         allow_private: bool,
         max_bytes: int,
         max_age_s: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._engine = engine
         self._session = session
         self._clock = clock
@@ -85,6 +89,19 @@ class RemoteActors:
         return self._clock.now() - fetched_at < self._max_age
 
     async def _fetch(self, url: str) -> RemoteActorDoc:
+        started = time.perf_counter()
+        result = "error"
+        try:
+            doc = await self._fetch_untimed(url)
+            result = "ok"
+            return doc
+        finally:
+            if self._metrics is not None:
+                self._metrics.key_fetch_seconds.labels(result).observe(
+                    time.perf_counter() - started
+                )
+
+    async def _fetch_untimed(self, url: str) -> RemoteActorDoc:
         try:
             final_url, data = await fetch_json(
                 self._session(),

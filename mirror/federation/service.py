@@ -17,6 +17,7 @@ from mirror.delivery.worker import Worker
 from mirror.federation.actors import BOT, KeyStore, Signers, get_actor
 from mirror.federation.remote import RemoteActors
 from mirror.net.client import Signer, make_session
+from mirror.observe.metrics import Metrics
 from mirror.signatures import MasterKey
 from mirror.vocab.ids import Urls
 
@@ -35,6 +36,9 @@ class Federation:
         self.urls = Urls.from_base_url(settings.instance.base_url)
         self.master_key = master_key
         self.keys = KeyStore(master_key, self.urls)
+        self.metrics = Metrics(engine, clock.now)
+        #: Set while a delivery worker runs in this process (for /readyz).
+        self.worker: Worker | None = None
         self.allow_private = settings.network.allow_private_networks
         self._session: aiohttp.ClientSession | None = None
         #: Nudges the delivery worker after something was queued (set by `serve`).
@@ -48,6 +52,7 @@ class Federation:
             allow_private=self.allow_private,
             max_bytes=settings.federation.fetch_max_bytes,
             max_age_s=settings.federation.actor_cache_s,
+            metrics=self.metrics,
         )
 
     @property
@@ -85,8 +90,10 @@ class Federation:
             clock=self.clock,
             session=lambda: self.session,
             signer=Signers(self.engine, self.keys),
+            metrics=self.metrics,
         )
         self.wake = worker.wake
+        self.worker = worker
         return worker
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
 from mirror.server.appkeys import FEDERATION
-from mirror.server.routes import actors, discovery, inbox, objects
+from mirror.server.routes import actors, discovery, health, inbox, objects
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,8 +33,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_app(federation: Federation) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[FEDERATION] = federation
-    for table in (discovery.routes, actors.routes, inbox.routes, objects.routes):
+    for table in (discovery.routes, actors.routes, inbox.routes, objects.routes, health.routes):
         app.add_routes(table)
+    metrics = federation.settings.metrics
+    if metrics.enabled and not metrics.listen:
+        app.router.add_get("/metrics", health.metrics)
 
     async def close(app: web.Application) -> None:
         await app[FEDERATION].close()
@@ -67,12 +70,21 @@ async def serve(
     worker = federation.make_worker() if with_worker else None
     worker_task = asyncio.create_task(worker.run(stop)) if worker is not None else None
     runner = web.AppRunner(make_app(federation))
+    runners: list[web.AppRunner] = []
     try:
         bot = await federation.local_actor(federation.bot_username)
         if bot is not None:
             await announce_profile(federation, bot)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
+        metrics = federation.settings.metrics
+        if metrics.enabled and metrics.listen:
+            metrics_runner = web.AppRunner(health.metrics_app(federation))
+            await metrics_runner.setup()
+            metrics_host, metrics_port = parse_listen(metrics.listen)
+            await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
+            runners.append(metrics_runner)
+            log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
         if ready is not None:
             ready.set()
@@ -84,6 +96,8 @@ async def serve(
             await asyncio.gather(worker_task, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        for extra in runners:
+            await extra.cleanup()
         await runner.cleanup()
 
 

@@ -48,7 +48,11 @@ async def _handle(request: web.Request, username: str | None) -> web.Response:
         headers=request.headers,
         body=body,
     )
+    metrics = federation.metrics
+    if verdict.code:
+        metrics.signature_failures.labels(verdict.code).inc()
     if verdict.accepted:
+        metrics.inbox_requests.labels("accepted").inc()
         log.info("inbox %s: accepted %s", request.path, verdict.reason)
         return web.Response(status=202)
     return _refuse(verdict.status, verdict.reason, request, peer)
@@ -67,6 +71,7 @@ async def _read(request: web.Request, limit: int) -> bytes | None:
 
 def _refuse(status: int, reason: str, request: web.Request, peer: str) -> web.Response:
     # The reason goes to our log; the client gets the status and a short word.
+    request.app[FEDERATION].metrics.inbox_requests.labels(str(status)).inc()
     log.info("inbox %s from %s refused with %d: %s", request.path, peer, status, reason)
     text = {
         400: "malformed activity",

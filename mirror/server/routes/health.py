@@ -1,0 +1,75 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from mirror.db import migrate
+from mirror.observe.metrics import CONTENT_TYPE
+from mirror.server.appkeys import FEDERATION
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process answers: nothing else is checked (a liveness probe)."""
+    return web.Response(text="ok\n")
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: the database answers, its schema is at head, the worker runs."""
+    federation = request.app[FEDERATION]
+
+    def database() -> tuple[str, str]:
+        try:
+            with federation.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            current = migrate.current_revision(federation.engine)
+        except Exception as exc:  # any failure means not ready; say which
+            return f"unreachable: {str(exc).splitlines()[0]}", "unknown"
+        head = migrate.head_revision()
+        return "ok", "ok" if current == head else f"at {current}, head is {head}"
+
+    db, schema = await asyncio.to_thread(database)
+    worker = federation.worker
+    checks = {
+        "database": db,
+        "migrations": schema,
+        "worker": "running" if worker is not None and worker.running else "not running",
+    }
+    ready = db == "ok" and schema == "ok" and checks["worker"] == "running"
+    return web.Response(
+        status=200 if ready else 503,
+        text=json.dumps({"ready": ready, **checks}),
+        content_type="application/json",
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    federation = request.app[FEDERATION]
+    token = federation.settings.metrics.token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.Response(
+                status=401,
+                text="metrics need a bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    body = await asyncio.to_thread(federation.metrics.render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def metrics_app(federation: object) -> web.Application:
+    """Metrics alone, for `[metrics].listen` (a separate port)."""
+    app = web.Application()
+    app[FEDERATION] = federation  # type: ignore[assignment]
+    app.router.add_get("/metrics", metrics)
+    return app

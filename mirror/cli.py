@@ -232,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
+    config = commands.add_parser("config", parents=[common], help="check the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check", help="validate the config and print the effective values (secrets masked)"
+    )
+    check.set_defaults(handler=cmd_config_check)
+
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check config, database, keys, public URL, clock, targets"
+    )
+    doctor.set_defaults(handler=cmd_doctor)
+
     ingest = commands.add_parser(
         "ingest", parents=[common], help="reconstruct posts and comments from page dumps"
     )
@@ -788,3 +800,47 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from mirror.demo import run_demo
 
     return asyncio.run(run_demo(settings, exit_when_done=args.exit))
+
+
+# -- operating ----------------------------------------------------------------------
+
+SECRET_KEYS = {("admin", "token"), ("metrics", "token")}
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.engine import make_url
+
+    from mirror.config import iter_options
+    from mirror.vocab.ids import Urls
+
+    settings.backfill.check()
+    if settings.instance.base_url:
+        Urls.from_base_url(settings.instance.base_url)
+    print(f"# effective configuration ({settings.source or 'no config file: defaults'})")
+    section = None
+    for name, key, value in iter_options(settings):
+        if name != section:
+            print(f"\n[{name}]")
+            section = name
+        if (name, key) in SECRET_KEYS and value:
+            value = "********"
+        elif (name, key) == ("database", "url") and value:
+            value = make_url(value).render_as_string(hide_password=True)
+        print(f"{key} = {json.dumps(value)}")
+    print(f"\n# database: {make_url(settings.database_url).render_as_string(hide_password=True)}")
+    key_source = (
+        "MIRROR_MASTER_KEY" if os.environ.get("MIRROR_MASTER_KEY") else settings.master_key_path
+    )
+    print(f"# master key: {key_source}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.doctor import run_doctor
+
+    checks = run_doctor(settings)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,84 @@
+"""`mirror config check` and `mirror doctor`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mirror.cli import main
+from tests.peer import free_port
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[Path, int]:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MIRROR_DATA_DIR", str(tmp_path / "data"))
+    port = free_port()
+    config = tmp_path / "mirror.toml"
+    assert main(["init", "--base-url", f"http://127.0.0.1:{port}", "--config", str(config)]) == 0
+    monkeypatch.setenv("MIRROR_CONFIG", str(config))
+    capsys.readouterr()
+    return tmp_path, port
+
+
+def test_config_check_prints_effective_values_with_secrets_masked(
+    capsys, home: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MIRROR_ADMIN_TOKEN", "very-secret-token")
+    monkeypatch.setenv("MIRROR_DATABASE_URL", "postgresql://mirror:hunter2@db.example/mirror")
+    monkeypatch.setenv("MIRROR_DELIVERY__CONCURRENCY", "7")
+    assert main(["config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "concurrency = 7" in out and "[backfill]" in out
+    assert 'token = "********"' in out
+    assert "very-secret-token" not in out and "hunter2" not in out
+    assert "postgresql://mirror:***@db.example/mirror" in out
+
+
+def test_config_check_refuses_a_bad_value_in_one_line(
+    capsys, home: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MIRROR_BACKFILL__ATTRIBUTION", "everyone")
+    assert main(["config", "check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "mirror: error: [backfill].attribution must be one of bot, puppets, got 'everyone'"
+    )
+
+
+def test_doctor_passes_against_a_running_service_and_names_what_fails(
+    capsys, home: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, port = home
+    monkeypatch.setenv("MIRROR_ALLOW_PRIVATE_NETWORKS", "true")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "mirror", "serve", "--listen", f"127.0.0.1:{port}"],
+        env=dict(os.environ),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert main(["doctor"]) == 0
+        out = capsys.readouterr().out
+        assert "pass  public URL: WebFinger answers with" in out
+        assert "pass  clock:" in out and "pass  schema:" in out and "0 failed" in out
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.communicate(timeout=30)
+
+    (tmp_path / "data" / "master.key").chmod(0o644)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  master key:" in out and "chmod 600" in out
+    assert "FAIL  public URL:" in out

@@ -12,7 +12,7 @@ from aiohttp import web
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
 from mirror.server.appkeys import FEDERATION
-from mirror.server.routes import actors, discovery, health, inbox, objects
+from mirror.server.routes import actors, admin, discovery, health, inbox, objects
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,7 +33,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_app(federation: Federation) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[FEDERATION] = federation
-    for table in (discovery.routes, actors.routes, inbox.routes, objects.routes, health.routes):
+    for table in (
+        discovery.routes,
+        actors.routes,
+        inbox.routes,
+        objects.routes,
+        health.routes,
+        admin.routes,
+    ):
         app.add_routes(table)
     metrics = federation.settings.metrics
     if metrics.enabled and not metrics.listen:

@@ -1,5 +1,5 @@
 """The service fixtures of the server tests, for backfills through a running service."""
 
-from tests.server.conftest import service_factory
+from tests.server.conftest import sandbox_factory, service_factory
 
-__all__ = ["service_factory"]
+__all__ = ["sandbox_factory", "service_factory"]

@@ -9,7 +9,7 @@ adjustments, in both attribution modes, and a second backfill sends nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,32 +28,9 @@ from mirror.publish.plan import MAX_DEPTH, Options, build_plan
 from mirror.publish.start import start_backfill
 from mirror.publish.target import TargetError
 from mirror.sandbox.app import Instance
-from mirror.sandbox.serve import start_sandbox
 from tests.conftest import CAPTURED, SEEDS
 from tests.peer import free_port
 from tests.server.conftest import Service
-
-
-@pytest.fixture
-async def sandbox_factory() -> AsyncIterator[Callable[..., Any]]:
-    runners = []
-
-    async def start(version: str = "0.19.9", **kwargs: Any) -> Instance:
-        runner, instance = await start_sandbox(
-            host="127.0.0.1",
-            port=free_port(),
-            community="sandbox",
-            software="lemmy",
-            version=version,
-        )
-        for key, value in kwargs.items():
-            setattr(instance, key, value)
-        runners.append(runner)
-        return instance
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 async def mirror_service(service_factory: Callable[..., Any], **backfill: Any) -> Service:

@@ -12,9 +12,7 @@ import pytest
 
 from mirror.sandbox.app import Instance
 from tests.peer import Peer
-from tests.publish.test_backfill import handle, mirror_service, sandbox_factory, wait_for_run
-
-__all__ = ["sandbox_factory"]
+from tests.publish.test_backfill import handle, mirror_service, wait_for_run
 
 
 @pytest.fixture

@@ -136,3 +136,28 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out waiting")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def sandbox_factory() -> AsyncIterator[Callable[..., Any]]:
+    """Sandbox instances (Lemmy-compatible receivers) on 127.0.0.1."""
+    from mirror.sandbox.serve import start_sandbox
+
+    runners = []
+
+    async def start(version: str = "0.19.9", **attributes: Any) -> Any:
+        runner, instance = await start_sandbox(
+            host="127.0.0.1",
+            port=free_port(),
+            community="sandbox",
+            software="lemmy",
+            version=version,
+        )
+        for key, value in attributes.items():
+            setattr(instance, key, value)
+        runners.append(runner)
+        return instance
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

@@ -82,3 +82,45 @@ def test_doctor_passes_against_a_running_service_and_names_what_fails(
     out = capsys.readouterr().out
     assert "FAIL  master key:" in out and "chmod 600" in out
     assert "FAIL  public URL:" in out
+
+
+def test_serve_with_json_logs_and_metrics_on_their_own_port(
+    home: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    _, port = home
+    metrics_port = free_port()
+    env = {**os.environ, "MIRROR_METRICS__LISTEN": f"127.0.0.1:{metrics_port}"}
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mirror",
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            assert b"mirror_queue_depth" in response.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics")
+        assert missing.value.code == 404
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, err = service.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    assert any(line["msg"].startswith("serving http://127.0.0.1") for line in lines)
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)

@@ -113,3 +113,26 @@ def test_example_config_documents_every_option_with_its_default() -> None:
     defaults = {(section, key): value for section, key, value in iter_options(Settings())}
     assert documented == defaults
     assert load_settings(path, env={}).database == Settings().database
+
+
+def test_readme_configuration_reference_lists_every_option_with_its_default() -> None:
+    import json
+
+    from mirror.config import Settings, iter_options
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+
+    def toml(value: object) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | list):
+            return json.dumps(value)
+        return repr(value)
+
+    missing = [
+        f"[{section}].{key} = {toml(value)}"
+        for section, key, value in iter_options(Settings())
+        if f"| `[{section}].{key}` | `{toml(value)}` |" not in readme
+    ]
+    assert missing == []

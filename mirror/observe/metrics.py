@@ -57,12 +57,6 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.ingested = Counter(
-            "mirror_ingested_items",
-            "Items stored by ingests run in this process, by kind (post, comment).",
-            ["kind"],
-            registry=self.registry,
-        )
         if engine is not None and now is not None:
             self.registry.register(DatabaseCollector(engine, now))
 

@@ -16,6 +16,16 @@ from mirror.cli import main
 from tests.peer import free_port
 
 
+def wait_healthy(port: int) -> None:
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[Path, int]:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MIRROR_DATA_DIR", str(tmp_path / "data"))
@@ -63,12 +73,7 @@ def test_doctor_passes_against_a_running_service_and_names_what_fails(
         stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(port)
         assert main(["doctor"]) == 0
         out = capsys.readouterr().out
         assert "pass  public URL: WebFinger answers with" in out
@@ -107,12 +112,7 @@ def test_serve_with_json_logs_and_metrics_on_their_own_port(
         stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(port)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             assert b"mirror_queue_depth" in response.read()
         with pytest.raises(urllib.error.HTTPError) as missing:

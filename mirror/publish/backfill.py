@@ -11,6 +11,7 @@ changed, and a Delete for a mirrored item that is now excluded.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from mirror.vocab.activities import build, recipe
 from mirror.vocab.context import PUBLIC
 from mirror.vocab.ids import Urls
 from mirror.vocab.objects import build_comment, build_post
+from mirror.vocab.times import rfc3339
 
 PUBLICATIONS = table_of(Publication)
 OBJECTS = table_of(ApObject)
@@ -326,13 +328,13 @@ class Backfill:
         if not updated:
             self.conn.execute(sa.insert(OBJECTS), [values])
 
-    def _create(self, prepared: Prepared, run_id: int) -> None:
+    def _publish(self, prepared: Prepared, run_id: int, kind: str = "Create") -> str:
         self._store_object(prepared)
-        activity_id = queue.publish(
+        return queue.publish(
             self.conn,
             urls=self.urls,
             username=prepared.actor,
-            recipe=self.activity_recipe(prepared),
+            recipe=self.activity_recipe(prepared, kind),
             inboxes=prepared.inboxes,
             now=self.now,
             public=True,
@@ -340,6 +342,9 @@ class Backfill:
             due_at=prepared.due_at,
             run_id=run_id,
         )
+
+    def _create(self, prepared: Prepared, run_id: int) -> None:
+        activity_id = self._publish(prepared, run_id)
         self.conn.execute(
             sa.insert(PUBLICATIONS),
             [
@@ -363,25 +368,13 @@ class Backfill:
 
         The type never changes (an object keeps one type for its life).
         """
-        document = {**prepared.document, "updated": _rfc3339(self.now)}
+        document = {**prepared.document, "updated": rfc3339(self.now)}
         document["type"] = (
             self.conn.scalar(sa.select(OBJECTS.c.type).where(OBJECTS.c.id == previous.id))
             or document["type"]
         )
         prepared.document = document
-        self._store_object(prepared)
-        queue.publish(
-            self.conn,
-            urls=self.urls,
-            username=prepared.actor,
-            recipe=self.activity_recipe(prepared, "Update"),
-            inboxes=prepared.inboxes,
-            now=self.now,
-            public=True,
-            depends_on=prepared.depends_on,
-            due_at=prepared.due_at,
-            run_id=run_id,
-        )
+        self._publish(prepared, run_id, "Update")
         self.conn.execute(
             sa.update(PUBLICATIONS)
             .where(PUBLICATIONS.c.id == previous.id)
@@ -521,19 +514,11 @@ def attribution(item: Item, *, actor_is_bot: bool) -> tuple[str, str]:
 
 
 def _escape(text: str) -> str:
-    import html
-
     return html.escape(text, quote=False)
 
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _rfc3339(value: datetime) -> str:
-    from mirror.vocab.times import rfc3339
-
-    return rfc3339(value)
 
 
 def _derived_title(body: str) -> str:
@@ -543,9 +528,11 @@ def _derived_title(body: str) -> str:
 
 
 def _content_hash(document: dict[str, Any], *, ignore_published: bool) -> str:
-    # `updated` is set by an Update itself, and `published` is the run's time
-    # when the config says "now": leaving them out keeps a re-run idempotent.
-    ignored = {"updated", "published"} if ignore_published else {"updated"}
+    # `updated` is set by an Update itself, `published` is the run's time when
+    # the config says "now", and the type is fixed at the first Create (a new
+    # post_type setting does not retype old objects): leaving them out keeps
+    # a re-run idempotent.
+    ignored = {"updated", "type", *(("published",) if ignore_published else ())}
     stable = {k: v for k, v in document.items() if k not in ignored}
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
 

@@ -80,58 +80,69 @@ def _get(conn: sa.Connection, run_id: int) -> Any:
     return run
 
 
+def _move(
+    conn: sa.Connection,
+    run_id: int,
+    now: datetime,
+    *,
+    run_state: str,
+    where: list[sa.ColumnElement[bool]],
+    values: dict[str, Any],
+) -> int:
+    """Change the run's matching deliveries, then the run's own state."""
+    if _get(conn, run_id)["state"] == CANCELLED:
+        raise MirrorError(f"run {run_id} was cancelled")
+    moved = conn.execute(
+        sa.update(DELIVERIES)
+        .where(_run_deliveries(run_id), *where)
+        .values(**values, updated_at=now)
+    ).rowcount
+    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=run_state, updated_at=now))
+    return moved or 0
+
+
 def pause(conn: sa.Connection, run_id: int, now: datetime) -> int:
     """Hold the run's deliveries that are not in flight (in-flight ones finish)."""
-    run = _get(conn, run_id)
-    if run["state"] == CANCELLED:
-        raise MirrorError(f"run {run_id} was cancelled")
-    held = conn.execute(
-        sa.update(DELIVERIES)
-        .where(
-            _run_deliveries(run_id),
+    return _move(
+        conn,
+        run_id,
+        now,
+        run_state=PAUSED,
+        where=[
             DELIVERIES.c.state == State.PENDING,
             sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
-        )
-        .values(
-            state=State.PARKED,
-            last_error=f"{PARKED_PAUSED} ({run_id})",
-            locked_by=None,
-            locked_until=None,
-            updated_at=now,
-        )
-    ).rowcount
-    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=PAUSED, updated_at=now))
-    return held or 0
+        ],
+        values={
+            "state": State.PARKED,
+            "last_error": f"{PARKED_PAUSED} ({run_id})",
+            "locked_by": None,
+            "locked_until": None,
+        },
+    )
 
 
 def resume(conn: sa.Connection, run_id: int, now: datetime) -> int:
     """Let a paused run's deliveries go again (paced ones keep their times)."""
-    run = _get(conn, run_id)
-    if run["state"] == CANCELLED:
-        raise MirrorError(f"run {run_id} was cancelled")
-    released = conn.execute(
-        sa.update(DELIVERIES)
-        .where(
-            _run_deliveries(run_id),
+    return _move(
+        conn,
+        run_id,
+        now,
+        run_state=ACTIVE,
+        where=[
             DELIVERIES.c.state == State.PARKED,
             DELIVERIES.c.last_error.like(f"{PARKED_PAUSED}%"),
-        )
-        .values(state=State.PENDING, last_error=None, updated_at=now)
-    ).rowcount
-    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=ACTIVE, updated_at=now))
-    return released or 0
+        ],
+        values={"state": State.PENDING, "last_error": None},
+    )
 
 
 def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
     """Give up the run's outstanding deliveries; what was delivered stays."""
-    _get(conn, run_id)
-    cancelled = conn.execute(
-        sa.update(DELIVERIES)
-        .where(
-            _run_deliveries(run_id),
-            DELIVERIES.c.state.in_((State.PENDING, State.PARKED)),
-        )
-        .values(state=State.CANCELLED, locked_by=None, locked_until=None, updated_at=now)
-    ).rowcount
-    conn.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(state=CANCELLED, updated_at=now))
-    return cancelled or 0
+    return _move(
+        conn,
+        run_id,
+        now,
+        run_state=CANCELLED,
+        where=[DELIVERIES.c.state.in_((State.PENDING, State.PARKED))],
+        values={"state": State.CANCELLED, "locked_by": None, "locked_until": None},
+    )

@@ -84,6 +84,14 @@ def _common(
     return document
 
 
+def _addressing(community: str | None, followers: str | None) -> dict[str, Any]:
+    """Public, to the community where there is one; followers-only copies cc the followers."""
+    cc = [community] if community else []
+    if followers:
+        cc.append(followers)
+    return {"to": [community, PUBLIC] if community else [PUBLIC], "cc": cc, "audience": community}
+
+
 def build_post(
     *,
     object_id: str,
@@ -99,22 +107,17 @@ def build_post(
     followers: str | None = None,
 ) -> dict[str, Any]:
     """A post: ``kind`` is Page, or Note where the target takes a Note as a post."""
-    cc = [community] if community else []
-    if followers:
-        cc.append(followers)
     document = _common(
         object_id=object_id,
         kind=kind,
         attributed_to=attributed_to,
-        to=[community, PUBLIC] if community else [PUBLIC],
-        cc=cc,
-        audience=community,
         content=content,
         source=source,
         published=published,
         updated=updated,
         language=language,
         url=None,
+        **_addressing(community, followers),
     )
     document["name"] = title(name)
     return document
@@ -134,22 +137,17 @@ def build_comment(
     followers: str | None = None,
 ) -> dict[str, Any]:
     """A comment: a Note replying to a post or a comment (none: a standalone Note)."""
-    cc = [community] if community else []
-    if followers:
-        cc.append(followers)
     document = _common(
         object_id=object_id,
         kind="Note",
         attributed_to=attributed_to,
-        to=[community, PUBLIC] if community else [PUBLIC],
-        cc=cc,
-        audience=community,
         content=content,
         source=source,
         published=published,
         updated=updated,
         language=language,
         url=None,
+        **_addressing(community, followers),
     )
     if in_reply_to:
         document["inReplyTo"] = in_reply_to

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
 
 from mirror.sandbox.app import Instance
 from tests.peer import Peer
 from tests.publish.test_backfill import handle, mirror_service, wait_for_run
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
-    p = Peer()
-    await p.start()
-    yield p
-    await p.close()
 
 
 async def post(peer: Peer, url: str, activity: dict[str, Any]) -> tuple[int, Any]:

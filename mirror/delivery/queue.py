@@ -216,6 +216,80 @@ class Limits:
     lease_s: int
 
 
+def _free(now: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    d = DELIVERIES
+    return sa.or_(d.c.locked_until.is_(None), d.c.locked_until <= now)
+
+
+# The claim's statements are built once: constructing SQLAlchemy expressions
+# on every claim cost more than running them.
+_NOW = sa.bindparam("now", type_=DELIVERIES.c.next_attempt_at.type)
+
+#: Hosts with due work, least recently served first; on PostgreSQL hosts that
+#: another worker is serving are skipped rather than waited for.
+_HOSTS_WITH_WORK = (
+    sa.select(HOSTS)
+    .where(
+        sa.or_(HOSTS.c.breaker_open_until.is_(None), HOSTS.c.breaker_open_until <= _NOW),
+        sa.exists().where(
+            DELIVERIES.c.host == HOSTS.c.host,
+            DELIVERIES.c.state == State.PENDING,
+            DELIVERIES.c.next_attempt_at <= _NOW,
+            _free(_NOW),
+        ),
+    )
+    .order_by(HOSTS.c.last_request_at.asc().nulls_first(), HOSTS.c.host)
+    .limit(HOSTS_PER_CLAIM)
+    .with_for_update(skip_locked=True)
+)
+
+#: Requests in flight per host. Only pending rows hold leases: every other
+#: state clears them, so the partial index ix_delivery_leased answers this.
+_IN_FLIGHT = (
+    sa.select(DELIVERIES.c.host, sa.func.count())
+    .where(
+        DELIVERIES.c.host.in_(sa.bindparam("hosts", expanding=True)),
+        DELIVERIES.c.locked_by.is_not(None),
+        DELIVERIES.c.locked_until > _NOW,
+    )
+    .group_by(DELIVERIES.c.host)
+)
+
+
+def _claimable_statement() -> sa.Select[Any]:
+    d = DELIVERIES
+    b = DELIVERIES.alias("earlier")
+
+    def earlier_outstanding(key: sa.ColumnElement[Any]) -> sa.Exists:
+        # Two EXISTS rather than one with an OR: each is a probe of
+        # ix_delivery_order (host, ordering_key, id); the OR made PostgreSQL
+        # scan every earlier row of the host for every candidate.
+        return sa.exists().where(
+            b.c.host == d.c.host,
+            b.c.ordering_key == key,
+            b.c.id < d.c.id,
+            b.c.state.in_((State.PENDING, State.PARKED)),
+        )
+
+    return (
+        sa.select(d)
+        .where(
+            d.c.host == sa.bindparam("host"),
+            d.c.state == State.PENDING,
+            d.c.next_attempt_at <= _NOW,
+            _free(_NOW),
+            ~earlier_outstanding(d.c.ordering_key),
+            ~earlier_outstanding(d.c.depends_on),
+        )
+        .order_by(d.c.next_attempt_at, d.c.id)
+        .limit(sa.bindparam("quota", type_=sa.Integer()))
+    )
+
+
+#: A host's due rows that nothing earlier to the same host blocks.
+_CLAIMABLE = _claimable_statement()
+
+
 def claim(
     conn: sa.Connection,
     *,
@@ -229,42 +303,11 @@ def claim(
     """Lease up to ``limit`` due deliveries for ``worker`` (in the caller's transaction)."""
     if limit <= 0:
         return []
-    d = DELIVERIES
-    has_due = sa.exists().where(
-        d.c.host == HOSTS.c.host,
-        d.c.state == State.PENDING,
-        d.c.next_attempt_at <= now,
-        sa.or_(d.c.locked_until.is_(None), d.c.locked_until <= now),
-    )
-    # Least recently served first; on PostgreSQL hosts another worker is
-    # serving are skipped rather than waited for.
-    locked = (
-        conn.execute(
-            sa.select(HOSTS)
-            .where(
-                sa.or_(HOSTS.c.breaker_open_until.is_(None), HOSTS.c.breaker_open_until <= now),
-                has_due,
-            )
-            .order_by(HOSTS.c.last_request_at.asc().nulls_first(), HOSTS.c.host)
-            .limit(HOSTS_PER_CLAIM)
-            .with_for_update(skip_locked=True)
-        )
-        .mappings()
-        .all()
-    )
+    locked = conn.execute(_HOSTS_WITH_WORK, {"now": now}).mappings().all()
     if not locked:
         return []
     in_flight: dict[str, int] = dict(
-        conn.execute(
-            sa.select(d.c.host, sa.func.count())
-            .where(
-                # Only pending rows hold leases: every other state clears them.
-                d.c.host.in_([h["host"] for h in locked]),
-                d.c.locked_by.is_not(None),
-                d.c.locked_until > now,
-            )
-            .group_by(d.c.host)
-        ).all()
+        conn.execute(_IN_FLIGHT, {"hosts": [h["host"] for h in locked], "now": now}).all()
     )
     chosen: list[dict[str, Any]] = []
     served: list[str] = []
@@ -275,7 +318,10 @@ def claim(
         if quota <= 0:
             continue
         rows = (
-            conn.execute(_claimable(host["host"], now, min(quota, limit - len(chosen))))
+            conn.execute(
+                _CLAIMABLE,
+                {"host": host["host"], "now": now, "quota": min(quota, limit - len(chosen))},
+            )
             .mappings()
             .all()
         )
@@ -307,34 +353,37 @@ def _quota(host: Any, now: datetime, limits: Limits, in_flight: int) -> int:
     return quota
 
 
-def _claimable(host: str, now: datetime, quota: int) -> sa.Select[Any]:
-    d = DELIVERIES
-    b = DELIVERIES.alias("earlier")
+#: Each activity's actor and its stored JSON as text (none for bodies already
+#: cached). The text is sent as it is: decoding and re-encoding every body
+#: cost more than the rest of a claim.
+_ACTIVITY_BODIES = sa.select(
+    ACTIVITIES.c.id,
+    ACTIVITIES.c.actor,
+    sa.case(
+        (ACTIVITIES.c.id.in_(sa.bindparam("cached", expanding=True)), None),
+        else_=sa.cast(ACTIVITIES.c.json, sa.Text),
+    ),
+).where(ACTIVITIES.c.id.in_(sa.bindparam("ids", expanding=True)))
 
-    def earlier_outstanding(key: sa.ColumnElement[Any]) -> sa.Exists:
-        # Two EXISTS rather than one with an OR: each is a probe of
-        # ix_delivery_order (host, ordering_key, id); the OR made PostgreSQL
-        # scan every earlier row of the host for every candidate.
-        return sa.exists().where(
-            b.c.host == d.c.host,
-            b.c.ordering_key == key,
-            b.c.id < d.c.id,
-            b.c.state.in_((State.PENDING, State.PARKED)),
-        )
-
-    return (
-        sa.select(d)
-        .where(
-            d.c.host == host,
-            d.c.state == State.PENDING,
-            d.c.next_attempt_at <= now,
-            sa.or_(d.c.locked_until.is_(None), d.c.locked_until <= now),
-            ~earlier_outstanding(d.c.ordering_key),
-            ~earlier_outstanding(d.c.depends_on),
-        )
-        .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(quota)
+_LEASE = (
+    sa.update(DELIVERIES)
+    .where(DELIVERIES.c.id == sa.bindparam("row_id"))
+    .values(
+        locked_by=sa.bindparam("worker"),
+        locked_until=sa.bindparam("until"),
+        attempts=DELIVERIES.c.attempts + 1,
+        attempt_started_at=sa.bindparam("now"),
+        first_attempt_at=sa.bindparam("first"),
+        sent_activity_id=sa.bindparam("sent"),
+        updated_at=sa.bindparam("now"),
     )
+)
+
+_SERVED = (
+    sa.update(HOSTS)
+    .where(HOSTS.c.host.in_(sa.bindparam("hosts", expanding=True)))
+    .values(last_request_at=sa.bindparam("now", type_=HOSTS.c.last_request_at.type))
+)
 
 
 def _lease(
@@ -349,19 +398,13 @@ def _lease(
     bodies: dict[str, bytes] | None,
 ) -> list[Claimed]:
     cache = bodies if bodies is not None else {}
-    # The stored JSON text is sent as it is: decoding and re-encoding every
-    # body cost more than the rest of a claim.
     actors: dict[str, str] = {}
     for activity_id, actor, text in conn.execute(
-        sa.select(
-            ACTIVITIES.c.id,
-            ACTIVITIES.c.actor,
-            sa.case(
-                (ACTIVITIES.c.id.in_(sa.bindparam("cached", expanding=True)), None),
-                else_=sa.cast(ACTIVITIES.c.json, sa.Text),
-            ),
-        ).where(ACTIVITIES.c.id.in_({row["activity_id"] for row in rows})),
-        {"cached": list({r["activity_id"] for r in rows if r["activity_id"] in cache}) or [""]},
+        _ACTIVITY_BODIES,
+        {
+            "ids": list({row["activity_id"] for row in rows}),
+            "cached": list({r["activity_id"] for r in rows if r["activity_id"] in cache}) or [""],
+        },
     ):
         actors[activity_id] = actor
         if text is not None:
@@ -389,28 +432,13 @@ def _lease(
         plan.append((row, sent, repeat))
     if variants:
         bulk_insert(conn, ACTIVITIES, variants)
-    conn.execute(
-        sa.update(DELIVERIES)
-        .where(DELIVERIES.c.id == sa.bindparam("row_id"))
-        .values(
-            locked_by=sa.bindparam("worker"),
-            locked_until=sa.bindparam("until"),
-            attempts=DELIVERIES.c.attempts + 1,
-            attempt_started_at=sa.bindparam("now"),
-            first_attempt_at=sa.bindparam("first"),
-            sent_activity_id=sa.bindparam("sent"),
-            updated_at=sa.bindparam("now"),
-        ),
-        updates,
-    )
-    conn.execute(sa.update(HOSTS).where(HOSTS.c.host.in_(hosts)).values(last_request_at=now))
+    conn.execute(_LEASE, updates)
+    conn.execute(_SERVED, {"hosts": hosts, "now": now})
     missing = {sent for _, sent, _ in plan if sent not in cache}
     if missing:
         # A repeat after a crash of an attempt that had a new id.
         for activity_id, text in conn.execute(
-            sa.select(ACTIVITIES.c.id, sa.cast(ACTIVITIES.c.json, sa.Text)).where(
-                ACTIVITIES.c.id.in_(missing)
-            )
+            _ACTIVITY_BODIES, {"ids": list(missing), "cached": [""]}
         ):
             cache[activity_id] = text.encode()
     return [
@@ -486,6 +514,28 @@ class Rules:
     max_generic_errors: int
 
 
+#: Only this worker's lease of a still pending row: a cancelled row stays cancelled.
+_DELIVERED = (
+    sa.update(DELIVERIES)
+    .where(
+        DELIVERIES.c.id == sa.bindparam("b_id"),
+        DELIVERIES.c.state == State.PENDING,
+        DELIVERIES.c.locked_by == sa.bindparam("b_worker"),
+    )
+    .values(
+        state=State.DELIVERED,
+        locked_by=None,
+        locked_until=None,
+        attempt_finished_at=sa.bindparam("b_now"),
+        last_status=sa.bindparam("b_status"),
+        last_error=sa.bindparam("b_note"),
+        updated_at=sa.bindparam("b_now"),
+        delivered_at=sa.bindparam("b_now"),
+    )
+)
+_HOSTS_BY_NAME = sa.select(HOSTS).where(HOSTS.c.host.in_(sa.bindparam("hosts", expanding=True)))
+
+
 def complete(
     conn: sa.Connection,
     attempts: Sequence[Attempt],
@@ -554,26 +604,7 @@ def complete(
                 park_refused(conn, c.host, c.actor, outcome.reason, now)
         results.append((attempt, outcome))
     if delivered:
-        # Only this worker's lease of a still pending row: a cancelled row stays cancelled.
-        conn.execute(
-            sa.update(DELIVERIES)
-            .where(
-                DELIVERIES.c.id == sa.bindparam("b_id"),
-                DELIVERIES.c.state == State.PENDING,
-                DELIVERIES.c.locked_by == worker,
-            )
-            .values(
-                state=State.DELIVERED,
-                locked_by=None,
-                locked_until=None,
-                attempt_finished_at=now,
-                last_status=sa.bindparam("b_status"),
-                last_error=sa.bindparam("b_note"),
-                updated_at=now,
-                delivered_at=now,
-            ),
-            delivered,
-        )
+        conn.execute(_DELIVERED, [{**row, "b_worker": worker, "b_now": now} for row in delivered])
     _record_hosts(conn, results, now, rules.breaker)
     return results
 
@@ -689,7 +720,7 @@ def _record_hosts(
         return
     rows = {
         row["host"]: dict(row)
-        for row in conn.execute(sa.select(HOSTS).where(HOSTS.c.host.in_(by_host))).mappings()
+        for row in conn.execute(_HOSTS_BY_NAME, {"hosts": list(by_host)}).mappings()
     }
     for host, outcomes in by_host.items():
         current = rows.get(host, {"host": host})

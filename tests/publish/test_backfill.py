@@ -333,3 +333,48 @@ async def test_followers_receive_the_same_creates_and_the_orphans(
                 assert "not archived" in obj["content"]
     finally:
         await peer.close()
+
+
+@pytest.mark.postgres
+async def test_backfill_on_postgresql(
+    pg_url: str, service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    # pg_url first: fixtures end in reverse, so the database outlives the service.
+    service: Service = await service_factory(
+        database={"url": pg_url}, backfill={"attribution": "puppets", "rate_per_minute": 0.0}
+    )
+    await asyncio.to_thread(
+        ingest_paths,
+        service.engine,
+        sorted(SEEDS.glob("*.txt")),
+        clock=FrozenClock(CAPTURED),
+        captured_at=CAPTURED,
+    )
+    sandbox = await sandbox_factory()
+    _, report = await start_backfill(service.federation, to=handle(sandbox))
+    done = await wait_for_run(service, report.run_id)
+    assert sandbox.refused == [] and done["by_state"]["delivered"] == done["total"] > 0
+    _, again = await start_backfill(service.federation, to=handle(sandbox))
+    assert again.queued == again.updated == again.requeued == 0
+
+
+async def test_the_sandbox_fetches_an_unknown_parent_from_us(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    _, report = await start_backfill(service.federation, to=handle(sandbox))
+    await wait_for_run(service, report.run_id)
+    thread = next(t for t in sandbox.threads() if t["comments"])
+    comment = thread["comments"][0]
+    assert comment["inReplyTo"] == thread["id"]
+    del sandbox.objects[thread["id"]]  # the instance lost the post
+    # A changed comment is sent again (an Update); its parent must be fetched.
+    with write_transaction(service.engine) as conn:
+        conn.exec_driver_sql("UPDATE comment SET body = body || ' (corrected)'")
+    _, again = await start_backfill(service.federation, to=handle(sandbox))
+    assert again.updated > 0
+    await wait_for_run(service, again.run_id)
+    assert sandbox.refused == []
+    fetched = sandbox.objects[thread["id"]]
+    assert fetched.kind == "post" and not fetched.announced  # fetched, not announced

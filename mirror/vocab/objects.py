@@ -37,31 +37,33 @@ def title(text: str) -> str:
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 
-def _common(
+def _build(
     *,
     object_id: str,
     kind: str,
     attributed_to: str,
-    to: list[str],
-    cc: list[str],
-    audience: str | None,
+    community: str | None,
     content: str,
     source: str,
     published: datetime | None,
-    updated: datetime | None,
-    language: str | None,
-    url: str | None,
+    updated: datetime | None = None,
+    language: str | None = None,
+    followers: str | None = None,
 ) -> dict[str, Any]:
+    """Public, to the community where there is one; followers-only copies cc the followers."""
+    cc = [community] if community else []
+    if followers:
+        cc.append(followers)
     document: dict[str, Any] = {
         "@context": ACTIVITY_CONTEXT,
         "id": object_id,
         "type": kind,
         "attributedTo": attributed_to,
-        "to": to,
+        "to": [community, PUBLIC] if community else [PUBLIC],
         "cc": cc,
     }
-    if audience:
-        document["audience"] = audience
+    if community:
+        document["audience"] = community
     document.update(
         {
             "content": content,
@@ -79,76 +81,19 @@ def _common(
             "identifier": language,
             "name": LANGUAGE_NAMES.get(language, language),
         }
-    if url:
-        document["url"] = url
     return document
 
 
-def _addressing(community: str | None, followers: str | None) -> dict[str, Any]:
-    """Public, to the community where there is one; followers-only copies cc the followers."""
-    cc = [community] if community else []
-    if followers:
-        cc.append(followers)
-    return {"to": [community, PUBLIC] if community else [PUBLIC], "cc": cc, "audience": community}
-
-
-def build_post(
-    *,
-    object_id: str,
-    kind: str,
-    attributed_to: str,
-    community: str | None,
-    name: str,
-    content: str,
-    source: str,
-    published: datetime | None,
-    updated: datetime | None = None,
-    language: str | None = None,
-    followers: str | None = None,
-) -> dict[str, Any]:
+def build_post(*, name: str, kind: str, **fields: Any) -> dict[str, Any]:
     """A post: ``kind`` is Page, or Note where the target takes a Note as a post."""
-    document = _common(
-        object_id=object_id,
-        kind=kind,
-        attributed_to=attributed_to,
-        content=content,
-        source=source,
-        published=published,
-        updated=updated,
-        language=language,
-        url=None,
-        **_addressing(community, followers),
-    )
+    document = _build(kind=kind, **fields)
     document["name"] = title(name)
     return document
 
 
-def build_comment(
-    *,
-    object_id: str,
-    attributed_to: str,
-    in_reply_to: str | None,
-    community: str | None,
-    content: str,
-    source: str,
-    published: datetime | None,
-    updated: datetime | None = None,
-    language: str | None = None,
-    followers: str | None = None,
-) -> dict[str, Any]:
+def build_comment(*, in_reply_to: str | None, **fields: Any) -> dict[str, Any]:
     """A comment: a Note replying to a post or a comment (none: a standalone Note)."""
-    document = _common(
-        object_id=object_id,
-        kind="Note",
-        attributed_to=attributed_to,
-        content=content,
-        source=source,
-        published=published,
-        updated=updated,
-        language=language,
-        url=None,
-        **_addressing(community, followers),
-    )
+    document = _build(kind="Note", **fields)
     if in_reply_to:
         document["inReplyTo"] = in_reply_to
     return document

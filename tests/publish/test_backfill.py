@@ -59,6 +59,13 @@ async def wait_for_run(service: Service, run_id: int, timeout: float = 60) -> di
         await asyncio.sleep(0.05)
 
 
+async def wait_deleted(sandbox: Instance, object_id: str, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not sandbox.objects[object_id].deleted:
+        assert asyncio.get_running_loop().time() < deadline, sandbox.refused
+        await asyncio.sleep(0.05)
+
+
 def handle(instance: Instance) -> str:
     return f"sandbox@{instance.host}"
 
@@ -225,10 +232,7 @@ async def test_retract_sends_deletes_and_objects_answer_410(
         )
     assert count >= 1
     service.federation.wake()
-    deadline = asyncio.get_running_loop().time() + 10
-    while not sandbox.objects[post["id"]].deleted:
-        assert asyncio.get_running_loop().time() < deadline, sandbox.refused
-        await asyncio.sleep(0.05)
+    await wait_deleted(sandbox, post["id"])
     async with aiohttp.ClientSession() as session:
         async with session.get(post["id"], headers={"Accept": "application/activity+json"}) as r:
             assert r.status == 410
@@ -260,10 +264,7 @@ async def test_an_excluded_author_gets_deletes_and_a_changed_item_an_update(
     _, second = await start_backfill(service.federation, to=handle(sandbox), limit=3)
     assert second.deleted >= 1
     await wait_for_run(service, second.run_id)
-    deadline = asyncio.get_running_loop().time() + 10
-    while not sandbox.objects[victim["id"]].deleted:
-        assert asyncio.get_running_loop().time() < deadline, sandbox.refused
-        await asyncio.sleep(0.05)
+    await wait_deleted(sandbox, victim["id"])
 
     # A changed reconstruction (here: the title of every post) sends Updates.
     with write_transaction(service.engine) as conn:

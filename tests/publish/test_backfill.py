@@ -379,3 +379,32 @@ async def test_the_sandbox_fetches_an_unknown_parent_from_us(
     assert sandbox.refused == []
     fetched = sandbox.objects[thread["id"]]
     assert fetched.kind == "post" and not fetched.announced  # fetched, not announced
+
+
+def _types(document: dict[str, Any], keys: set[str]) -> dict[str, type]:
+    return {key: type(document[key]) for key in keys}
+
+
+async def test_created_objects_have_the_shapes_lemmy_sends(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    import json
+
+    from tests.conftest import SHARED
+
+    examples = SHARED / "lemmy-examples" / "lemmy" / "activities" / "create_or_update"
+    page = json.loads((examples / "create_page.json").read_text())
+    note = json.loads((examples / "create_note.json").read_text())
+    service = await mirror_service(service_factory, rate_per_minute=0.0, post_type="Page")
+    sandbox = await sandbox_factory()
+    _, report = await start_backfill(service.federation, to=handle(sandbox), dry_run=True)
+    create = report.first[0]
+    reply = next(a for a in report.first if a["object"].get("inReplyTo"))
+    # Every field Lemmy puts on its own Create{Page} / Create{Note}, with the same JSON types
+    # (attachment, language and tag are optional and only present when there is something).
+    optional = {"attachment", "language", "tag"}
+    for ours, theirs in ((create, page), (reply, note)):
+        activity_keys = set(theirs) - optional
+        assert _types(ours, activity_keys) == _types(theirs, activity_keys)
+        object_keys = set(theirs["object"]) - optional
+        assert _types(ours["object"], object_keys) == _types(theirs["object"], object_keys)

@@ -339,7 +339,22 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     failed = [r for r in reports if not r.ok]
     for report in failed:
         print(f"mirror: refused {report.path}: {report.error}", file=sys.stderr)
+    _queue_updates(settings, engine)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _queue_updates(settings: Settings, engine: Engine) -> None:
+    """Mirrored items whose reconstruction the ingest changed get Updates."""
+    from mirror.publish.refresh import has_publications, queue_updates
+
+    if not settings.instance.base_url or not has_publications(engine):
+        return
+    federation = _federation(settings)
+    for report in queue_updates(federation):
+        print(
+            f"run {report.run_id}: {report.updated} changed mirrored items get an Update "
+            f"to {report.target}; `mirror serve` or `mirror worker` delivers them"
+        )
 
 
 def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:

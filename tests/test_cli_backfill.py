@@ -135,3 +135,42 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err.decode()
     assert "Traceback" not in err.decode()
+
+
+def test_reingesting_a_changed_item_sends_an_update(  # type: ignore[no-untyped-def]
+    capsys, running: tuple[str, str], tmp_path: Path
+) -> None:
+    from mirror.ingest.files import sample_files
+
+    _, sandbox = running
+    assert main(["backfill", "--to", f"sandbox@{sandbox}", "--wait"]) == 0
+    capsys.readouterr()
+    assert main(["ingest", "--samples"]) == 0  # the same dumps: nothing changed
+    assert "get an Update" not in capsys.readouterr().out
+
+    thread = next(p for p in sample_files() if p.name.startswith("thread_full"))
+    changed = tmp_path / thread.name
+    header = "[–] ana_spokes@bikes.example 9 points 1 day ago"
+    assert header in thread.read_text()
+    # The page now shows that comment as edited: the mirrored copy must say so too.
+    changed.write_text(thread.read_text().replace(header, header + "* (last edited 3 hours ago)"))
+    assert main(["ingest", str(changed), "--captured-at", "2026-12-01T00:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "get an Update" in out
+    run = int(out.split("run ", 1)[1].split(":", 1)[0])
+    for _ in range(100):
+        with urllib.request.urlopen(f"http://{sandbox}/api/threads") as response:
+            threads = json.loads(response.read())["threads"]
+        comments = [c for t in threads for c in t["comments"]]
+        if any(c["updated"] and "(edited)" in (c["content"] or "") for c in comments):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the Update did not arrive")
+    for _ in range(100):  # the sandbox has it; the outcome is recorded a moment later
+        assert main(["runs", "--json"]) == 0
+        report = {r["id"]: r for r in json.loads(capsys.readouterr().out)}[run]
+        if report["state"] == "done":
+            break
+        time.sleep(0.1)
+    assert report["state"] == "done" and report["by_state"]["delivered"] >= 1, report

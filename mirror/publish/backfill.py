@@ -258,20 +258,34 @@ class Backfill:
 
     # -- writing ------------------------------------------------------------------
 
-    def run(self, plan: Plan, options: dict[str, Any], deletions: list[str]) -> Report:
-        run_id = self.conn.execute(
-            sa.insert(RUNS)
-            .values(
-                target=self.target.id,
-                inbox=self.target.inbox,
-                options=options,
-                state="active",
-                items=len(plan.items),
-                created_at=self.now,
-                updated_at=self.now,
-            )
-            .returning(RUNS.c.id)
-        ).scalar_one()
+    def _new_run(self, plan: Plan, options: dict[str, Any]) -> int:
+        return int(
+            self.conn.execute(
+                sa.insert(RUNS)
+                .values(
+                    target=self.target.id,
+                    inbox=self.target.inbox,
+                    options=options,
+                    state="active",
+                    items=len(plan.items),
+                    created_at=self.now,
+                    updated_at=self.now,
+                )
+                .returning(RUNS.c.id)
+            ).scalar_one()
+        )
+
+    def run(
+        self,
+        plan: Plan,
+        options: dict[str, Any],
+        deletions: list[str],
+        *,
+        updates_only: bool = False,
+    ) -> Report:
+        """Queue the plan; ``updates_only`` sends just the Updates of changed items
+        (after an ingest), and makes a run only if there is one."""
+        run_id = None if updates_only else self._new_run(plan, options)
         report = Report(run_id, self.target.id, _planned(plan), left_out=plan.left_out)
         existing = {
             row.item_id: row
@@ -288,12 +302,19 @@ class Backfill:
         post_due = self.now
         for item, _ in paced:
             previous = existing.get(item.id)
+            if updates_only and previous is None:
+                continue
             if item.kind == "post":
                 post_due = self.now + interval * slot
                 if previous is None:
                     slot += 1
             due = post_due if item.kind != "orphan" else self.now
             prepared = self.prepare(item, due, create_actors=True)
+            if updates_only and previous.content_hash == prepared.content_hash:
+                report.unchanged += 1
+                continue
+            if run_id is None:
+                run_id = report.run_id = self._new_run(plan, options)
             if previous is None:
                 self._create(prepared, run_id)
                 report.queued += 1
@@ -307,6 +328,8 @@ class Backfill:
             else:
                 report.unchanged += 1
         for item_id in deletions:
+            if run_id is None:
+                run_id = report.run_id = self._new_run(plan, options)
             report.deleted += self._delete_item(item_id, run_id)
         queue.refresh_statistics(self.conn)
         return report

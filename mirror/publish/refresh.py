@@ -1,0 +1,65 @@
+"""After an ingest: Updates for mirrored items whose reconstruction changed.
+
+Each target a backfill went to is known from its runs (actor id and inbox),
+so no network is needed here; every changed item gets an `Update` with a
+newer `updated`, through the same path a re-run of the backfill takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from mirror.db.session import write_transaction
+from mirror.inspection import build_document
+from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill, Report
+from mirror.publish.plan import Options, build_plan
+from mirror.publish.target import Target
+
+
+def has_publications(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(PUBLICATIONS.c.id).limit(1)) is not None
+
+
+def queue_updates(federation: Any) -> list[Report]:
+    """Queue Updates for every target; returns one report per target that got any."""
+    settings = federation.settings
+    config = settings.backfill
+    options = Options(
+        unknown_post_comments=config.unknown_post_comments,
+        exclude_authors=frozenset(config.exclude_authors),
+        exclude_communities=frozenset(config.exclude_communities),
+        exclude_items=frozenset(config.exclude_items),
+    )
+    plan = build_plan(build_document(federation.engine), options)
+    reports = []
+    with write_transaction(federation.engine) as conn:
+        # The latest inbox each target was reached at.
+        inboxes = dict(
+            conn.execute(sa.select(RUNS.c.target, RUNS.c.inbox).order_by(RUNS.c.id)).all()
+        )
+        for target_id, inbox in inboxes.items():
+            target = Target(
+                id=target_id,
+                name=target_id,
+                inbox=inbox,
+                followers=None,
+                posting_restricted_to_mods=False,
+                software=None,
+                version=None,
+            )
+            backfill = Backfill(
+                conn,
+                settings=settings,
+                urls=federation.urls,
+                master_key=federation.master_key,
+                target=target,
+                now=federation.clock.now(),
+                rate_per_minute=0.0,
+            )
+            report = backfill.run(plan, {"to": target_id, "after": "ingest"}, [], updates_only=True)
+            if report.run_id is not None:
+                reports.append(report)
+    return reports

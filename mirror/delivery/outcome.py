@@ -28,6 +28,7 @@ LEMMY_BANNED = frozenset(
         "person_is_banned_from_community",
         "banned_from_community",
         "instance_is_blocked",
+        "domain_blocked",
     }
 )
 #: Lemmy's catch-all (fetch failures, library errors): worth a few retries only.

@@ -133,6 +133,9 @@ async def resolve(federation: Any, spec: str) -> Target:
     if not isinstance(inbox, str) or not isinstance(actor.get("id"), str):
         raise TargetError(f"{spec}: the community's actor has no inbox")
     software, version = await _software(get, actor["id"])
+    refusal = await _instance_refusal(get, actor["id"], federation.urls.hostname)
+    if refusal:
+        raise TargetError(f"{spec}: {refusal}; every delivery would be refused")
     return Target(
         id=actor["id"],
         name=str(actor.get("preferredUsername") or actor.get("name") or actor["id"]),
@@ -164,3 +167,36 @@ async def _software(get: Any, actor_id: str) -> tuple[str | None, str | None]:
     except (TargetError, AttributeError):
         # No NodeInfo: unknown software, so posts go as Page (what everyone takes).
         return None, None
+
+
+async def _instance_refusal(get: Any, actor_id: str, our_domain: str) -> str | None:
+    """Whether the target's instance defederated from ours (Lemmy and PieFed publish it).
+
+    `GET /api/v3/federated_instances` lists linked, allowed and blocked
+    instances by domain; a block, or an allowlist without us, refuses all we
+    send. An instance without that API tells us nothing: go on.
+    """
+    parts = urlsplit(actor_id)
+    try:
+        data = await get(
+            f"{parts.scheme}://{parts.netloc}/api/v3/federated_instances", "application/json"
+        )
+    except TargetError:
+        return None
+    listing = data.get("federated_instances") if isinstance(data, dict) else None
+    if not isinstance(listing, dict):
+        return None
+
+    def domains(key: str) -> set[str]:
+        return {
+            str(entry.get("domain", "")).lower()
+            for entry in listing.get(key) or []
+            if isinstance(entry, dict)
+        }
+
+    if our_domain.lower() in domains("blocked"):
+        return f"{parts.hostname} blocks our instance ({our_domain})"
+    allowed = domains("allowed")
+    if allowed and our_domain.lower() not in allowed:
+        return f"{parts.hostname} federates only with an allowlist that does not hold {our_domain}"
+    return None

@@ -64,6 +64,8 @@ class Instance:
     refused: list[dict[str, Any]] = field(default_factory=list)
     followers: dict[str, str] = field(default_factory=dict)
     banned: set[str] = field(default_factory=set)
+    #: Instances (domains) this one defederated from, as Lemmy's admin blocklist.
+    blocked_domains: set[str] = field(default_factory=set)
     actors: dict[str, dict[str, Any]] = field(default_factory=dict)
     announces: int = 0
     key: rsa.RSAPrivateKey = field(
@@ -190,6 +192,7 @@ def make_sandbox_app(instance: Instance) -> web.Application:
     app.router.add_get("/", index_page)
     app.router.add_get("/post/{number}", post_page)
     app.router.add_get("/api/threads", threads_json)
+    app.router.add_get("/api/v3/federated_instances", federated_instances)
     return app
 
 
@@ -239,6 +242,12 @@ async def nodeinfo(request: web.Request) -> web.Response:
     )
 
 
+async def federated_instances(request: web.Request) -> web.Response:
+    blocked = sorted(request.app[INSTANCE].blocked_domains)
+    listing = {"linked": [], "allowed": [], "blocked": [{"domain": d} for d in blocked]}
+    return _json({"federated_instances": listing}, content_type="application/json")
+
+
 async def group(request: web.Request) -> web.Response:
     instance = request.app[INSTANCE]
     if request.match_info["name"] != instance.community:
@@ -261,6 +270,8 @@ async def inbox(request: web.Request) -> web.Response:
         activity = json.loads(body)
         activity_id, kind, actor = rules.check_envelope(activity, instance.host.lower())
         actor_doc = await _verify(request, body, actor)
+        if rules.domain(actor) in instance.blocked_domains:
+            raise Refused("domain_blocked", f"{rules.domain(actor)} is blocked")
         if actor in instance.banned:
             raise Refused("site_ban", f"{actor} is banned")
         if activity_id in instance.seen_activities:

@@ -183,6 +183,9 @@ async def test_refuses_a_community_where_only_moderators_post(
     sandbox = await sandbox_factory(posting_restricted_to_mods=True)
     with pytest.raises(TargetError, match="postingRestrictedToMods"):
         await start_backfill(service.federation, to=handle(sandbox))
+    blocking = await sandbox_factory(blocked_domains={"127.0.0.1"})
+    with pytest.raises(TargetError, match="blocks our instance"):
+        await start_backfill(service.federation, to=handle(blocking))
     with pytest.raises(TargetError, match="not a community"):
         await start_backfill(service.federation, to="just some words")
     with pytest.raises(TargetError, match="cannot reach"):

@@ -16,7 +16,7 @@ TZ = UTCDateTime()
 
 
 class LocalActor(Base):
-    """An actor we serve: the bot, or (later) a puppet standing for one original author."""
+    """An actor we serve: the bot, or a puppet standing for one original author."""
 
     __tablename__ = "local_actor"
 

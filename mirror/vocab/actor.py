@@ -14,16 +14,28 @@ from mirror.vocab.times import rfc3339
 def build_summary(*, operator: str, extra: str, source: str | None = None) -> str:
     """HTML profile text saying what this account is and who runs it."""
     paragraphs = [
-        "This is an automated mirror: it republishes archived Lemmy discussions. "
-        "It is not the original author and does not read replies."
+        escape(
+            "This is an automated mirror: it republishes archived Lemmy discussions. "
+            "It is not the original author and does not read replies."
+        )
     ]
     if source:
-        paragraphs.append(f"Mirrored posts here were originally written by {source}.")
+        link = original_profile(source)
+        who = f'<a href="{escape(link)}">{escape(source)}</a>' if link else escape(source)
+        paragraphs.append(f"Mirrored posts here were originally written by {who}.")
     if operator:
-        paragraphs.append(f"Operated by {operator}.")
+        paragraphs.append(escape(f"Operated by {operator}."))
     if extra:
-        paragraphs.append(extra)
-    return "".join(f"<p>{escape(p)}</p>" for p in paragraphs)
+        paragraphs.append(escape(extra))
+    return "".join(f"<p>{p}</p>" for p in paragraphs)
+
+
+def original_profile(handle: str) -> str | None:
+    """The original author's profile on their Lemmy instance (`/u/NAME`), from the handle."""
+    user, _, host = handle.partition("@")
+    if not user or not host or "/" in host or " " in handle:
+        return None
+    return f"https://{host}/u/{user}"
 
 
 def build_service_actor(

@@ -9,6 +9,7 @@ adjustments, in both attribution modes, and a second backfill sends nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -125,9 +126,19 @@ async def test_backfill_of_the_seeds_equals_the_reconstruction(
             else:
                 assert obj["attributedTo"] == urls.actor("mirror")
     if attribution == "puppets":
+        author = next(a for a in authors.values() if a)
         with service.engine.connect() as conn:
-            puppet = get_actor(conn, puppet_username(next(a for a in authors.values() if a)))
+            puppet = get_actor(conn, puppet_username(author))
         assert puppet is not None and puppet.kind == "puppet"
+        # Its profile says it is a mirror and links the original author.
+        user, _, host = author.partition("@")
+        status, _, body = await service.get(f"/u/{puppet.username}")
+        document = json.loads(body)
+        assert status == 200 and document["type"] == "Service"
+        assert "automated mirror" in document["summary"]
+        assert f'href="https://{host}/u/{user}"' in document["summary"]
+        status, _, page = await service.get(f"/u/{puppet.username}", accept="text/html")
+        assert f'href="https://{host}/u/{user}"' in page.decode()
 
     # Bodies arrive with their attribution, and the served object is what was sent.
     first = sandbox.threads()[0]

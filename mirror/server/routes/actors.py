@@ -16,6 +16,7 @@ from mirror.server.appkeys import FEDERATION
 from mirror.server.negotiation import activity_json, wants_html
 from mirror.server.routes.access import require_signed_fetch
 from mirror.server.templates import render
+from mirror.vocab.actor import original_profile
 from mirror.vocab.collections import build_collection, build_page
 
 routes = web.RouteTableDef()
@@ -74,6 +75,7 @@ async def _profile_page(request: web.Request, actor: LocalActor) -> web.Response
         actor_url=federation.urls.actor(actor.username),
         followers=followers,
         source=None if bot else actor.source_handle,
+        source_url=None if bot else original_profile(actor.source_handle or ""),
         operator=instance.operator,
         summary=instance.summary if bot else "",
         objects=objects,

@@ -131,6 +131,19 @@ class Backfill:
         self._followers: dict[str, list[str]] = {}
         self._actors: set[str] = set()
 
+    @classmethod
+    def of(cls, conn: sa.Connection, federation: Any, target: Target, rate: float) -> Backfill:
+        """A backfill by this service (its settings, ids, keys and clock)."""
+        return cls(
+            conn,
+            settings=federation.settings,
+            urls=federation.urls,
+            master_key=federation.master_key,
+            target=target,
+            now=federation.clock.now(),
+            rate_per_minute=rate,
+        )
+
     # -- building (no writes) -------------------------------------------------
 
     def actor_for(self, item: Item, *, create: bool) -> str:

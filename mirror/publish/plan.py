@@ -35,6 +35,17 @@ class Options:
     exclude_items: frozenset[str] = frozenset()
 
 
+def options_from(config: Any, **chosen: Any) -> Options:
+    """Options with the config's exclusions ([backfill]) and the command's choices."""
+    return Options(
+        unknown_post_comments=config.unknown_post_comments,
+        exclude_authors=frozenset(config.exclude_authors),
+        exclude_communities=frozenset(config.exclude_communities),
+        exclude_items=frozenset(config.exclude_items),
+        **chosen,
+    )
+
+
 @dataclass(slots=True)
 class Item:
     """One item to publish: a post, a comment in a community, or a followers-only comment."""

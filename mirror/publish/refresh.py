@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from mirror.db.session import write_transaction
 from mirror.inspection import build_document
 from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill, Report
-from mirror.publish.plan import Options, build_plan
+from mirror.publish.plan import build_plan, options_from
 from mirror.publish.target import Target
 
 
@@ -25,14 +25,7 @@ def has_publications(engine: sa.Engine) -> bool:
 
 def queue_updates(federation: Any) -> list[Report]:
     """Queue Updates for every target; returns one report per target that got any."""
-    settings = federation.settings
-    config = settings.backfill
-    options = Options(
-        unknown_post_comments=config.unknown_post_comments,
-        exclude_authors=frozenset(config.exclude_authors),
-        exclude_communities=frozenset(config.exclude_communities),
-        exclude_items=frozenset(config.exclude_items),
-    )
+    options = options_from(federation.settings.backfill)
     plan = build_plan(build_document(federation.engine), options)
     reports = []
     with write_transaction(federation.engine) as conn:
@@ -50,15 +43,7 @@ def queue_updates(federation: Any) -> list[Report]:
                 software=None,
                 version=None,
             )
-            backfill = Backfill(
-                conn,
-                settings=settings,
-                urls=federation.urls,
-                master_key=federation.master_key,
-                target=target,
-                now=federation.clock.now(),
-                rate_per_minute=0.0,
-            )
+            backfill = Backfill.of(conn, federation, target, 0.0)
             report = backfill.run(plan, {"to": target_id, "after": "ingest"}, [], updates_only=True)
             if report.run_id is not None:
                 reports.append(report)

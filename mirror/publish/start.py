@@ -9,7 +9,7 @@ from typing import Any
 from mirror.db.session import write_transaction
 from mirror.inspection import build_document
 from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
-from mirror.publish.plan import Options, build_plan, excluded_ids
+from mirror.publish.plan import build_plan, excluded_ids, options_from
 from mirror.publish.target import Target, TargetError, resolve
 
 
@@ -32,30 +32,14 @@ async def start_backfill(
             "delivery would be refused; ask its moderators to add the bot, or pick another"
         )
     config = settings.backfill
-    options = Options(
-        source=source,
-        since=since,
-        limit=limit,
-        unknown_post_comments=config.unknown_post_comments,
-        exclude_authors=frozenset(config.exclude_authors),
-        exclude_communities=frozenset(config.exclude_communities),
-        exclude_items=frozenset(config.exclude_items),
-    )
+    options = options_from(config, source=source, since=since, limit=limit)
     per_minute = config.rate_per_minute if rate is None else rate
 
     def work() -> Report:
         document = build_document(federation.engine)
         plan = build_plan(document, options)
         with write_transaction(federation.engine) as conn:
-            backfill = Backfill(
-                conn,
-                settings=settings,
-                urls=federation.urls,
-                master_key=federation.master_key,
-                target=target,
-                now=federation.clock.now(),
-                rate_per_minute=per_minute,
-            )
+            backfill = Backfill.of(conn, federation, target, per_minute)
             if dry_run:
                 return backfill.dry_run(plan)
             published = set(

@@ -246,24 +246,10 @@ class Backfill:
             kind=kind,
         )
 
-    def schedule(self, plan: Plan) -> list[tuple[Item, datetime]]:
-        """Paced: each post gets its time, and its comments the same (they follow it)."""
-        interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
-        out = []
-        posts = 0
-        for item in plan.items:
-            if item.kind == "post":
-                due = self.now + interval * posts
-                posts += 1
-            elif item.kind == "orphan":
-                due = self.now
-            out.append((item, due))
-        return out
-
     def dry_run(self, plan: Plan, show: int = 3) -> Report:
         report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
-        for item, due in self.schedule(plan)[:show]:
-            prepared = self.prepare(item, due, create_actors=False)
+        for item in plan.items[:show]:
+            prepared = self.prepare(item, self.now, create_actors=False)
             report.first.append(
                 build(self.urls, self.activity_recipe(prepared), activity_id="dry-run")
             )
@@ -308,12 +294,11 @@ class Backfill:
                 )
             )
         }
-        paced = self.schedule(plan)
         # Pacing counts posts actually queued now: the already mirrored take no slot.
         slot = 0
         interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
         post_due = self.now
-        for item, _ in paced:
+        for item in plan.items:
             previous = existing.get(item.id)
             if updates_only and previous is None:
                 continue

@@ -375,8 +375,17 @@ async def _apply(
     # Anything else is accepted and ignored, as Lemmy does.
 
 
+#: Lemmy fetches at most this many objects for one activity (rules §5.2).
+FETCH_BUDGET = 100
+
+
 async def _store(
-    request: web.Request, instance: Instance, obj: dict[str, Any], *, announce: bool
+    request: web.Request,
+    instance: Instance,
+    obj: dict[str, Any],
+    *,
+    announce: bool,
+    budget: int = FETCH_BUDGET,
 ) -> Stored:
     object_id = obj["id"]
     existing = instance.objects.get(object_id)
@@ -387,14 +396,17 @@ async def _store(
         parent_id = rules.check_comment(obj)
         parent = instance.objects.get(parent_id)
         if parent is None:
-            # An unknown parent is fetched from its server (and stored, not announced).
+            # An unknown parent is fetched from its server (and stored, not
+            # announced), its own parents too, within Lemmy's fetch budget.
+            if budget <= 0:
+                raise Refused("fetch_limit", f"more than {FETCH_BUDGET} fetches for one activity")
             fetched = await _fetch(request, parent_id)
             rules.check_object(
                 {"to": fetched.get("to"), "cc": fetched.get("cc", []), "object": fetched},
                 str(fetched.get("attributedTo")),
                 instance.group_id,
             )
-            parent = await _store(request, instance, fetched, announce=False)
+            parent = await _store(request, instance, fetched, announce=False, budget=budget - 1)
         if parent.deleted:
             raise Refused("deleted", "the parent was deleted")
         depth = parent.depth + 1 if parent.kind == "comment" else 1

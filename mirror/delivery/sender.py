@@ -6,8 +6,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import aiohttp
 
@@ -39,37 +40,33 @@ class Sender:
         self._executor: ThreadPoolExecutor | None = None
         self._timeout = timeout
 
-    def sign_all(self, batch: Sequence[Claimed]) -> list[asyncio.Future[list[dict[str, str]]]]:
-        """Sign a claimed batch in one job per signing thread.
+    def sends(self, batch: Sequence[Claimed]) -> list[Coroutine[Any, Any, Attempt]]:
+        """One send per claimed delivery, the batch signed in one job per signing thread.
 
         One job per request cost a thread hand-off and a loop wake-up each,
         more than the signature itself; each request awaits its chunk.
         """
+        if not batch:
+            return []
         loop = asyncio.get_running_loop()
         chunks = max(1, min(self._threads, len(batch)))
         size = -(-len(batch) // chunks)
-        return [
+        signed = [
             loop.run_in_executor(self._pool, self._sign_chunk, batch[i : i + size])
             for i in range(0, len(batch), size)
         ]
+        return [self._send(claimed, signed[n // size], n % size) for n, claimed in enumerate(batch)]
 
     def _sign_chunk(self, chunk: Sequence[Claimed]) -> list[dict[str, str]]:
         return [self._sign(claimed) for claimed in chunk]
 
-    async def send(
-        self,
-        claimed: Claimed,
-        signed: asyncio.Future[list[dict[str, str]]] | None = None,
-        index: int = 0,
+    async def _send(
+        self, claimed: Claimed, signed: asyncio.Future[list[dict[str, str]]], index: int
     ) -> Attempt:
-        """POST one claimed delivery; ``signed[index]`` holds its headers if signed in a batch."""
+        """POST one claimed delivery; ``signed[index]`` holds its headers."""
         started = time.perf_counter()
         try:
             check_url(claimed.inbox, allow_private=self._allow_private)
-            if signed is None:
-                signed = asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._sign_chunk, [claimed]
-                )
             headers = (await signed)[index]
             async with self._session().post(
                 claimed.inbox,

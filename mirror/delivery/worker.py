@@ -15,9 +15,9 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 from sqlalchemy.engine import Engine
@@ -133,7 +133,7 @@ class Worker:
     async def run_once(self) -> int:
         """Claim what is due, send it all, record the outcomes; returns how many were sent."""
         claimed = await self._claim(self.settings.delivery.concurrency)
-        attempts = await asyncio.gather(*(self.sender.send(c) for c in claimed))
+        attempts = await asyncio.gather(*self.sender.sends(claimed))
         self._finished.extend(attempts)
         await self._commit()
         return len(claimed)
@@ -194,19 +194,15 @@ class Worker:
             stopping.cancel()
 
     def _start(self, batch: list[queue.Claimed]) -> None:
-        if not batch:
-            return
-        chunks = self.sender.sign_all(batch)
-        size = -(-len(batch) // len(chunks))
-
-        async def send(claimed: queue.Claimed, index: int) -> None:
-            attempt = await self.sender.send(claimed, chunks[index // size], index % size)
+        async def track(send: Coroutine[Any, Any, queue.Attempt]) -> None:
+            # Await first: `self._finished` is swapped for a new list by each commit.
+            attempt = await send
             self._finished.append(attempt)
             self._wake.set()
 
         loop = asyncio.get_running_loop()
-        for index, claimed in enumerate(batch):
-            task = loop.create_task(send(claimed, index))
+        for send in self.sender.sends(batch):
+            task = loop.create_task(track(send))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 

@@ -21,3 +21,21 @@ def body_starts(items, prefix: str):
     found = [i for i in items if i.body and normalize(i.body).startswith(normalize(prefix))]
     assert len(found) == 1, f"{len(found)} items start with {prefix!r}"
     return found[0]
+
+
+def publish_notes(conn, urls, inboxes: list[str], count: int, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Queue ``count`` Creates of small Notes by the bot to ``inboxes``."""
+    from mirror.delivery import queue
+    from mirror.vocab.activities import recipe
+    from mirror.vocab.context import PUBLIC
+
+    for n in range(count):
+        note = {"id": urls.object(f"n{n}"), "type": "Note", "content": f"<p>{n}</p>"}
+        queue.publish(
+            conn,
+            urls=urls,
+            username="mirror",
+            recipe=recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[]),
+            inboxes=inboxes,
+            now=now,
+        )

@@ -16,10 +16,8 @@ import pytest
 from mirror.cli import main
 from mirror.config import load_settings
 from mirror.db.session import make_engine, write_transaction
-from mirror.delivery import queue
-from mirror.vocab.activities import recipe
-from mirror.vocab.context import PUBLIC
 from mirror.vocab.ids import Urls
+from tests.helpers import publish_notes
 from tests.peer import free_port
 
 #: A receiving server in its own process: 202 to every POST.
@@ -63,16 +61,7 @@ def publish(config: Path, inboxes: list[str], count: int) -> None:
     engine = make_engine(settings.database_url)
     urls = Urls.from_base_url(settings.instance.base_url)
     with write_transaction(engine) as conn:
-        for n in range(count):
-            note = {"id": urls.object(f"n{n}"), "type": "Note", "content": f"<p>{n}</p>"}
-            queue.publish(
-                conn,
-                urls=urls,
-                username="mirror",
-                recipe=recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[]),
-                inboxes=inboxes,
-                now=datetime.now(UTC),
-            )
+        publish_notes(conn, urls, inboxes, count, datetime.now(UTC))
     engine.dispose()
 
 

@@ -19,9 +19,8 @@ from mirror.db.session import make_engine, write_transaction
 from mirror.delivery import queue
 from mirror.federation.actors import BOT, create_actor
 from mirror.signatures import MasterKey
-from mirror.vocab.activities import recipe
-from mirror.vocab.context import PUBLIC
 from mirror.vocab.ids import Urls
+from tests.helpers import publish_notes
 from tests.sink import Answer, Sink
 
 BASE = "http://127.0.0.1:8000"
@@ -35,16 +34,7 @@ def _prepare(url: str, sink: Sink, count: int) -> MasterKey:
     urls = Urls.from_base_url(BASE)
     with write_transaction(engine) as conn:
         create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=now)
-        for n in range(count):
-            note = {"id": urls.object(f"o{n}"), "type": "Note", "content": f"<p>{n}</p>"}
-            queue.publish(
-                conn,
-                urls=urls,
-                username="mirror",
-                recipe=recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[]),
-                inboxes=[sink.inbox],
-                now=now,
-            )
+        publish_notes(conn, urls, [sink.inbox], count, now)
         queue.refresh_statistics(conn)
     engine.dispose()
     return master_key

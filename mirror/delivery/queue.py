@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from mirror.db.base import table_of
-from mirror.db.bulk import bulk_insert
+from mirror.db.bulk import bulk_insert, execute_many
 from mirror.db.models import Activity, Delivery, DeliveryHost, Follower, ReceivedActivity
 from mirror.delivery import hosts as health
 from mirror.delivery.backoff import Policy, next_attempt_at
@@ -419,20 +419,12 @@ def _lease(
             sent = row["sent_activity_id"] or row["activity_id"]
         else:
             sent = _new_attempt_id(conn, row["activity_id"], urls, now, variants, cache)
-        updates.append(
-            {
-                "row_id": row["id"],
-                "worker": worker,
-                "until": now + timedelta(seconds=limits.lease_s),
-                "sent": sent,
-                "now": now,
-                "first": row["first_attempt_at"] or now,
-            }
-        )
+        updates.append({"row_id": row["id"], "sent": sent, "first": row["first_attempt_at"] or now})
         plan.append((row, sent, repeat))
     if variants:
         bulk_insert(conn, ACTIVITIES, variants)
-    conn.execute(_LEASE, updates)
+    until = now + timedelta(seconds=limits.lease_s)
+    execute_many(conn, _LEASE, updates, {"worker": worker, "until": until, "now": now})
     conn.execute(_SERVED, {"hosts": hosts, "now": now})
     missing = {sent for _, sent, _ in plan if sent not in cache}
     if missing:
@@ -604,7 +596,7 @@ def complete(
                 park_refused(conn, c.host, c.actor, outcome.reason, now)
         results.append((attempt, outcome))
     if delivered:
-        conn.execute(_DELIVERED, [{**row, "b_worker": worker, "b_now": now} for row in delivered])
+        execute_many(conn, _DELIVERED, delivered, {"b_worker": worker, "b_now": now})
     _record_hosts(conn, results, now, rules.breaker)
     return results
 

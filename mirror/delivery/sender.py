@@ -83,7 +83,14 @@ class Sender:
             attempt = Attempt(claimed, None, {}, "", error=str(failure(claimed.inbox, exc)))
         duration = time.perf_counter() - started
         attempt = dataclasses.replace(attempt, duration_s=duration)
-        log.info(
+        # An accepted delivery is the common case and the metrics count it; a
+        # line for each one cost a tenth of the worker's time (say -vv to see them).
+        accepted = attempt.status is not None and attempt.status < 300
+        level = logging.DEBUG if accepted else logging.INFO
+        if not log.isEnabledFor(level):
+            return attempt
+        log.log(
+            level,
             "delivery %d to %s: %s attempt %d in %.0f ms",
             claimed.id,
             claimed.host,

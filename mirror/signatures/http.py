@@ -73,7 +73,17 @@ class _Headers:
 
 def http_date(now: datetime) -> str:
     """RFC 7231 IMF-fixdate, e.g. ``Tue, 24 Nov 2026 12:00:00 GMT``."""
-    return format_datetime(now.astimezone(UTC), usegmt=True)
+    global _last_date
+    second = int(now.timestamp())
+    cached = _last_date
+    if cached[0] != second:
+        # Formatting costs more than the rest of a signature's Python work,
+        # and a worker signs hundreds of requests within the same second.
+        cached = _last_date = (second, format_datetime(now.astimezone(UTC), usegmt=True))
+    return cached[1]
+
+
+_last_date: tuple[int, str] = (-1, "")
 
 
 def sign_request(

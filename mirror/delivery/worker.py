@@ -119,6 +119,8 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._finished: list[queue.Attempt] = []
         self._wake = asyncio.Event()
+        #: Finished requests (or free slots) worth a trip round the loop.
+        self._refill = 1
         self.delivered = 0
         self.failed = 0
         #: True while the loop runs (for /readyz).
@@ -165,7 +167,7 @@ class Worker:
         poll = self.settings.delivery.poll_interval_s
         # Refill in batches: one claim per finished request costs more in
         # transactions than the requests themselves.
-        refill = max(1, concurrency // 4)
+        refill = self._refill = max(1, concurrency // 2)
         loop = asyncio.get_running_loop()
         stopping = asyncio.ensure_future(stop.wait())
         looked = float("-inf")
@@ -198,7 +200,11 @@ class Worker:
             # Await first: `self._finished` is swapped for a new list by each commit.
             attempt = await send
             self._finished.append(attempt)
-            self._wake.set()
+            # Wake the loop only when it has something to do (a refill or a
+            # commit): waking it for every answer cost a task and a wait each.
+            free = self.settings.delivery.concurrency - len(self._in_flight) + 1
+            if free >= self._refill or len(self._finished) >= self._refill:
+                self._wake.set()
 
         loop = asyncio.get_running_loop()
         for send in self.sender.sends(batch):

@@ -81,6 +81,8 @@ def make_session(
     )
     return aiohttp.ClientSession(
         connector=connector,
+        # Servers talk to servers: a cookie one sets is never sent back.
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0)),
         headers={"User-Agent": user_agent(base_url)},
     )

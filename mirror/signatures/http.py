@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -97,30 +98,41 @@ def sign_request(
     content_type: str | None = None,
 ) -> dict[str, str]:
     """The headers that make a signed request: Host, Date, (Digest, Content-Type,) Signature."""
-    parts = urlsplit(url)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    headers = {"Host": parts.netloc, "Date": http_date(now)}
-    covered = ["(request-target)", "host", "date"]
+    host, target = _host_and_target(url)
+    headers = {"Host": host, "Date": http_date(now)}
+    lines = [
+        f"(request-target): {method.lower()} {target}",
+        f"host: {host}",
+        f"date: {headers['Date']}",
+    ]
+    covered = "(request-target) host date"
     if body is not None:
         headers["Digest"] = digest_header(body)
-        covered.append("digest")
+        lines.append(f"digest: {headers['Digest']}")
+        covered += " digest"
         if content_type is not None:
             headers["Content-Type"] = content_type
-            covered.append("content-type")
-    lines = [f"(request-target): {method.lower()} {target}"]
-    lines += [f"{name}: {headers[_canonical(name)]}" for name in covered[1:]]
-    signature = private_key.sign("\n".join(lines).encode(), padding.PKCS1v15(), hashes.SHA256())
+            lines.append(f"content-type: {content_type}")
+            covered += " content-type"
+    signature = private_key.sign("\n".join(lines).encode(), _PKCS1, _SHA256)
     headers["Signature"] = (
-        f'keyId="{key_id}",algorithm="rsa-sha256",headers="{" ".join(covered)}",'
+        f'keyId="{key_id}",algorithm="rsa-sha256",headers="{covered}",'
         f'signature="{base64.b64encode(signature).decode()}"'
     )
     return headers
 
 
-def _canonical(name: str) -> str:
-    return "-".join(part.capitalize() for part in name.split("-"))
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+
+@lru_cache(maxsize=4096)
+def _host_and_target(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return parts.netloc, target
 
 
 def parse_signature(headers: Mapping[str, str]) -> ParsedSignature:

@@ -21,13 +21,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from mirror.db.base import table_of
-from mirror.db.bulk import bulk_insert, execute_many
+from mirror.db.bulk import bulk_insert, mostly_true, rows_params, rows_table
 from mirror.db.models import Activity, Delivery, DeliveryHost, Follower, ReceivedActivity
 from mirror.delivery import hosts as health
 from mirror.delivery.backoff import Policy, next_attempt_at
@@ -365,19 +367,32 @@ _ACTIVITY_BODIES = sa.select(
     ),
 ).where(ACTIVITIES.c.id.in_(sa.bindparam("ids", expanding=True)))
 
-_LEASE = (
-    sa.update(DELIVERIES)
-    .where(DELIVERIES.c.id == sa.bindparam("row_id"))
-    .values(
-        locked_by=sa.bindparam("worker"),
-        locked_until=sa.bindparam("until"),
-        attempts=DELIVERIES.c.attempts + 1,
-        attempt_started_at=sa.bindparam("now"),
-        first_attempt_at=sa.bindparam("first"),
-        sent_activity_id=sa.bindparam("sent"),
-        updated_at=sa.bindparam("now"),
+#: Each leased row's own values: its id, the activity id sent, its first attempt.
+_LEASE_ROWS = {
+    "id": DELIVERIES.c.id.type,
+    "sent": DELIVERIES.c.sent_activity_id.type,
+    "first": DELIVERIES.c.first_attempt_at.type,
+}
+
+
+@lru_cache(maxsize=4)
+def _lease_statement(dialect: Dialect) -> sa.Update:
+    rows = rows_table(dialect, _LEASE_ROWS)
+    now = sa.bindparam("now", type_=DELIVERIES.c.updated_at.type)
+    return (
+        sa.update(DELIVERIES)
+        .where(DELIVERIES.c.id == rows.c.id)
+        .values(
+            locked_by=sa.bindparam("worker", type_=DELIVERIES.c.locked_by.type),
+            locked_until=sa.bindparam("until", type_=DELIVERIES.c.locked_until.type),
+            attempts=DELIVERIES.c.attempts + 1,
+            attempt_started_at=now,
+            first_attempt_at=rows.c.first,
+            sent_activity_id=rows.c.sent,
+            updated_at=now,
+        )
     )
-)
+
 
 _SERVED = (
     sa.update(HOSTS)
@@ -419,12 +434,20 @@ def _lease(
             sent = row["sent_activity_id"] or row["activity_id"]
         else:
             sent = _new_attempt_id(conn, row["activity_id"], urls, now, variants, cache)
-        updates.append({"row_id": row["id"], "sent": sent, "first": row["first_attempt_at"] or now})
+        updates.append({"id": row["id"], "sent": sent, "first": row["first_attempt_at"] or now})
         plan.append((row, sent, repeat))
     if variants:
         bulk_insert(conn, ACTIVITIES, variants)
     until = now + timedelta(seconds=limits.lease_s)
-    execute_many(conn, _LEASE, updates, {"worker": worker, "until": until, "now": now})
+    conn.execute(
+        _lease_statement(conn.dialect),
+        {
+            **rows_params(conn.dialect, _LEASE_ROWS, updates),
+            "worker": worker,
+            "until": until,
+            "now": now,
+        },
+    )
     conn.execute(_SERVED, {"hosts": hosts, "now": now})
     missing = {sent for _, sent, _ in plan if sent not in cache}
     if missing:
@@ -506,25 +529,45 @@ class Rules:
     max_generic_errors: int
 
 
-#: Only this worker's lease of a still pending row: a cancelled row stays cancelled.
-_DELIVERED = (
-    sa.update(DELIVERIES)
-    .where(
-        DELIVERIES.c.id == sa.bindparam("b_id"),
-        DELIVERIES.c.state == State.PENDING,
-        DELIVERIES.c.locked_by == sa.bindparam("b_worker"),
+#: Each delivered row's own values.
+_DELIVERED_ROWS = {
+    "id": DELIVERIES.c.id.type,
+    "status": DELIVERIES.c.last_status.type,
+    "note": DELIVERIES.c.last_error.type,
+}
+
+
+@lru_cache(maxsize=4)
+def _delivered_statement(dialect: Dialect) -> sa.Update:
+    rows = rows_table(dialect, _DELIVERED_ROWS)
+    now = sa.bindparam("now", type_=DELIVERIES.c.updated_at.type)
+    # Only this worker's lease of a still pending row: a cancelled row stays cancelled.
+    return (
+        sa.update(DELIVERIES)
+        .where(
+            DELIVERIES.c.id == rows.c.id,
+            mostly_true(
+                dialect,
+                sa.and_(
+                    DELIVERIES.c.state == State.PENDING,
+                    DELIVERIES.c.locked_by
+                    == sa.bindparam("worker", type_=DELIVERIES.c.locked_by.type),
+                ),
+            ),
+        )
+        .values(
+            state=State.DELIVERED,
+            locked_by=None,
+            locked_until=None,
+            attempt_finished_at=now,
+            last_status=rows.c.status,
+            last_error=rows.c.note,
+            updated_at=now,
+            delivered_at=now,
+        )
     )
-    .values(
-        state=State.DELIVERED,
-        locked_by=None,
-        locked_until=None,
-        attempt_finished_at=sa.bindparam("b_now"),
-        last_status=sa.bindparam("b_status"),
-        last_error=sa.bindparam("b_note"),
-        updated_at=sa.bindparam("b_now"),
-        delivered_at=sa.bindparam("b_now"),
-    )
-)
+
+
 _HOSTS_BY_NAME = sa.select(HOSTS).where(HOSTS.c.host.in_(sa.bindparam("hosts", expanding=True)))
 
 
@@ -580,9 +623,7 @@ def complete(
                     generic=outcome.generic,
                 )
         if isinstance(outcome, Delivered):
-            delivered.append(
-                {"b_id": c.id, "b_status": attempt.status, "b_note": outcome.note or None}
-            )
+            delivered.append({"id": c.id, "status": attempt.status, "note": outcome.note or None})
         elif isinstance(outcome, Failed) and _finish(
             conn, c, worker, now, State.FAILED, attempt, outcome.reason
         ):
@@ -596,7 +637,10 @@ def complete(
                 park_refused(conn, c.host, c.actor, outcome.reason, now)
         results.append((attempt, outcome))
     if delivered:
-        execute_many(conn, _DELIVERED, delivered, {"b_worker": worker, "b_now": now})
+        conn.execute(
+            _delivered_statement(conn.dialect),
+            {**rows_params(conn.dialect, _DELIVERED_ROWS, delivered), "worker": worker, "now": now},
+        )
     _record_hosts(conn, results, now, rules.breaker)
     return results
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -65,24 +64,29 @@ class Sender:
     ) -> Attempt:
         """POST one claimed delivery; ``signed[index]`` holds its headers."""
         started = time.perf_counter()
+        status: int | None = None
+        headers: dict[str, str] = {}
+        excerpt = ""
+        error: str | None = None
         try:
             check_url(claimed.inbox, allow_private=self._allow_private)
-            headers = (await signed)[index]
             async with self._session().post(
                 claimed.inbox,
                 data=claimed.body,
-                headers=headers,
+                headers=(await signed)[index],
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
+                status = response.status
                 excerpt = (await response.content.read(ERROR_EXCERPT)).decode("utf-8", "replace")
-                attempt = Attempt(claimed, response.status, dict(response.headers), excerpt)
+                if status >= 300:
+                    headers = dict(response.headers)  # Retry-After, for the outcome
         except FetchError as exc:
-            attempt = Attempt(claimed, None, {}, "", error=str(exc))
+            error = str(exc)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            attempt = Attempt(claimed, None, {}, "", error=str(failure(claimed.inbox, exc)))
+            error = str(failure(claimed.inbox, exc))
         duration = time.perf_counter() - started
-        attempt = dataclasses.replace(attempt, duration_s=duration)
+        attempt = Attempt(claimed, status, headers, excerpt, error=error, duration_s=duration)
         # An accepted delivery is the common case and the metrics count it; a
         # line for each one cost a tenth of the worker's time (say -vv to see them).
         accepted = attempt.status is not None and attempt.status < 300

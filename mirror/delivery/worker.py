@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.clock import Clock
 from mirror.config import Settings
@@ -242,22 +243,35 @@ class Worker:
     def _commit_and_claim_sync(
         self, finished: list[queue.Attempt], limit: int
     ) -> tuple[list[tuple[queue.Attempt, object]], list[queue.Claimed]]:
-        results = self._complete_sync(finished) if finished else []
-        return results, self._claim_sync(limit)
+        if not finished:
+            return [], self._claim_sync(limit)
+        try:
+            # One transaction (one commit, one WAL flush on PostgreSQL) records
+            # and claims: the outcomes are still committed before any claimed
+            # request goes out.
+            with write_transaction(self.engine) as conn:
+                return self._record(conn, finished), self._claim_in(conn, limit)
+        except SQLAlchemyError:
+            # Claiming failed (a deadlock victim, say): outcomes must not wait for it.
+            log.warning("record-and-claim failed; recording alone", exc_info=True)
+            return self._complete_sync(finished), []
 
     def _claim_sync(self, limit: int) -> list[queue.Claimed]:
+        with write_transaction(self.engine) as conn:
+            return self._claim_in(conn, limit)
+
+    def _claim_in(self, conn: Connection, limit: int) -> list[queue.Claimed]:
         if len(self._bodies) > BODY_CACHE:
             self._bodies.clear()
-        with write_transaction(self.engine) as conn:
-            return queue.claim(
-                conn,
-                worker=self.id,
-                now=self.clock.now(),
-                limit=limit,
-                limits=self.limits,
-                urls=self.urls,
-                bodies=self._bodies,
-            )
+        return queue.claim(
+            conn,
+            worker=self.id,
+            now=self.clock.now(),
+            limit=limit,
+            limits=self.limits,
+            urls=self.urls,
+            bodies=self._bodies,
+        )
 
     async def _commit(self) -> None:
         if not self._finished:
@@ -281,16 +295,21 @@ class Worker:
 
     def _complete_sync(self, finished: list[queue.Attempt]) -> list[tuple[queue.Attempt, object]]:
         with write_transaction(self.engine) as conn:
-            return list(
-                queue.complete(
-                    conn,
-                    finished,
-                    worker=self.id,
-                    now=self.clock.now(),
-                    rules=self.rules,
-                    rng=self._rng,
-                )
+            return self._record(conn, finished)
+
+    def _record(
+        self, conn: Connection, finished: list[queue.Attempt]
+    ) -> list[tuple[queue.Attempt, object]]:
+        return list(
+            queue.complete(
+                conn,
+                finished,
+                worker=self.id,
+                now=self.clock.now(),
+                rules=self.rules,
+                rng=self._rng,
             )
+        )
 
     def _refresh_statistics(self) -> None:
         # A worker often starts right after a large enqueue (a backfill).

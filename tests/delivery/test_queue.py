@@ -221,3 +221,46 @@ async def test_graceful_stop_finishes_in_flight_and_releases_the_rest(env: Env) 
     await task
     last = env.rows()[-1]
     assert last["state"] == "pending" and last["locked_by"] is None
+
+
+async def test_outcomes_are_kept_when_the_claim_beside_them_fails(env: Env) -> None:
+    """Recording and the next claim share a transaction; a failed claim must not undo a record."""
+    env.publish("post")
+    env.publish("reply", depends_on="post")
+    claimed = await asyncio.to_thread(env.worker._claim_sync, 10)
+    assert len(claimed) == 1  # the reply waits for its post
+    attempts = await asyncio.gather(*env.worker.sender.sends(claimed))
+    refuse = {
+        "sqlite": [
+            "CREATE TRIGGER refuse_claims BEFORE UPDATE OF last_request_at ON delivery_host "
+            "BEGIN SELECT RAISE(ABORT, 'claims refused'); END"
+        ],
+        "postgresql": [
+            "CREATE FUNCTION refuse_claims() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'claims refused'; END $$",
+            "CREATE TRIGGER refuse_claims BEFORE UPDATE OF last_request_at ON delivery_host "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_claims()",
+        ],
+    }[env.engine.dialect.name]
+    with write_transaction(env.engine) as conn:
+        for statement in refuse:
+            conn.exec_driver_sql(statement)
+
+    results, more = await asyncio.to_thread(env.worker._commit_and_claim_sync, attempts, 10)
+
+    assert more == [] and [type(outcome).__name__ for _, outcome in results] == ["Delivered"]
+    post, reply = env.rows()
+    assert post["state"] == "delivered"
+    assert reply["state"] == "pending" and reply["locked_by"] is None and reply["attempts"] == 0
+    with write_transaction(env.engine) as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER refuse_claims"
+            if env.engine.dialect.name == "sqlite"
+            else "DROP TRIGGER refuse_claims ON delivery_host"
+        )
+    # With claims possible again, the next record-and-claim does both at once.
+    _, more = await asyncio.to_thread(env.worker._commit_and_claim_sync, [], 10)
+    assert [c.id for c in more] == [reply["id"]]
+    attempts = await asyncio.gather(*env.worker.sender.sends(more))
+    results, _ = await asyncio.to_thread(env.worker._commit_and_claim_sync, attempts, 10)
+    assert [r["state"] for r in env.rows()] == ["delivered", "delivered"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
+
+import pytest
 
 from mirror.delivery.queue import TooLarge
 from tests.delivery.conftest import START, Env
@@ -185,3 +188,23 @@ async def test_a_ban_parks_the_actors_other_deliveries_to_that_host(env: Env) ->
     assert states == ["failed", "parked", "parked", "parked"]
     assert all("refuses mirror" in r["last_error"] for r in env.rows()[1:])
     assert len(env.sink.hits) == 1
+
+
+async def test_failed_attempts_log_at_info_and_accepted_ones_at_debug(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.sink.script = lambda hit, n: Answer(500, "oops") if n == 1 else Answer(202)
+    env.publish("p1")
+    with caplog.at_level(logging.DEBUG, logger="mirror.delivery.sender"):
+        await env.cycle()
+        await env.cycle(advance_s=11)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("sender")]
+    assert [level for level, _ in lines] == [logging.INFO, logging.DEBUG]
+    assert ": 500 attempt 1" in lines[0][1] and ": 202 attempt 2" in lines[1][1]
+    # At info, which `serve` and `worker` run at, only the failure is written.
+    caplog.clear()
+    env.sink.script = lambda hit, n: Answer(202)
+    env.publish("p2")
+    with caplog.at_level(logging.INFO, logger="mirror.delivery.sender"):
+        await env.cycle()
+    assert not [r for r in caplog.records if r.name.endswith("sender")]

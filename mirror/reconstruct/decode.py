@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from mirror.reconstruct.detect import NotADump
 
-_CONTROL = re.compile(r"[\x01-\x08\x0b\x0e-\x1f\x7f]")
+_CONTROL_BYTES = bytes([*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -28,7 +26,10 @@ def decode(data: bytes) -> str:
         text = text[1:]
     if not text.strip():
         raise NotADump("empty file (only whitespace)")
-    controls = len(_CONTROL.findall(text, 0, 65536))
+    # Counted on the bytes (control characters are single bytes in UTF-8):
+    # bytes.translate is many times faster than a regex over the text.
+    head = data[:65536]
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
     if controls > 8:
         raise NotADump(f"binary file ({controls} control characters in the first 64 KiB)")
     return text

@@ -57,18 +57,3 @@ def breaker_state(host: dict[str, Any] | None, now: datetime) -> str:
     if host is None or host.get("breaker_open_until") is None:
         return "closed"
     return "open" if host["breaker_open_until"] > now else "half_open"
-
-
-#: The columns each of the two steps may write.
-SUCCESS_COLUMNS = frozenset(after_success({}, datetime.min))
-FAILURE_COLUMNS = frozenset(
-    {
-        "consecutive_failures",
-        "failing_since",
-        "last_failure_at",
-        "last_error",
-        "breaker_cooloff_s",
-        "breaker_open_until",
-        "dead_since",
-    }
-)

@@ -773,24 +773,22 @@ def _record_hosts(
         if was_dead and current.get("dead_since") is None:
             revive_parked(conn, host, now)
         # Prebuilt statements: building one per batch cost more than running it.
-        columns = _SUCCESS_COLUMNS if changes.keys() == _SUCCESS_COLUMNS else _HEALTH_COLUMNS
-        statement = _HOST_AFTER_SUCCESS if columns is _SUCCESS_COLUMNS else _HOST_HEALTH
+        columns, statement = _AFTER_SUCCESS if changes.keys() == _AFTER_SUCCESS[0] else _HEALTH
         conn.execute(statement, {"h_host": host, **{f"h_{c}": current.get(c) for c in columns}})
 
 
-def _host_update(columns: Iterable[str]) -> sa.Update:
-    return (
+def _host_update(columns: frozenset[str]) -> tuple[frozenset[str], sa.Update]:
+    return columns, (
         sa.update(HOSTS)
         .where(HOSTS.c.host == sa.bindparam("h_host"))
         .values({c: sa.bindparam(f"h_{c}", type_=HOSTS.c[c].type) for c in sorted(columns)})
     )
 
 
-_SUCCESS_COLUMNS = health.SUCCESS_COLUMNS
-_HEALTH_COLUMNS = health.SUCCESS_COLUMNS | health.FAILURE_COLUMNS
 #: Only what a success changes: a failure another worker records meanwhile stays.
-_HOST_AFTER_SUCCESS = _host_update(_SUCCESS_COLUMNS)
-_HOST_HEALTH = _host_update(_HEALTH_COLUMNS)
+_AFTER_SUCCESS = _host_update(frozenset(health.after_success({}, datetime.min)))
+#: Every health column (all but the key and the pacing stamp the claim writes).
+_HEALTH = _host_update(frozenset(HOSTS.c.keys()) - {"host", "last_request_at"})
 
 
 def revive_parked(conn: sa.Connection, host: str, now: datetime) -> int:

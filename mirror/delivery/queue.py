@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -515,7 +515,7 @@ class Attempt:
 
     claimed: Claimed
     status: int | None
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     body: str
     error: str | None = None
     #: From signing to the answer.

@@ -1,19 +1,22 @@
-"""One delivery POST: signed on a thread (cryptography releases the GIL), sent, timed."""
+"""One delivery POST: signed on a thread (cryptography releases the GIL), sent, timed.
+
+Requests go through :class:`mirror.net.http1.Http1Client`, the lean client
+made for this path (why: its docstring).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
-
 from mirror.clock import Clock
 from mirror.delivery.queue import Attempt, Claimed
-from mirror.net.client import ERROR_EXCERPT, FetchError, Signer, check_url, failure
+from mirror.net.client import ERROR_EXCERPT, Signer
+from mirror.net.http1 import Http1Client, RequestError
 from mirror.signatures import sign_request
 from mirror.vocab.context import ACTIVITY_JSON
 
@@ -24,20 +27,16 @@ class Sender:
     def __init__(
         self,
         *,
-        session: Callable[[], aiohttp.ClientSession],
+        client: Http1Client,
         signer: Callable[[str], Signer],
         clock: Clock,
-        allow_private: bool,
         sign_threads: int,
-        timeout: aiohttp.ClientTimeout,
     ) -> None:
-        self._session = session
+        self._client = client
         self._signer = signer
         self._clock = clock
-        self._allow_private = allow_private
         self._threads = max(1, sign_threads)
         self._executor: ThreadPoolExecutor | None = None
-        self._timeout = timeout
 
     def sends(self, batch: Sequence[Claimed]) -> list[Coroutine[Any, Any, Attempt]]:
         """One send per claimed delivery, the batch signed in one job per signing thread.
@@ -65,26 +64,15 @@ class Sender:
         """POST one claimed delivery; ``signed[index]`` holds its headers."""
         started = time.perf_counter()
         status: int | None = None
-        headers: dict[str, str] = {}
+        headers: Mapping[str, str] = {}
         excerpt = ""
         error: str | None = None
         try:
-            check_url(claimed.inbox, allow_private=self._allow_private)
-            async with self._session().post(
-                claimed.inbox,
-                data=claimed.body,
-                headers=(await signed)[index],
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as response:
-                status = response.status
-                excerpt = (await response.content.read(ERROR_EXCERPT)).decode("utf-8", "replace")
-                if status >= 300:
-                    headers = dict(response.headers)  # Retry-After, for the outcome
-        except FetchError as exc:
+            response = await self._client.post(claimed.inbox, claimed.body, (await signed)[index])
+            status, headers = response.status, response.headers
+            excerpt = response.body[:ERROR_EXCERPT].decode("utf-8", "replace")
+        except RequestError as exc:
             error = str(exc)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = str(failure(claimed.inbox, exc))
         duration = time.perf_counter() - started
         attempt = Attempt(claimed, status, headers, excerpt, error=error, duration_s=duration)
         # An accepted delivery is the common case and the metrics count it; a
@@ -136,6 +124,7 @@ class Sender:
         return self._executor
 
     def close(self) -> None:
+        self._client.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -19,7 +19,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,7 +31,8 @@ from mirror.delivery.hosts import BreakerPolicy
 from mirror.delivery.outcome import Delivered, Failed
 from mirror.delivery.sender import Sender
 from mirror.errors import MirrorError
-from mirror.net.client import Signer
+from mirror.net.client import Signer, user_agent
+from mirror.net.http1 import Http1Client
 from mirror.observe.metrics import Metrics
 from mirror.vocab.ids import Urls
 
@@ -81,7 +81,6 @@ class Worker:
         settings: Settings,
         urls: Urls,
         clock: Clock,
-        session: Callable[[], aiohttp.ClientSession],
         signer: Callable[[str], Signer],
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
@@ -107,12 +106,15 @@ class Worker:
             max_generic_errors=d.unknown_error_retries,
         )
         self.sender = Sender(
-            session=session,
+            client=Http1Client(
+                allow_private=settings.network.allow_private_networks,
+                user_agent=user_agent(urls.base),
+                connect_timeout_s=d.connect_timeout_s,
+                total_timeout_s=d.total_timeout_s,
+            ),
             signer=signer,
             clock=clock,
-            allow_private=settings.network.allow_private_networks,
             sign_threads=d.sign_threads,
-            timeout=aiohttp.ClientTimeout(total=d.total_timeout_s, connect=d.connect_timeout_s),
         )
         self._rng = rng
         self.metrics = metrics

@@ -88,7 +88,6 @@ class Federation:
             settings=self.settings,
             urls=self.urls,
             clock=self.clock,
-            session=lambda: self.session,
             signer=Signers(self.engine, self.keys),
             metrics=self.metrics,
         )

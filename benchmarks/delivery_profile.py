@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -107,6 +108,23 @@ def main() -> None:
     report(start, end, rate, statements)
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far per kind of thread: signing, database (asyncio's pool), loop."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    totals: dict[str, float] = defaultdict(float)
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        kind = {"sign": "signing", "asyn": "database", "Main": "loop"}.get(name[:4], "other")
+        fields = stat[stat.rindex(")") + 2 :].split()
+        totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
 async def run(federation: Any, n: int) -> tuple[float, float, float]:
     stop = asyncio.Event()
     worker = federation.make_worker()
@@ -116,8 +134,17 @@ async def run(federation: Any, n: int) -> tuple[float, float, float]:
         await asyncio.sleep(0.05)
         if first is None and worker.delivered:
             first = (time.perf_counter(), worker.delivered)
+            cpu_before = thread_cpu()
     assert first is not None
     end = time.perf_counter()
+    cpu_after = thread_cpu()
+    count = n - first[1]
+    parts = {k: (v - cpu_before.get(k, 0.0)) / count * 1e6 for k, v in cpu_after.items()}
+    print(
+        f"CPU per delivery: {sum(parts.values()):.0f} µs ("
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+        + ")"
+    )
     stop.set()
     await task
     await federation.close()

@@ -21,6 +21,8 @@ from mirror.signatures import sign_request
 from mirror.vocab.context import ACTIVITY_JSON
 
 log = logging.getLogger(__name__)
+#: Signatures per signing job: the requests of a chunk go out together.
+SIGN_CHUNK = 8
 
 
 class Sender:
@@ -39,16 +41,18 @@ class Sender:
         self._executor: ThreadPoolExecutor | None = None
 
     def sends(self, batch: Sequence[Claimed]) -> list[Coroutine[Any, Any, Attempt]]:
-        """One send per claimed delivery, the batch signed in one job per signing thread.
+        """One send per claimed delivery, signed in small chunks on the signing threads.
 
         One job per request cost a thread hand-off and a loop wake-up each,
-        more than the signature itself; each request awaits its chunk.
+        more than the signature itself; one job per thread held every
+        request of the batch until its last signature, and the batch's
+        slots came free all at once, so the next claim waited for them
+        while the signing threads sat idle. Each request awaits its chunk.
         """
         if not batch:
             return []
         loop = asyncio.get_running_loop()
-        chunks = max(1, min(self._threads, len(batch)))
-        size = -(-len(batch) // chunks)
+        size = SIGN_CHUNK
         signed = [
             loop.run_in_executor(self._pool, self._sign_chunk, batch[i : i + size])
             for i in range(0, len(batch), size)

@@ -15,9 +15,9 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,6 +39,8 @@ from mirror.vocab.ids import Urls
 log = logging.getLogger(__name__)
 #: Serialised activity bodies kept per worker (fan-out sends one body many times).
 BODY_CACHE = 4096
+#: The most deliveries claimed at once by a running worker.
+REFILL_MAX = 64
 
 
 class ClaimerLock:
@@ -169,8 +171,10 @@ class Worker:
         concurrency = self.settings.delivery.concurrency
         poll = self.settings.delivery.poll_interval_s
         # Refill in batches: one claim per finished request costs more in
-        # transactions than the requests themselves.
-        refill = self._refill = max(1, concurrency // 2)
+        # transactions than the requests themselves. Batches stay at most
+        # REFILL_MAX so that with a high concurrency the rows still in
+        # flight (being signed) outlast a claim instead of waiting for it.
+        refill = self._refill = max(1, min(concurrency // 2, REFILL_MAX))
         loop = asyncio.get_running_loop()
         stopping = asyncio.ensure_future(stop.wait())
         looked = float("-inf")
@@ -199,21 +203,27 @@ class Worker:
             stopping.cancel()
 
     def _start(self, batch: list[queue.Claimed]) -> None:
-        async def track(send: Coroutine[Any, Any, queue.Attempt]) -> None:
-            # Await first: `self._finished` is swapped for a new list by each commit.
-            attempt = await send
-            self._finished.append(attempt)
-            # Wake the loop only when it has something to do (a refill or a
-            # commit): waking it for every answer cost a task and a wait each.
-            free = self.settings.delivery.concurrency - len(self._in_flight) + 1
-            if free >= self._refill or len(self._finished) >= self._refill:
-                self._wake.set()
-
         loop = asyncio.get_running_loop()
         for send in self.sender.sends(batch):
-            task = loop.create_task(track(send))
+            task = loop.create_task(send)
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._finish)
+
+    def _finish(self, task: asyncio.Task[queue.Attempt]) -> None:
+        self._in_flight.discard(task)
+        if task.cancelled():
+            return  # a shutdown past its grace: the lease is given back
+        if task.exception() is not None:
+            # A bug, not an answer: the lease runs out and the row is tried again.
+            log.error("a send failed unexpectedly", exc_info=task.exception())
+            return
+        # `self._finished` is swapped for a new list by each commit.
+        self._finished.append(task.result())
+        # Wake the loop only when it has something to do (a refill or a
+        # commit): waking it for every answer cost a task and a wait each.
+        free = self.settings.delivery.concurrency - len(self._in_flight)
+        if free >= self._refill or len(self._finished) >= self._refill:
+            self._wake.set()
 
     async def _shutdown(self, grace_s: float) -> None:
         if self._in_flight:
@@ -282,6 +292,7 @@ class Worker:
         self._count(await asyncio.to_thread(self._complete_sync, finished))
 
     def _count(self, results: list[tuple[queue.Attempt, object]]) -> None:
+        counts: dict[tuple[str, str], int] = {}
         for attempt, outcome in results:
             if isinstance(outcome, Delivered):
                 self.delivered += 1
@@ -291,9 +302,14 @@ class Worker:
                 name = "failed"
             else:
                 name = "retry"
+            key = (name, attempt.claimed.host)
+            counts[key] = counts.get(key, 0) + 1
             if self.metrics is not None:
-                self.metrics.deliveries.labels(name, attempt.claimed.host).inc()
                 self.metrics.delivery_seconds.labels(name).observe(attempt.duration_s)
+        if self.metrics is not None:
+            # A batch's counts at once: a label lookup per request cost more.
+            for (name, host), count in counts.items():
+                self.metrics.deliveries.labels(name, host).inc(count)
 
     def _complete_sync(self, finished: list[queue.Attempt]) -> list[tuple[queue.Attempt, object]]:
         with write_transaction(self.engine) as conn:

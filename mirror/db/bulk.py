@@ -11,7 +11,7 @@ in the database is identical.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -112,22 +112,37 @@ def rows_params(
     if dialect.name == "postgresql":
         return {f"rows_{column}": [row[column] for row in rows] for column in columns}
     # Inside JSON the driver converts nothing: store what the columns' own
-    # bind processors would (a time as SQLite's stored text).
-    processors = [
-        (column, kind.dialect_impl(dialect).bind_processor(dialect))
-        for column, kind in columns.items()
-    ]
+    # bind processors would (a time as SQLite's stored text). A batch's rows
+    # mostly share their times (the batch's "now"): each distinct value is
+    # converted once.
+    converters = []
+    for column, kind in columns.items():
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
+        converters.append((column, _memoized(process) if process is not None else None))
     return {
         "rows": json.dumps(
             [
                 [
-                    process(row[column]) if process and row[column] is not None else row[column]
-                    for column, process in processors
+                    convert(row[column]) if convert and row[column] is not None else row[column]
+                    for column, convert in converters
                 ]
                 for row in rows
             ]
         )
     }
+
+
+def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    done: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        try:
+            return done[value]
+        except KeyError:
+            done[value] = converted = process(value)
+            return converted
+
+    return convert
 
 
 def mostly_true(dialect: Dialect, condition: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:

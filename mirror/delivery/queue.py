@@ -327,7 +327,7 @@ def claim(
     in_flight: dict[str, int] = dict(
         conn.execute(_IN_FLIGHT, {"hosts": [h["host"] for h in locked], "now": now}).all()
     )
-    chosen: list[dict[str, Any]] = []
+    chosen: list[sa.RowMapping] = []
     served: list[str] = []
     for host in locked:
         if len(chosen) >= limit:
@@ -344,7 +344,7 @@ def claim(
             .all()
         )
         if rows:
-            chosen.extend(dict(r) for r in rows)
+            chosen.extend(rows)
             served.append(host["host"])
     if not chosen:
         return []
@@ -419,7 +419,7 @@ _SERVED = (
 
 def _lease(
     conn: sa.Connection,
-    rows: list[dict[str, Any]],
+    rows: list[sa.RowMapping],
     hosts: list[str],
     *,
     worker: str,

@@ -122,6 +122,7 @@ def thread_cpu() -> dict[str, float]:
         kind = {"sign": "signing", "asyn": "database", "Main": "loop"}.get(name[:4], "other")
         fields = stat[stat.rindex(")") + 2 :].split()
         totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
+        totals["kernel"] += int(fields[12]) / ticks
     # The other processes on the same cores: the sink and PostgreSQL's server.
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -155,9 +156,11 @@ async def run(federation: Any, n: int) -> tuple[float, float, float]:
     cpu_after = thread_cpu()
     count = n - first[1]
     parts = {k: (v - cpu_before.get(k, 0.0)) / count * 1e6 for k, v in cpu_after.items()}
-    worker = sum(v for k, v in parts.items() if k not in ("postgres", "sink"))
+    worker = sum(v for k, v in parts.items() if k not in ("postgres", "sink", "kernel"))
+    kernel = parts.pop("kernel", 0.0)
     print(
-        f"CPU per delivery: worker {worker:.0f} µs, in all {sum(parts.values()):.0f} µs ("
+        f"CPU per delivery: worker {worker:.0f} µs (in the kernel {kernel:.0f}), "
+        f"in all {sum(parts.values()):.0f} µs ("
         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
         + ")"
     )

@@ -284,7 +284,10 @@ class _Connection(asyncio.Protocol):
             # An interim answer (103 Early Hints): the real one follows.
             self._status, self._headers = 0, []
             return
-        self._reusable = self._parser.should_keep_alive()
+        # An answer that came before the whole request was written (an early
+        # 413, say) leaves the rest of the body in the way of the next one.
+        written = self._transport is None or not self._transport.get_write_buffer_size()
+        self._reusable = written and self._parser.should_keep_alive()
         self._answer()
 
     def _answer(self) -> None:
@@ -319,6 +322,9 @@ def _target(url: str, user_agent: str) -> tuple[Origin, bytes]:
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
         raise RequestError("bad_url", f"{url}: the port is not a number") from None
+    if not parts.netloc.isascii():
+        # The signature covers the Host header as written: no IDNA rewriting.
+        raise RequestError("bad_url", f"{url}: the host name is not ASCII (use its IDNA form)")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if any(c <= " " or c == "\x7f" for c in target) or not target.isascii():
         raise RequestError("bad_url", f"{url}: the path holds spaces or control characters")

@@ -274,6 +274,7 @@ async def test_private_destinations_are_refused_unless_allowed(host: str) -> Non
         "http://example.org/in box",
         "http://example.org/in\r\nX-Evil: 1",
         "http://example.org:port/inbox",
+        "http://bücher.example/inbox",
     ],
 )
 async def test_bad_urls_are_refused_before_connecting(url: str) -> None:
@@ -345,3 +346,28 @@ async def test_https(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
         )
     finally:
         await server.close()
+
+
+async def test_an_answer_before_the_body_is_written_ends_the_connection(raw) -> None:  # type: ignore[no-untyped-def]
+    connections = []
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        if len(connections) == 1:
+            # Refuse on the headers alone and read no further, keeping the
+            # connection open: the client is still writing the body.
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(5)
+            return
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    url = await raw(early)
+    http = client()
+    assert (await http.post(url, b"x" * 32_000_000, {})).status == 413
+    assert (await http.post(url, BODY, {})).status == 202
+    http.close()
+    assert len(connections) == 2

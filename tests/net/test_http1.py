@@ -341,9 +341,7 @@ async def test_https(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
         # The system's trust store does not know the certificate: refused.
         with pytest.raises(RequestError) as caught:
             await client().post(url, BODY, {})
-        assert caught.value.reason == "network" and "CERTIFICATE_VERIFY_FAILED" in str(
-            caught.value
-        )
+        assert caught.value.reason == "network" and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     finally:
         await server.close()
 

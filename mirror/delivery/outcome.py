@@ -73,9 +73,16 @@ def classify(
     generic_errors: int,
     max_generic_errors: int,
     network_error: str | None = None,
+    refused: bool = False,
 ) -> Outcome:
-    """Classify one attempt; ``repeat`` means it re-sent the id of an attempt cut short."""
+    """Classify one attempt; ``repeat`` means it re-sent the id of an attempt cut short.
+
+    ``refused`` means it was never sent (a malformed inbox URL, an address
+    the guard refuses): no retry would change that.
+    """
     if status is None:
+        if refused:
+            return Failed(f"not sent: {network_error}")
         return Retry(network_error or "no response", host_failure=True)
     excerpt = body[:REASON_BYTES]
     if 200 <= status < 300:

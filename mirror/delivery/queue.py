@@ -536,6 +536,8 @@ class Attempt:
     error: str | None = None
     #: From signing to the answer.
     duration_s: float = 0.0
+    #: Never sent: the inbox URL is malformed or its address is refused by the guard.
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -614,6 +616,7 @@ def complete(
             generic_errors=c.unknown_errors,
             max_generic_errors=rules.max_generic_errors,
             network_error=attempt.error,
+            refused=attempt.refused,
         )
         if isinstance(outcome, Retry):
             at = next_attempt_at(

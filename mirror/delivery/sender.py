@@ -21,6 +21,8 @@ from mirror.signatures import sign_request
 from mirror.vocab.context import ACTIVITY_JSON
 
 log = logging.getLogger(__name__)
+#: Reasons a request was never sent, for good.
+NOT_SENT = frozenset({"bad_url", "blocked"})
 #: Signatures per signing job: the requests of a chunk go out together.
 SIGN_CHUNK = 8
 
@@ -71,14 +73,17 @@ class Sender:
         headers: Mapping[str, str] = {}
         excerpt = ""
         error: str | None = None
+        refused = False
         try:
             response = await self._client.post(claimed.inbox, claimed.body, (await signed)[index])
             status, headers = response.status, response.headers
             excerpt = response.body[:ERROR_EXCERPT].decode("utf-8", "replace")
         except RequestError as exc:
-            error = str(exc)
+            error, refused = str(exc), exc.reason in NOT_SENT
         duration = time.perf_counter() - started
-        attempt = Attempt(claimed, status, headers, excerpt, error=error, duration_s=duration)
+        attempt = Attempt(
+            claimed, status, headers, excerpt, error=error, duration_s=duration, refused=refused
+        )
         # An accepted delivery is the common case and the metrics count it; a
         # line for each one cost a tenth of the worker's time (say -vv to see them).
         accepted = attempt.status is not None and attempt.status < 300

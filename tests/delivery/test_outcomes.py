@@ -71,6 +71,18 @@ async def test_429_waits_for_retry_after(env: Env) -> None:
     assert env.row()["state"] == "delivered"
 
 
+async def test_a_request_that_cannot_be_sent_fails_at_once(env: Env) -> None:
+    # A malformed inbox never becomes valid: no three days of retries.
+    env.publish("p1", inboxes=[env.sink.inbox, "http://bücher.example/inbox"])
+    assert await env.cycle() == 2
+    by_inbox = {row["inbox"]: row for row in env.rows()}
+    sent, refused = by_inbox[env.sink.inbox], by_inbox["http://bücher.example/inbox"]
+    assert sent["state"] == "delivered"
+    assert (refused["state"], refused["attempts"], refused["last_status"]) == ("failed", 1, None)
+    assert refused["last_error"].startswith("not sent: http://bücher.example/inbox")
+    assert "not ASCII" in refused["last_error"]
+
+
 async def test_timeout_is_retried(env: Env) -> None:
     env.sink.script = lambda hit, n: Answer(delay_s=2) if n == 1 else Answer()
     env.publish("p1")

@@ -108,6 +108,12 @@ def main() -> None:
     report(start, end, rate, statements)
 
 
+def idle_ticks() -> tuple[int, int]:
+    """The machine's (idle, total) clock ticks so far, all cores."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def thread_cpu() -> dict[str, float]:
     """CPU seconds so far per kind of thread: signing, database (asyncio's pool), loop."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -150,14 +156,16 @@ async def run(federation: Any, n: int) -> tuple[float, float, float]:
         await asyncio.sleep(0.05)
         if first is None and worker.delivered:
             first = (time.perf_counter(), worker.delivered)
-            cpu_before = thread_cpu()
+            cpu_before, idle_before = thread_cpu(), idle_ticks()
     assert first is not None
     end = time.perf_counter()
-    cpu_after = thread_cpu()
+    cpu_after, idle_after = thread_cpu(), idle_ticks()
     count = n - first[1]
     parts = {k: (v - cpu_before.get(k, 0.0)) / count * 1e6 for k, v in cpu_after.items()}
     worker = sum(v for k, v in parts.items() if k not in ("postgres", "sink", "kernel"))
     kernel = parts.pop("kernel", 0.0)
+    idle = (idle_after[0] - idle_before[0]) / max(1, idle_after[1] - idle_before[1])
+    print(f"machine idle during the run: {idle:.0%} of all cores")
     print(
         f"CPU per delivery: worker {worker:.0f} µs (in the kernel {kernel:.0f}), "
         f"in all {sum(parts.values()):.0f} µs ("

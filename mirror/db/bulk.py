@@ -40,7 +40,8 @@ def bulk_insert(
     """
     if not rows:
         return
-    keys = tuple(c.key for c in table.c if c.key in rows[0] or any(c.key in r for r in rows))
+    present = set().union(*rows)
+    keys = tuple(c.key for c in table.c if c.key in present)
     conflict = (
         f" ON CONFLICT ({update_on}) DO UPDATE SET "
         + ", ".join(f"{col} = excluded.{col}" for col in update)
@@ -50,7 +51,11 @@ def bulk_insert(
         else ""
     )
     sql, processors = _plan(connection.dialect, table, keys, conflict)
-    converted = [(n, process) for n, process in enumerate(processors) if process is not None]
+    # Rows of a batch share many values (its times, flags): each distinct
+    # value is converted once.
+    converted = [
+        (n, _memoized(process)) for n, process in enumerate(processors) if process is not None
+    ]
     params = []
     for row in rows:
         values = [row.get(key) for key in keys]
@@ -141,6 +146,8 @@ def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
         except KeyError:
             done[value] = converted = process(value)
             return converted
+        except TypeError:  # unhashable (a JSON document): never repeated anyway
+            return process(value)
 
     return convert
 

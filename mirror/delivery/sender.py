@@ -15,8 +15,8 @@ from typing import Any
 
 from mirror.clock import Clock
 from mirror.delivery.queue import Attempt, Claimed
-from mirror.net.client import ERROR_EXCERPT, Signer
-from mirror.net.http1 import Http1Client, RequestError
+from mirror.net.client import ERROR_EXCERPT, FetchError, Signer
+from mirror.net.http1 import Http1Client
 from mirror.signatures import sign_request
 from mirror.vocab.context import ACTIVITY_JSON
 
@@ -78,7 +78,7 @@ class Sender:
             response = await self._client.post(claimed.inbox, claimed.body, (await signed)[index])
             status, headers = response.status, response.headers
             excerpt = response.body[:ERROR_EXCERPT].decode("utf-8", "replace")
-        except RequestError as exc:
+        except FetchError as exc:
             error, refused = str(exc), exc.reason in NOT_SENT
         duration = time.perf_counter() - started
         attempt = Attempt(

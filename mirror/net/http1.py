@@ -35,19 +35,12 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from mirror.net.client import FetchError
 from mirror.net.guard import Blocked, check_literal, is_public
 
 #: (scheme, host, port)
 Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class RequestError(Exception):
-    """A request that got no answer; ``reason`` says why: timeout, network, blocked, bad_url."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +98,11 @@ class Http1Client:
                 connection = self._reuse(origin) or await self._connect(origin)
                 response = await connection.request(data + body)
         except TimeoutError:
-            raise RequestError("timeout", f"{url}: timed out") from None
+            raise FetchError("timeout", f"{url}: timed out") from None
         except Blocked as exc:
-            raise RequestError("blocked", f"{url}: {exc}") from None
+            raise FetchError("blocked", f"{url}: {exc}") from None
         except (OSError, httptools.HttpParserError) as exc:
-            raise RequestError("network", f"{url}: {type(exc).__name__}: {exc}") from None
+            raise FetchError("network", f"{url}: {type(exc).__name__}: {exc}") from None
         finally:
             if connection is not None:
                 self._release(origin, connection)
@@ -317,17 +310,17 @@ def _target(url: str, user_agent: str) -> tuple[Origin, bytes]:
     scheme = parts.scheme
     host = parts.hostname
     if scheme not in _DEFAULT_PORTS or not host:
-        raise RequestError("bad_url", f"{url}: only http(s) URLs are requested")
+        raise FetchError("bad_url", f"{url}: only http(s) URLs are requested")
     try:
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
-        raise RequestError("bad_url", f"{url}: the port is not a number") from None
+        raise FetchError("bad_url", f"{url}: the port is not a number") from None
     if not parts.netloc.isascii():
         # The signature covers the Host header as written: no IDNA rewriting.
-        raise RequestError("bad_url", f"{url}: the host name is not ASCII (use its IDNA form)")
+        raise FetchError("bad_url", f"{url}: the host name is not ASCII (use its IDNA form)")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if any(c <= " " or c == "\x7f" for c in target) or not target.isascii():
-        raise RequestError("bad_url", f"{url}: the path holds spaces or control characters")
+        raise FetchError("bad_url", f"{url}: the path holds spaces or control characters")
     # The Host header is the URL's netloc, exactly what the signature covers.
     start = f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: {user_agent}\r\n"
     return (scheme, host, port), start.encode("ascii")

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mirror.net.http1 import Http1Client, RequestError
+from mirror.net.client import FetchError
+from mirror.net.http1 import Http1Client
 from tests.peer import free_port
 
 BODY = b'{"type": "Create"}'
@@ -232,7 +233,7 @@ async def test_a_broken_answer_is_a_network_error(raw, reply: bytes, reason: str
 
     url = await raw(broken)
     http = client()
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(FetchError) as caught:
         await http.post(url, BODY, {})
     http.close()
     assert caught.value.reason == reason
@@ -242,7 +243,7 @@ async def test_a_broken_answer_is_a_network_error(raw, reply: bytes, reason: str
 async def test_total_timeout(inbox) -> None:  # type: ignore[no-untyped-def]
     url, seen = inbox
     http = client(total_timeout_s=0.3)
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(FetchError) as caught:
         await http.post(url + "?answer=slow", BODY, {})
     assert caught.value.reason == "timeout"
     # The timed-out connection is not reused for the next request.
@@ -253,7 +254,7 @@ async def test_total_timeout(inbox) -> None:  # type: ignore[no-untyped-def]
 
 async def test_connection_refused() -> None:
     http = client()
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(FetchError) as caught:
         await http.post(f"http://127.0.0.1:{free_port()}/inbox", BODY, {})
     assert caught.value.reason == "network"
 
@@ -261,7 +262,7 @@ async def test_connection_refused() -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.0.0.7"])
 async def test_private_destinations_are_refused_unless_allowed(host: str) -> None:
     http = client(allow_private=False)
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(FetchError) as caught:
         await http.post(f"http://{host}:{free_port()}/inbox", BODY, {})
     assert caught.value.reason == "blocked"
 
@@ -278,7 +279,7 @@ async def test_private_destinations_are_refused_unless_allowed(host: str) -> Non
     ],
 )
 async def test_bad_urls_are_refused_before_connecting(url: str) -> None:
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(FetchError) as caught:
         await client().post(url, BODY, {})
     assert caught.value.reason == "bad_url"
 
@@ -339,7 +340,7 @@ async def test_https(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
         response = await client(ssl_context=client_context).post(url, BODY, {})
         assert (response.status, response.body) == (202, f"tls True {len(BODY)}".encode())
         # The system's trust store does not know the certificate: refused.
-        with pytest.raises(RequestError) as caught:
+        with pytest.raises(FetchError) as caught:
             await client().post(url, BODY, {})
         assert caught.value.reason == "network" and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     finally:

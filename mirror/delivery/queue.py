@@ -125,6 +125,11 @@ def publish(
     return activity_id
 
 
+_HOSTS_DEAD_SINCE = sa.select(HOSTS.c.host, HOSTS.c.dead_since).where(
+    HOSTS.c.host.in_(sa.bindparam("hosts", expanding=True))
+)
+
+
 def enqueue(
     conn: sa.Connection,
     *,
@@ -139,21 +144,15 @@ def enqueue(
     targets = sorted(set(inboxes))
     if not targets:
         return 0
+    hosts = sorted({host_of(t) for t in targets})
+    found = conn.execute(_HOSTS_DEAD_SINCE, {"hosts": hosts}).all()
+    known: dict[str, datetime | None] = {host: since for host, since in found}
     # Claims look for work host by host, so every destination has a row.
-    bulk_insert(
-        conn,
-        HOSTS,
-        [{"host": h, "consecutive_failures": 0} for h in sorted({host_of(t) for t in targets})],
-        ignore_conflicts=True,
-    )
-    dead = {
-        row.host: row.dead_since
-        for row in conn.execute(
-            sa.select(HOSTS.c.host, HOSTS.c.dead_since).where(
-                HOSTS.c.host.in_({host_of(t) for t in targets}), HOSTS.c.dead_since.is_not(None)
-            )
-        )
-    }
+    # Inserted only when missing: an insert that conflicts still costs a
+    # statement per enqueue (a backfill enqueues to the same host all day).
+    missing = [{"host": h, "consecutive_failures": 0} for h in hosts if h not in known]
+    bulk_insert(conn, HOSTS, missing, ignore_conflicts=True)
+    dead = {host: since for host, since in known.items() if since is not None}
     rows = []
     for inbox in targets:
         host = host_of(inbox)

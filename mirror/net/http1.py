@@ -83,6 +83,7 @@ class Http1Client:
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
         """POST ``body`` with ``headers`` (Host and Content-Length are the client's)."""
         origin, start = _target(url, self._user_agent)
+        self._closed = False  # a worker may run again after a graceful stop
         fields = []
         for name, value in headers.items():
             if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
@@ -109,7 +110,10 @@ class Http1Client:
         return response
 
     def close(self) -> None:
-        """Close the idle connections; those in use close when their request ends."""
+        """Close the idle connections; those in use close when their request ends.
+
+        A later request opens connections again.
+        """
         self._closed = True
         for connections in self._idle.values():
             for connection in connections:

@@ -370,3 +370,15 @@ async def test_an_answer_before_the_body_is_written_ends_the_connection(raw) -> 
     assert (await http.post(url, BODY, {})).status == 202
     http.close()
     assert len(connections) == 2
+
+
+async def test_close_ends_idle_connections_and_a_later_request_opens_new_ones(inbox) -> None:  # type: ignore[no-untyped-def]
+    url, seen = inbox
+    http = client()
+    await http.post(url, BODY, {})
+    http.close()
+    await http.post(url, BODY, {})
+    await http.post(url, BODY, {})
+    http.close()
+    ports = [hit["port"] for hit in seen]
+    assert ports[0] != ports[1] and ports[1] == ports[2]  # pooled again after the reopen

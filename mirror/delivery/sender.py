@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -62,7 +63,8 @@ class Sender:
         return [self._send(claimed, signed[n // size], n % size) for n, claimed in enumerate(batch)]
 
     def _sign_chunk(self, chunk: Sequence[Claimed]) -> list[dict[str, str]]:
-        return [self._sign(claimed) for claimed in chunk]
+        now = self._clock.now()  # one Date for a chunk signed within milliseconds
+        return [self._sign(claimed, now) for claimed in chunk]
 
     async def _send(
         self, claimed: Claimed, signed: asyncio.Future[list[dict[str, str]]], index: int
@@ -110,7 +112,7 @@ class Sender:
         )
         return attempt
 
-    def _sign(self, claimed: Claimed) -> dict[str, str]:
+    def _sign(self, claimed: Claimed, now: datetime) -> dict[str, str]:
         # Runs on a signing thread: the key lookup may touch the database.
         signer = self._signer(claimed.actor)
         return sign_request(
@@ -118,7 +120,7 @@ class Sender:
             claimed.inbox,
             key_id=signer.key_id,
             private_key=signer.private_key,
-            now=self._clock.now(),
+            now=now,
             body=claimed.body,
             content_type=ACTIVITY_JSON,
         )

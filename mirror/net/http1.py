@@ -144,9 +144,11 @@ class Http1Client:
     def _sweep(self, now: float) -> None:
         self._swept = now
         for origin, connections in list(self._idle.items()):
-            fresh = [c for c in connections if c.usable and now - c.idle_since < self._idle_s]
+            fresh = []
             for connection in connections:
-                if connection not in fresh:
+                if connection.usable and now - connection.idle_since < self._idle_s:
+                    fresh.append(connection)
+                else:
                     connection.close()
             if fresh:
                 self._idle[origin] = fresh

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from mirror.config import Settings
 from mirror.db.base import table_of
+from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Delivery, Publication
 from mirror.delivery import queue
 from mirror.delivery.states import State
@@ -343,11 +344,8 @@ class Backfill:
             "updated_at": self.now,
             "deleted_at": None,
         }
-        updated = self.conn.execute(
-            sa.update(OBJECTS).where(OBJECTS.c.id == prepared.object_id).values(**values)
-        ).rowcount
-        if not updated:
-            self.conn.execute(sa.insert(OBJECTS), [values])
+        # One statement whether the object is new or re-published.
+        bulk_insert(self.conn, OBJECTS, [values], update_on="id", update=list(values)[1:])
 
     def _publish(self, prepared: Prepared, run_id: int, kind: str = "Create") -> str:
         self._store_object(prepared)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -90,22 +89,13 @@ def make_session(
 
 
 def check_url(url: str, *, allow_private: bool) -> None:
-    refusal = _refusal(url, allow_private)
-    if refusal is not None:
-        raise FetchError(*refusal)
-
-
-# A worker sends to the same few inboxes all day: judge each URL once.
-@lru_cache(maxsize=4096)
-def _refusal(url: str, allow_private: bool) -> tuple[str, str] | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "bad_url", f"{url}: only http(s) URLs are fetched"
+        raise FetchError("bad_url", f"{url}: only http(s) URLs are fetched")
     try:
         check_literal(parts.hostname, allow_private=allow_private)
     except Blocked as exc:
-        return "blocked", f"{url}: {exc}"
-    return None
+        raise FetchError("blocked", f"{url}: {exc}") from None
 
 
 async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+
+T = TypeVar("T")
 
 
 class Blocked(OSError):
@@ -43,6 +47,18 @@ def check_literal(host: str, *, allow_private: bool) -> None:
         raise Blocked(f"{host} is a private, loopback or link-local address")
 
 
+def public_only(
+    host: str, addresses: Sequence[T], address_of: Callable[[T], str], *, allow_private: bool
+) -> list[T]:
+    """The resolved ``addresses`` of ``host`` that are public; Blocked when none is."""
+    if allow_private:
+        return list(addresses)
+    allowed = [a for a in addresses if is_public(address_of(a))]
+    if not allowed:
+        raise Blocked(f"{host} resolves only to private, loopback or link-local addresses")
+    return allowed
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves through the system resolver and drops non-public addresses."""
 
@@ -54,12 +70,7 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        if self._allow_private:
-            return results
-        allowed = [r for r in results if is_public(r["host"])]
-        if not allowed:
-            raise Blocked(f"{host} resolves only to private, loopback or link-local addresses")
-        return allowed
+        return public_only(host, results, lambda r: r["host"], allow_private=self._allow_private)
 
     async def close(self) -> None:
         await self._inner.close()

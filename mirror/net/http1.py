@@ -36,7 +36,8 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mirror.net.client import FetchError
-from mirror.net.guard import Blocked, check_literal, is_public
+from mirror.net.guard import Blocked, check_literal, public_only
+from mirror.signatures.http import request_target
 
 #: (scheme, host, port)
 Origin = tuple[str, str, int]
@@ -197,11 +198,12 @@ class Http1Client:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )
-        addresses = [(info[0], str(info[4][0])) for info in infos]
-        if not self._allow_private:
-            addresses = [a for a in addresses if is_public(a[1])]
-            if not addresses:
-                raise Blocked(f"{host} resolves only to private, loopback or link-local addresses")
+        addresses = public_only(
+            host,
+            [(info[0], str(info[4][0])) for info in infos],
+            lambda a: a[1],
+            allow_private=self._allow_private,
+        )
         if not addresses:
             raise OSError(f"{host} has no address")
         self._addresses[(host, port)] = (now + self._dns_ttl, addresses)
@@ -321,12 +323,12 @@ def _target(url: str, user_agent: str) -> tuple[Origin, bytes]:
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
         raise FetchError("bad_url", f"{url}: the port is not a number") from None
-    if not parts.netloc.isascii():
-        # The signature covers the Host header as written: no IDNA rewriting.
+    # Host and target exactly as the signature covers them.
+    netloc, target = request_target(url)
+    if not netloc.isascii():
+        # No IDNA rewriting: the Host header must stay what was signed.
         raise FetchError("bad_url", f"{url}: the host name is not ASCII (use its IDNA form)")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if any(c <= " " or c == "\x7f" for c in target) or not target.isascii():
         raise FetchError("bad_url", f"{url}: the path holds spaces or control characters")
-    # The Host header is the URL's netloc, exactly what the signature covers.
-    start = f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: {user_agent}\r\n"
+    start = f"POST {target} HTTP/1.1\r\nHost: {netloc}\r\nUser-Agent: {user_agent}\r\n"
     return (scheme, host, port), start.encode("ascii")

@@ -98,7 +98,7 @@ def sign_request(
     content_type: str | None = None,
 ) -> dict[str, str]:
     """The headers that make a signed request: Host, Date, (Digest, Content-Type,) Signature."""
-    host, target = _host_and_target(url)
+    host, target = request_target(url)
     headers = {"Host": host, "Date": http_date(now)}
     lines = [
         f"(request-target): {method.lower()} {target}",
@@ -127,7 +127,8 @@ _SHA256 = hashes.SHA256()
 
 
 @lru_cache(maxsize=4096)
-def _host_and_target(url: str) -> tuple[str, str]:
+def request_target(url: str) -> tuple[str, str]:
+    """The Host header and the request target of ``url``, as signed and as sent."""
     parts = urlsplit(url)
     target = parts.path or "/"
     if parts.query:

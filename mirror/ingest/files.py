@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mirror.clock import Clock
 from mirror.db.session import write_transaction
 from mirror.ingest.store import DumpMeta, DumpWriter, Observed, observe
-from mirror.reconstruct import DumpKind, NotADump, ParsedDump, decode, parse_dump
+from mirror.reconstruct import DumpKind, NotADump, decode, parse_dump
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ class FileReport:
 class _Parsed:
     path: Path
     meta: DumpMeta
-    dump: ParsedDump
     observed: Observed
 
 
@@ -200,7 +199,7 @@ def _prepare(
         size=len(data),
         captured_at=when,
     )
-    return _Parsed(path, meta, dump, observe(meta, dump))
+    return _Parsed(path, meta, observe(meta, dump))
 
 
 def _store_batch(engine: Engine, batch: list[_Parsed], clock: Clock) -> list[FileReport]:
@@ -210,7 +209,7 @@ def _store_batch(engine: Engine, batch: list[_Parsed], clock: Clock) -> list[Fil
             _lock_ingest(connection)
             writer = DumpWriter(connection, now=clock.now())
             for item in batch:
-                writer.add(item.meta, item.dump, item.observed)
+                writer.add(item.meta, item.observed)
             results = writer.write()
     except SQLAlchemyError as exc:
         if len(batch) > 1:

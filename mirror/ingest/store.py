@@ -86,6 +86,8 @@ class _Obs:
     row: Row
     natural: str
     fallback: str  # the id to use when the natural one belongs to a different item
+    #: What this copy said besides its text and its references (provenance).
+    data: dict[str, Any]
     post_ref: int | None = None
     parent_ref: int | None = None
     paragraphs: frozenset[str] = frozenset()
@@ -103,16 +105,29 @@ class DumpMeta:
 
 
 @dataclass
-class _Pending:
-    """A parsed dump waiting in a batch, with its copies computed."""
+class Observed:
+    """A dump as the writer needs it: its copies as rows, the people and places it names.
 
-    meta: DumpMeta
-    dump: ParsedDump
+    Built in a worker process for large ingests, so it is what crosses the
+    process boundary: the parsed dump itself stays behind.
+    """
+
     posts: list[_Obs]
     comments: list[_Obs]
+    people: list[ParsedAuthor]
+    places: list[ParsedCommunity]
 
 
-Observed = tuple[list["_Obs"], list["_Obs"]]
+@dataclass
+class _Pending:
+    """A dump waiting in a batch, with its copies computed."""
+
+    meta: DumpMeta
+    observed: Observed
+
+
+#: Row keys resolved by the writer, so added to a copy's provenance there.
+_RESOLVED = ("community_id", "post_id", "parent_id")
 
 
 def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
@@ -148,6 +163,7 @@ def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
                 row,
                 natural,
                 identity.disambiguated(natural, author, published),
+                observation_data(row),
             )
         )
     comments = []
@@ -173,12 +189,18 @@ def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
                 row,
                 natural,
                 identity.disambiguated(natural, place),
+                observation_data(row),
                 post_ref=comment.post,
                 parent_ref=comment.parent,
                 paragraphs=paragraph_hashes(comment.body),
             )
         )
-    return posts, comments
+    return Observed(posts, comments, _distinct(_people(dump)), _distinct(_places(dump)))
+
+
+def _distinct(objects: Iterable[Any]) -> list[Any]:
+    """Each object once, in order (the parser shares one object per person or place)."""
+    return list({id(o): o for o in objects if o is not None}.values())
 
 
 class DumpWriter:
@@ -216,15 +238,9 @@ class DumpWriter:
 
     # -- entry points -------------------------------------------------------
 
-    def add(
-        self,
-        meta: DumpMeta,
-        dump: ParsedDump,
-        observed: Observed | None = None,
-    ) -> None:
-        """Queue a dump; ``observed`` is ``observe(meta, dump)`` if already computed."""
-        posts, comments = observed or observe(meta, dump)
-        self.pending.append(_Pending(meta, dump, posts, comments))
+    def add(self, meta: DumpMeta, observed: Observed) -> None:
+        """Queue a dump, as ``observe(meta, dump)`` saw it."""
+        self.pending.append(_Pending(meta, observed))
 
     def write(self) -> list[StoreResult]:
         """Store every added dump; one result per dump, in order."""
@@ -239,7 +255,8 @@ class DumpWriter:
         return results
 
     def _write_one(self, item: _Pending) -> None:
-        dump, posts, comments = item.dump, item.posts, item.comments
+        observed = item.observed
+        posts, comments = observed.posts, observed.comments
         self.dump_files.append(
             {
                 "sha256": item.meta.sha256,
@@ -250,8 +267,8 @@ class DumpWriter:
                 "ingested_at": self.now,
             }
         )
-        authors = self._resolve_authors(dump)
-        communities = self._resolve_communities(dump)
+        authors = self._resolve_authors(observed.people)
+        communities = self._resolve_communities(observed.places)
         for obs in posts:
             obs.row["author_id"] = authors.get(obs.row["_author"])
             community = obs.row["_community"]
@@ -274,18 +291,11 @@ class DumpWriter:
 
     # -- authors and communities -------------------------------------------
 
-    def _resolve_authors(self, dump: ParsedDump) -> dict[str | None, str | None]:
+    def _resolve_authors(self, people: list[ParsedAuthor]) -> dict[str | None, str | None]:
         ids: dict[str | None, str | None] = {None: None}
-        seen: set[int] = set()
-        people = [
-            dump.page_author,
-            *(p.author for p in dump.posts),
-            *(c.author for c in dump.comments),
-        ]
         for author in people:
-            if author is None or author.handle is None or id(author) in seen:
+            if author.handle is None:
                 continue
-            seen.add(id(author))
             author_id = identity.author_id(author)
             assert author_id is not None
             ids[author.handle] = author_id
@@ -298,12 +308,10 @@ class DumpWriter:
                 self._touch(author_id)
         return ids
 
-    def _resolve_communities(self, dump: ParsedDump) -> dict[int, str | None]:
+    def _resolve_communities(self, places: list[ParsedCommunity]) -> dict[int, str | None]:
         out: dict[int, str | None] = {}
         seen: dict[str, str] = {}
-        for community in _places(dump):
-            if community is None or id(community) in out:
-                continue
+        for community in places:
             natural = identity.community_id(community)
             if natural is None:
                 out[id(community)] = None
@@ -355,12 +363,14 @@ class DumpWriter:
         paragraph hashes and community instances all go into one statement
         whose text never changes (the keys travel as one array parameter).
         """
-        observations = [o for item in batch for o in (*item.posts, *item.comments)]
-        people = [a for item in batch for a in _people(item.dump)]
-        places = [c for item in batch for c in _places(item.dump)]
+        observations = [
+            o for item in batch for o in (*item.observed.posts, *item.observed.comments)
+        ]
+        people = [a for item in batch for a in item.observed.people]
+        places = [c for item in batch for c in item.observed.places]
         naturals = {o.natural for o in observations} | {o.fallback for o in observations}
-        naturals |= {i for i in (identity.author_id(a) for a in people if a) if i}
-        naturals |= {i for i in (identity.community_id(c) for c in places if c) if i}
+        naturals |= {i for i in (identity.author_id(a) for a in people) if i}
+        naturals |= {i for i in (identity.community_id(c) for c in places) if i}
         naturals -= self.checked
         wanted = {
             "naturals": naturals,
@@ -396,7 +406,8 @@ class DumpWriter:
 
     def _resolve(self, obs: _Obs) -> str:
         """The id of the item this copy is, creating the item if it is new."""
-        row = {**obs.row, "id": obs.natural, "_paragraphs": obs.paragraphs}
+        row = {**obs.row, "id": obs.natural}
+        row["_paragraphs"], row["_hashed"] = obs.paragraphs, row["body"]
         target = self._exact(obs.natural, row)
         if target is None and self._alias(obs.natural) is not None:
             # The natural id belongs to a different item (same opening text
@@ -438,7 +449,7 @@ class DumpWriter:
                 "first_line": obs.first_line,
                 "last_line": obs.last_line,
                 "confidence": obs.row["confidence"],
-                "data": observation_data(obs.row),
+                "data": obs.data | {k: obs.row[k] for k in _RESOLVED if obs.row.get(k)},
             }
         )
         self.result.observations += 1
@@ -693,7 +704,7 @@ class DumpWriter:
         if kind == "post" and row.get("title_key"):
             self.by_title[row["title_key"]].add(row["id"])
         if kind == "comment":
-            for h in row.get("_paragraphs") or paragraph_hashes(row.get("body")):
+            for h in _hashes(row):
                 self.by_para[h].add(row["id"])
 
     def _load(self, item_id: str) -> Row | None:
@@ -737,7 +748,7 @@ class DumpWriter:
         for kind in ("community", "author", "post", "comment"):
             table = TABLES[kind]
             columns = set(table.c.keys())
-            new = [self._clean(self.rows[i], columns) for i in self.new if kind_of(i) == kind]
+            new = [self._refs(self.rows[i]) for i in self.new if kind_of(i) == kind]
             if kind == "comment":
                 new = _parents_first(new)
             bulk_insert(self.conn, table, new)
@@ -751,6 +762,12 @@ class DumpWriter:
         self._write_aliases()
         self._write_observations()
         self._write_paragraphs()
+
+    def _refs(self, row: Row) -> Row:
+        """The row with canonical references (bulk_insert takes only table columns)."""
+        if not self.redirect:
+            return row
+        return {k: (self._canon_ref(v) if k.endswith("_id") and v else v) for k, v in row.items()}
 
     def _clean(self, row: Row, columns: set[str]) -> Row:
         if not self.redirect:  # nothing merged: every reference is canonical
@@ -803,7 +820,7 @@ class DumpWriter:
             row = self.rows.get(item_id)
             if row is None or item_id in self.gone or kind_of(item_id) != "comment":
                 continue
-            hashes = paragraph_hashes(row.get("body"))
+            hashes = _hashes(row)
             # A sure comment with one paragraph is found by its head already;
             # only pieces (low) and comments with several paragraphs need these.
             if len(hashes) < 2 and row.get("confidence") != "low":
@@ -898,12 +915,23 @@ def _titles(observations: Sequence[_Obs]) -> set[str]:
     return {o.row["title_key"] for o in observations if o.kind == "post" and o.row["title_key"]}
 
 
+def _hashes(row: Row) -> frozenset[str]:
+    """The paragraph hashes of a row's body, computed once per body it has had."""
+    body = row.get("body")
+    if row.get("_hashed", _UNHASHED) is not body:
+        row["_paragraphs"], row["_hashed"] = paragraph_hashes(body), body
+    return row["_paragraphs"]
+
+
+_UNHASHED = object()
+
+
 def _paragraphs(observations: Sequence[_Obs]) -> set[str]:
     return set().union(*(o.paragraphs for o in observations)) if observations else set()
 
 
-def _instances(places: Sequence[ParsedCommunity | None]) -> set[str]:
-    return {c.instance for c in places if c is not None and c.instance and c.title}
+def _instances(places: Sequence[ParsedCommunity]) -> set[str]:
+    return {c.instance for c in places if c.instance and c.title}
 
 
 def _chunks(items: Iterable[Any], size: int = _BATCH) -> Iterable[list[Any]]:

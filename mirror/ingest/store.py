@@ -126,6 +126,8 @@ class _Pending:
     observed: Observed
 
 
+#: Columns that hold another item's id (the item's own id aside).
+_REFERENCE_COLUMNS = ("author_id", "community_id", "post_id", "parent_id")
 #: Row keys resolved by the writer, so added to a copy's provenance there.
 _RESOLVED = ("community_id", "post_id", "parent_id")
 
@@ -583,7 +585,7 @@ class DumpWriter:
             a, b = self.canon(row["community_id"]), self.canon(stored["community_id"])
             if a != b:
                 self._merge_items(a, b)
-        row = {k: self._canon_ref(v) if k.endswith("_id") and v else v for k, v in row.items()}
+        row = self._refs(row)
         if fold(kind, stored, row):
             self._touch(target)
 
@@ -605,9 +607,7 @@ class DumpWriter:
             ca, cb = win_row.get("community_id"), lose_row.get("community_id")
             if ca and cb and self.canon(ca) != self.canon(cb):
                 self._merge_items(ca, cb)
-        incoming = {
-            k: self._canon_ref(v) if k.endswith("_id") and v else v for k, v in lose_row.items()
-        }
+        incoming = self._refs(lose_row)
         fold(kind, win_row, incoming)
         self._touch(winner)
         self._retire(loser)
@@ -646,11 +646,6 @@ class DumpWriter:
             if seen > 1000:
                 raise RuntimeError(f"redirect cycle at {item_id}")
         return item_id
-
-    def _canon_ref(self, value: Any) -> Any:
-        return (
-            self.canon(value) if isinstance(value, str) and value[:1] in KIND_OF_PREFIX else value
-        )
 
     def _alias(self, natural: str) -> str | None:
         if natural not in self.aliases:
@@ -765,18 +760,11 @@ class DumpWriter:
 
     def _refs(self, row: Row) -> Row:
         """The row with canonical references (bulk_insert takes only table columns)."""
-        if not self.redirect:
-            return row
-        return {k: (self._canon_ref(v) if k.endswith("_id") and v else v) for k, v in row.items()}
+        moved = {k: self.canon(v) for k in _REFERENCE_COLUMNS if (v := row.get(k)) in self.redirect}
+        return row | moved if moved else row
 
     def _clean(self, row: Row, columns: set[str]) -> Row:
-        if not self.redirect:  # nothing merged: every reference is canonical
-            return {k: v for k, v in row.items() if k in columns}
-        return {
-            k: (self._canon_ref(v) if k.endswith("_id") and v else v)
-            for k, v in row.items()
-            if k in columns
-        }
+        return {k: v for k, v in self._refs(row).items() if k in columns}
 
     def _repoint_and_delete(self) -> None:
         for old in sorted(self.gone):

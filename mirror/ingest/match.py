@@ -48,6 +48,8 @@ def text_relation(a: str | None, b: str | None) -> Relation:
     """How two bodies relate, symmetric in its arguments."""
     if not a or not b:
         return Relation.NONE
+    if a == b:  # most copies match as they are: no need to normalise them
+        return Relation.EQUAL
     na, nb = norm(a), norm(b)
     if na == nb:
         return Relation.EQUAL

@@ -131,6 +131,8 @@ class Backfill:
         self.post_type = target.post_type(settings.backfill.post_type)
         self._followers: dict[str, list[str]] = {}
         self._actors: set[str] = set()
+        #: Object ids of items already published under another id (see _match).
+        self._objects: dict[str, str] = {}
 
     @classmethod
     def of(cls, conn: sa.Connection, federation: Any, target: Target, rate: float) -> Backfill:
@@ -178,7 +180,7 @@ class Backfill:
     def prepare(self, item: Item, due_at: datetime, *, create_actors: bool) -> Prepared:
         data = item.data
         actor = self.actor_for(item, create=create_actors)
-        object_id = object_id_for(item.id, self.target_key(item))
+        object_id = self._objects.get(item.id) or object_id_for(item.id, self.target_key(item))
         url = self.urls.object(object_id)
         community = None if item.kind == "orphan" else self.target.id
         body = data.get("body") or ""
@@ -210,7 +212,10 @@ class Backfill:
         else:
             in_reply_to = None
             if item.reply_to is not None:
-                in_reply_to = self.urls.object(object_id_for(item.reply_to, self.target.id))
+                parent = self._objects.get(item.reply_to) or object_id_for(
+                    item.reply_to, self.target.id
+                )
+                in_reply_to = self.urls.object(parent)
                 depends_on = in_reply_to
             document = build_comment(in_reply_to=in_reply_to, **common)
         size = len(json.dumps(document).encode())
@@ -247,8 +252,36 @@ class Backfill:
             kind=kind,
         )
 
+    def _match(self, plan: Plan) -> dict[str, tuple[Any, list[Any]]]:
+        """Each planned item's publications for this target, found by its id or an alias.
+
+        An item's id changes when a later dump shows it to be the same as
+        another item (the two merge, the smaller id survives); its object
+        must not, or a re-run would post it a second time. The item keeps
+        the object it was published as (its own id's, else the oldest), and
+        the objects of the other published copies are duplicates.
+        """
+        rows = self.conn.execute(
+            sa.select(PUBLICATIONS).where(
+                PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY))
+            )
+        ).all()
+        published = {(row.item_id, row.target): row for row in rows}
+        matched = {}
+        for item in plan.items:
+            key = self.target_key(item)
+            ids = (item.id, *(item.data.get("aliases") or ()))
+            found = [published[(i, key)] for i in ids if (i, key) in published]
+            if not found:
+                continue
+            kept = published.get((item.id, key)) or min(found, key=lambda r: (r.created_at, r.id))
+            matched[item.id] = (kept, [row for row in found if row is not kept])
+            self._objects[item.id] = kept.id
+        return matched
+
     def dry_run(self, plan: Plan, show: int = 3) -> Report:
         report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
+        self._match(plan)
         for item in plan.items[:show]:
             prepared = self.prepare(item, self.now, create_actors=False)
             report.first.append(
@@ -287,22 +320,21 @@ class Backfill:
         (after an ingest), and makes a run only if there is one."""
         run_id = None if updates_only else self._new_run(plan, options)
         report = Report(run_id, self.target.id, _planned(plan), left_out=plan.left_out)
-        existing = {
-            row.item_id: row
-            for row in self.conn.execute(
-                sa.select(PUBLICATIONS).where(
-                    PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY))
-                )
-            )
-        }
+        matched = self._match(plan)
         # Pacing counts posts actually queued now: the already mirrored take no slot.
         slot = 0
         interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
         post_due = self.now
         for item in plan.items:
-            previous = existing.get(item.id)
+            previous, duplicates = matched.get(item.id, (None, []))
             if updates_only and previous is None:
                 continue
+            if previous is not None and previous.item_id != item.id:
+                self._adopt(previous.id, item.id)
+            for duplicate in duplicates:
+                if run_id is None:
+                    run_id = report.run_id = self._new_run(plan, options)
+                report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, run_id)
             if item.kind == "post":
                 post_due = self.now + interval * slot
                 if previous is None:
@@ -329,7 +361,7 @@ class Backfill:
         for item_id in deletions:
             if run_id is None:
                 run_id = report.run_id = self._new_run(plan, options)
-            report.deleted += self._delete_item(item_id, run_id)
+            report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, run_id)
         queue.refresh_statistics(self.conn)
         return report
 
@@ -417,12 +449,20 @@ class Backfill:
             )
         return bool(result.rowcount)
 
-    def _delete_item(self, item_id: str, run_id: int) -> int:
+    def _adopt(self, object_id: str, item_id: str) -> None:
+        """The object now stands for the item under its new id."""
+        self.conn.execute(
+            sa.update(PUBLICATIONS)
+            .where(PUBLICATIONS.c.id == object_id)
+            .values(item_id=item_id, updated_at=self.now)
+        )
+
+    def _delete(self, where: sa.ColumnElement[bool], run_id: int) -> int:
         return delete_publications(
             self.conn,
             urls=self.urls,
             now=self.now,
-            where=PUBLICATIONS.c.item_id == item_id,
+            where=where,
             inbox_for={self.target.id: self.target.inbox},
             run_id=run_id,
         )

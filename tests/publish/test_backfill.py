@@ -24,12 +24,12 @@ from mirror.federation.actors import get_actor
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
 from mirror.publish import runs
-from mirror.publish.backfill import object_id_for, puppet_username
+from mirror.publish.backfill import OBJECTS, PUBLICATIONS, object_id_for, puppet_username
 from mirror.publish.plan import MAX_DEPTH, Options, build_plan
 from mirror.publish.start import start_backfill
 from mirror.publish.target import TargetError
 from mirror.sandbox.app import Instance
-from tests.conftest import CAPTURED, SEEDS
+from tests.conftest import CAPTURED, SEED, SEEDS
 from tests.peer import free_port
 from tests.server.conftest import Service
 
@@ -289,6 +289,70 @@ async def test_an_excluded_author_gets_deletes_and_a_changed_item_an_update(
     titles = [t["name"] for t in sandbox.threads()]
     assert any(title.endswith("(fixed)") for title in titles), titles
     assert sandbox.refused == []
+
+
+async def test_an_item_whose_id_changes_keeps_its_object_and_a_duplicate_is_deleted(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    """The profile shows the lemmy.ml essay by title, the thread shows its body: ingested
+    after a backfill, the thread merges the two copies under another id. A second
+    backfill must keep the post's object (its comments reply to it), not post it again."""
+    service = await service_factory()
+    sandbox = await sandbox_factory()
+    clock = FrozenClock(CAPTURED)
+
+    def ingest(name: str) -> None:
+        ingest_paths(service.engine, [SEED[name]], clock=clock, captured_at=CAPTURED)
+
+    await asyncio.to_thread(ingest, "profile")
+    target, first = await start_backfill(service.federation, to=handle(sandbox))
+    await wait_for_run(service, first.run_id)
+    urls = service.federation.urls
+    before = {p["id"] for p in build_document(service.engine)["posts"]}
+    await asyncio.to_thread(ingest, "thread")
+    after = build_document(service.engine)
+    renamed = [p for p in after["posts"] if p["id"] not in before and set(p["aliases"]) & before]
+    assert len(renamed) == 1, "the thread no longer renames a profile post: pick another pair"
+    (essay,) = renamed
+    (old_id,) = set(essay["aliases"]) & before
+
+    _, second = await start_backfill(service.federation, to=handle(sandbox))
+    await wait_for_run(service, second.run_id)
+    assert sandbox.refused == [], sandbox.refused
+    threads = {t["id"]: t for t in sandbox.threads()}
+    assert len(threads) == len(after["posts"])  # every post once
+    kept = urls.object(object_id_for(old_id, target.id))
+    assert urls.object(object_id_for(essay["id"], target.id)) not in threads
+    thread_comments = [c for c in after["comments"] if c["post"] == essay["id"]]
+    assert thread_comments and len(threads[kept]["comments"]) == len(thread_comments)
+    # The merged copy's fuller body reached the kept object as an Update.
+    assert second.updated >= 1
+
+    # Had both copies been published, the newer object is a duplicate: deleted.
+    duplicate = object_id_for(essay["id"], target.id)
+    with write_transaction(service.engine) as conn:
+        row = conn.execute(
+            sa.select(PUBLICATIONS).where(PUBLICATIONS.c.item_id == essay["id"])
+        ).one()
+        conn.execute(
+            sa.insert(OBJECTS).from_select(
+                [c.key for c in OBJECTS.c],
+                sa.select(
+                    *(sa.literal(duplicate) if c.key == "id" else c for c in OBJECTS.c)
+                ).where(OBJECTS.c.id == row.id),
+            )
+        )
+        conn.execute(
+            sa.insert(PUBLICATIONS).values(
+                {**row._asdict(), "id": duplicate, "item_id": old_id, "created_at": clock.now()}
+            )
+        )
+    _, third = await start_backfill(service.federation, to=handle(sandbox))
+    assert third.deleted == 1 and third.queued == 0
+    with service.engine.connect() as conn:
+        deleted = conn.scalar(sa.select(OBJECTS.c.deleted_at).where(OBJECTS.c.id == duplicate))
+        live = conn.scalar(sa.select(OBJECTS.c.deleted_at).where(OBJECTS.c.id == row.id))
+    assert deleted is not None and live is None
 
 
 async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(

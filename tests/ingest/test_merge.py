@@ -123,6 +123,22 @@ def test_thread_chain_and_parents(seeded: dict) -> None:
     assert reply["id"] != sure["id"]  # a quote of the first sentence is not the same comment
 
 
+def test_ids_never_change_between_versions(seeded: dict) -> None:
+    # Mirrored objects' URLs are made from these ids: a change in how ids are
+    # derived (the hash, the key, the normalisation) would post everything again.
+    comment = starting(
+        [c for c in seeded["comments"] if c["author"] == "happybadger@hexbear.net"],
+        "Sure but I've read the original post and it you don't make a Marxist case for it.",
+    )
+    assert (comment["id"], comment["post"]) == ("c2f795c2d1c653d95", "p1558ab171fb3d941")
+    proxy = next(p for p in seeded["posts"] if (p["title"] or "").startswith("Proxy wars"))
+    assert proxy["id"] == "p07bb43965cad72ab"
+    by_handle = {c["handle"]: c["id"] for c in seeded["communities"]}
+    assert by_handle["comradeship@lemmygrad.ml"] == "g38f56e6e1002fa62"
+    authors = {a["handle"]: a["id"] for a in seeded["authors"]}
+    assert authors["Makan@lemmygrad.ml"] == "a08110a64946a2311"
+
+
 def test_bare_leftovers_stay_unknown(seeded: dict) -> None:
     link = starting(seeded["comments"], "https://archive.is/29uTN")
     assert link["author"] is None and link["post"] is None

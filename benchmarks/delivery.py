@@ -135,16 +135,19 @@ def prepare(url: str, inbox: str, n: int) -> MasterKey:
     urls = Urls.from_base_url(BASE)
     with write_transaction(engine) as conn:
         create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=now)
+        # As a backfill queues: through an Outbox, written every 500 activities.
+        outbox = queue.Outbox(conn, urls=urls)
         for i in range(n):
             note = {"id": urls.object(f"o{i}"), "type": "Note", "content": TEXT}
-            queue.publish(
-                conn,
-                urls=urls,
+            outbox.publish(
                 username="mirror",
                 recipe=recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[]),
                 inboxes=[inbox],
                 now=now,
             )
+            if len(outbox) >= 500:
+                outbox.flush()
+        outbox.flush()
         queue.refresh_statistics(conn)
     engine.dispose()
     return master_key

@@ -48,6 +48,9 @@ FOLLOWERS_ONLY = "followers"
 #: Lemmy 0.19 fetches at most 200 KB of an object (rules §5.2).
 MAX_OBJECT_BYTES = 200_000
 PUPPET_NAME = re.compile(r"[^a-z0-9_]+")
+#: Activities a backfill builds before writing them (bounds its memory).
+FLUSH_EVERY = 500
+_OBJECT_UPDATE = ("actor", "type", "json", "created_at", "updated_at", "deleted_at")
 
 
 def object_id_for(item_id: str, target: str) -> str:
@@ -133,6 +136,10 @@ class Backfill:
         self._actors: set[str] = set()
         #: Object ids of items already published under another id (see _match).
         self._objects: dict[str, str] = {}
+        # Written in bulk every FLUSH_EVERY activities (see queue.Outbox).
+        self._outbox = queue.Outbox(conn, urls=urls)
+        self._new_objects: list[dict[str, Any]] = []
+        self._new_publications: list[dict[str, Any]] = []
 
     @classmethod
     def of(cls, conn: sa.Connection, federation: Any, target: Target, rate: float) -> Backfill:
@@ -362,28 +369,26 @@ class Backfill:
             if run_id is None:
                 run_id = report.run_id = self._new_run(plan, options)
             report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, run_id)
+        self._flush()
         queue.refresh_statistics(self.conn)
         return report
 
-    def _store_object(self, prepared: Prepared) -> None:
-        document = prepared.document
-        values = {
-            "id": prepared.object_id,
-            "actor": prepared.actor,
-            "type": document["type"],
-            "json": document,
-            "created_at": self.now,
-            "updated_at": self.now,
-            "deleted_at": None,
-        }
-        # One statement whether the object is new or re-published.
-        bulk_insert(self.conn, OBJECTS, [values], update_on="id", update=list(values)[1:])
-
     def _publish(self, prepared: Prepared, run_id: int, kind: str = "Create") -> str:
-        self._store_object(prepared)
-        return queue.publish(
-            self.conn,
-            urls=self.urls,
+        document = prepared.document
+        self._new_objects.append(
+            {
+                "id": prepared.object_id,
+                "actor": prepared.actor,
+                "type": document["type"],
+                "json": document,
+                "created_at": self.now,
+                "updated_at": self.now,
+                "deleted_at": None,
+            }
+        )
+        if len(self._outbox) >= FLUSH_EVERY:
+            self._flush()
+        return self._outbox.publish(
             username=prepared.actor,
             recipe=self.activity_recipe(prepared, kind),
             inboxes=prepared.inboxes,
@@ -396,23 +401,29 @@ class Backfill:
 
     def _create(self, prepared: Prepared, run_id: int) -> None:
         activity_id = self._publish(prepared, run_id)
-        self.conn.execute(
-            sa.insert(PUBLICATIONS),
-            [
-                {
-                    "id": prepared.object_id,
-                    "item_id": prepared.item.id,
-                    "kind": prepared.item.kind,
-                    "target": self.target_key(prepared.item),
-                    "actor": prepared.actor,
-                    "run_id": run_id,
-                    "activity_id": activity_id,
-                    "content_hash": prepared.content_hash,
-                    "created_at": self.now,
-                    "updated_at": self.now,
-                }
-            ],
+        self._new_publications.append(
+            {
+                "id": prepared.object_id,
+                "item_id": prepared.item.id,
+                "kind": prepared.item.kind,
+                "target": self.target_key(prepared.item),
+                "actor": prepared.actor,
+                "run_id": run_id,
+                "activity_id": activity_id,
+                "content_hash": prepared.content_hash,
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
         )
+
+    def _flush(self) -> None:
+        """Write what the run built so far: objects, activities and deliveries, publications."""
+        objects, self._new_objects = self._new_objects, []
+        # One statement whether an object is new or re-published.
+        bulk_insert(self.conn, OBJECTS, objects, update_on="id", update=_OBJECT_UPDATE)
+        self._outbox.flush()
+        publications, self._new_publications = self._new_publications, []
+        bulk_insert(self.conn, PUBLICATIONS, publications)
 
     def _update(self, prepared: Prepared, previous: Any, run_id: int) -> None:
         """The reconstruction changed: an Update with a newer `updated`, same object id.
@@ -458,6 +469,7 @@ class Backfill:
         )
 
     def _delete(self, where: sa.ColumnElement[bool], run_id: int) -> int:
+        self._flush()  # the Deletes queue after everything published before them
         return delete_publications(
             self.conn,
             urls=self.urls,

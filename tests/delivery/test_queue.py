@@ -7,12 +7,15 @@ import json
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from mirror.db.session import write_transaction
 from mirror.delivery import queue
 from mirror.delivery.states import ALLOWED, State
 from mirror.delivery.worker import ClaimerLock
 from mirror.errors import MirrorError
+from mirror.vocab.activities import recipe
+from mirror.vocab.context import PUBLIC
 from tests.delivery.conftest import START, Env
 from tests.sink import Answer
 
@@ -41,6 +44,47 @@ async def test_replies_never_arrive_before_their_parent(env: Env) -> None:
         await env.cycle(advance_s=60)
     arrived = [o.rsplit("/", 1)[1] for o in env.sink.objects()]
     assert arrived.index("post", 1) < arrived.index("c1") < arrived.index("c2")
+    assert {r["state"] for r in env.rows()} == {"delivered"}
+
+
+async def test_an_outbox_writes_at_flush_in_call_order(env: Env) -> None:
+    # A backfill's path: many activities built, then written in a few statements.
+    urls = env.federation.urls
+    env.sink.script = lambda hit, n: Answer(500) if n == 1 else Answer()
+
+    def create(name: str, parent: str | None = None) -> dict:
+        note = {"id": urls.object(name), "type": "Note", "content": f"<p>{name}</p>"}
+        if parent:
+            note["inReplyTo"] = urls.object(parent)
+        return recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[])
+
+    with write_transaction(env.engine) as conn:
+        outbox = queue.Outbox(conn, urls=urls)
+        ids = [
+            outbox.publish(
+                username="mirror",
+                recipe=create(name, parent),
+                inboxes=[env.sink.inbox],
+                now=env.clock.now(),
+                depends_on=urls.object(parent) if parent else None,
+            )
+            for name, parent in [("post", None), ("c1", "post"), ("c2", "c1")]
+        ]
+        with pytest.raises(queue.TooLarge):
+            outbox.publish(
+                username="mirror",
+                recipe=create("huge" + "x" * queue.MAX_ACTIVITY_BYTES),
+                inboxes=[env.sink.inbox],
+                now=env.clock.now(),
+            )
+        assert len(outbox) == 3
+        assert conn.scalar(sa.select(sa.func.count()).select_from(queue.ACTIVITIES)) == 0
+        outbox.flush()
+    assert [r["activity_id"] for r in env.rows()] == ids
+    for _ in range(4):
+        await env.cycle(advance_s=60)
+    arrived = [o.rsplit("/", 1)[1] for o in env.sink.objects()]
+    assert arrived == ["post", "post", "c1", "c2"]
     assert {r["state"] for r in env.rows()} == {"delivered"}
 
 

@@ -146,33 +146,13 @@ class Outbox:
         self._activities, self._deliveries = [], []
 
 
-def publish(
-    conn: sa.Connection,
-    *,
-    urls: Urls,
-    username: str,
-    recipe: dict[str, Any],
-    inboxes: Iterable[str],
-    now: datetime,
-    public: bool = False,
-    depends_on: str | None = None,
-    activity_id: str | None = None,
-    due_at: datetime | None = None,
-    run_id: int | None = None,
-) -> str:
-    """Build one activity, record it and enqueue it to every inbox (an Outbox of one)."""
+def publish(conn: sa.Connection, *, urls: Urls, **activity: Any) -> str:
+    """Build one activity, record it and enqueue it: an Outbox of one.
+
+    ``activity`` holds :meth:`Outbox.publish`'s arguments.
+    """
     outbox = Outbox(conn, urls=urls)
-    activity_id = outbox.publish(
-        username=username,
-        recipe=recipe,
-        inboxes=inboxes,
-        now=now,
-        public=public,
-        depends_on=depends_on,
-        activity_id=activity_id,
-        due_at=due_at,
-        run_id=run_id,
-    )
+    activity_id = outbox.publish(**activity)
     outbox.flush()
     return activity_id
 

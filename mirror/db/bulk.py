@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,12 +57,20 @@ def bulk_insert(
     converted = [
         (n, _memoized(process)) for n, process in enumerate(processors) if process is not None
     ]
+    # itemgetter reads a row's values in C; a row without some keys takes the slow way.
+    take = itemgetter(*keys) if len(keys) > 1 else lambda row: (row[keys[0]],)
     params = []
     for row in rows:
-        values = [row.get(key) for key in keys]
-        for n, process in converted:
-            values[n] = process(values[n])
-        params.append(tuple(values))
+        try:
+            values = take(row)
+        except KeyError:
+            values = tuple(row.get(key) for key in keys)
+        if converted:
+            changed = list(values)
+            for n, process in converted:
+                changed[n] = process(changed[n])
+            values = tuple(changed)
+        params.append(values)
     connection.exec_driver_sql(sql, params)  # type: ignore[arg-type]
 
 

@@ -59,6 +59,8 @@ REFERENCES: dict[str, list[tuple[sa.Table, str]]] = {
     "comment": [(TABLES["comment"], "parent_id")],
 }
 _BATCH = 500
+#: What two copies must share whatever their texts (part of DumpWriter._compatible).
+_FIELDS_AGREE = {"post": match.posts_compatible, "comment": match.comments_compatible}
 #: More stored items than this sharing a head, title or paragraph make it common.
 CANDIDATES_PER_KEY = 16
 
@@ -477,6 +479,10 @@ class DumpWriter:
         for candidate in sorted({self.canon(i) for i in ids}):
             stored = self.rows.get(candidate)
             if stored is None or kind_of(candidate) != obs.kind:
+                continue
+            # Who wrote it is cheap to compare, the texts are not (short
+            # bodies share their head across many authors' items).
+            if not _FIELDS_AGREE[obs.kind](row, stored):
                 continue
             relation = match.text_relation(row.get("body"), stored.get("body"))
             if relation is match.Relation.NONE and not self._same_titled_stub(row, stored):

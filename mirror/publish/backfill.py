@@ -266,12 +266,14 @@ class Backfill:
         another item (the two merge, the smaller id survives); its object
         must not, or a re-run would post it a second time. The item keeps
         the object it was published as (its own id's, else the oldest), and
-        the objects of the other published copies are duplicates.
+        the objects of the other published copies are duplicates. So is a
+        comment's followers-only copy, sent while its post was unknown, once
+        the comment has its place in the community.
         """
         rows = self.conn.execute(
-            sa.select(PUBLICATIONS).where(
-                PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY))
-            )
+            sa.select(PUBLICATIONS, OBJECTS.c.deleted_at)
+            .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id, isouter=True)
+            .where(PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY)))
         ).all()
         published = {(row.item_id, row.target): row for row in rows}
         matched = {}
@@ -279,11 +281,21 @@ class Backfill:
             key = self.target_key(item)
             ids = (item.id, *(item.data.get("aliases") or ()))
             found = [published[(i, key)] for i in ids if (i, key) in published]
-            if not found:
-                continue
-            kept = published.get((item.id, key)) or min(found, key=lambda r: (r.created_at, r.id))
-            matched[item.id] = (kept, [row for row in found if row is not kept])
-            self._objects[item.id] = kept.id
+            stale = [
+                published[(i, FOLLOWERS_ONLY)]
+                for i in ids
+                if key != FOLLOWERS_ONLY and (i, FOLLOWERS_ONLY) in published
+            ]
+            kept = None
+            if found:
+                kept = published.get((item.id, key)) or min(
+                    found, key=lambda r: (r.created_at, r.id)
+                )
+                self._objects[item.id] = kept.id
+            # Only live objects need a Delete (a re-run finds these again).
+            extra = [r for r in (*found, *stale) if r is not kept and r.deleted_at is None]
+            if kept is not None or extra:
+                matched[item.id] = (kept, extra)
         return matched
 
     def dry_run(self, plan: Plan, show: int = 3) -> Report:

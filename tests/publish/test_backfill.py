@@ -24,7 +24,13 @@ from mirror.federation.actors import get_actor
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
 from mirror.publish import runs
-from mirror.publish.backfill import OBJECTS, PUBLICATIONS, object_id_for, puppet_username
+from mirror.publish.backfill import (
+    FOLLOWERS_ONLY,
+    OBJECTS,
+    PUBLICATIONS,
+    object_id_for,
+    puppet_username,
+)
 from mirror.publish.plan import MAX_DEPTH, Options, build_plan
 from mirror.publish.start import start_backfill
 from mirror.publish.target import TargetError
@@ -353,6 +359,57 @@ async def test_an_item_whose_id_changes_keeps_its_object_and_a_duplicate_is_dele
         deleted = conn.scalar(sa.select(OBJECTS.c.deleted_at).where(OBJECTS.c.id == duplicate))
         live = conn.scalar(sa.select(OBJECTS.c.deleted_at).where(OBJECTS.c.id == row.id))
     assert deleted is not None and live is None
+
+
+async def test_a_comment_placed_later_replaces_its_followers_only_copy(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    """The bare dump shows a comment without its post: it goes to the followers alone.
+    Once the thread shows where it sits, it goes to the community, and the followers'
+    standalone copy gets a Delete (they would otherwise hold it twice)."""
+    service = await service_factory()
+    sandbox = await sandbox_factory()
+    clock = FrozenClock(CAPTURED)
+
+    def ingest(name: str) -> None:
+        ingest_paths(service.engine, [SEED[name]], clock=clock, captured_at=CAPTURED)
+
+    def followers_only() -> dict[str, Any]:
+        with service.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(PUBLICATIONS.c.item_id, OBJECTS.c.id, OBJECTS.c.deleted_at)
+                .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id)
+                .where(PUBLICATIONS.c.target == FOLLOWERS_ONLY)
+            ).all()
+        return {row.item_id: row for row in rows}
+
+    await asyncio.to_thread(ingest, "bare")
+    target, first = await start_backfill(service.federation, to=handle(sandbox))
+    await wait_for_run(service, first.run_id)
+    before = followers_only()
+    assert before and all(row.deleted_at is None for row in before.values())
+
+    await asyncio.to_thread(ingest, "thread")
+    placed = [
+        c
+        for c in build_document(service.engine)["comments"]
+        if c["post"] and {c["id"], *c["aliases"]} & set(before)
+    ]
+    assert len(placed) == 1, "the thread no longer places a bare comment: pick another pair"
+    # The bare dump held it whole and as pieces: each went to the followers.
+    stale = {placed[0]["id"], *placed[0]["aliases"]} & set(before)
+    assert len(stale) > 1
+    _, second = await start_backfill(service.federation, to=handle(sandbox))
+    assert second.deleted == len(stale)
+    await wait_for_run(service, second.run_id)
+    comments = {c["id"] for t in sandbox.threads() for c in t["comments"]}
+    urls = service.federation.urls
+    assert urls.object(object_id_for(placed[0]["id"], target.id)) in comments
+    after = followers_only()
+    assert {item for item, row in after.items() if row.deleted_at is not None} == stale
+
+    _, third = await start_backfill(service.federation, to=handle(sandbox))
+    assert third.deleted == 0 and third.queued == 0
 
 
 async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(

@@ -39,6 +39,23 @@ def norm(body: str) -> str:
     return " ".join(paras(body))
 
 
+def norm_head(body: str, chars: int) -> str:
+    """``norm(body)[:chars]``, normalising only as much of the body as that takes.
+
+    Ids and heads use the opening of a text; a listing's post bodies are
+    long. Normalising a prefix of the raw text gives a prefix of the
+    normalised whole (whitespace only collapses, quotes map one character
+    at a time), so a long enough prefix settles it.
+    """
+    cut = 2 * chars + 64
+    while cut < len(body):
+        head = normalize(body[:cut])
+        if len(head) >= chars:
+            return head[:chars]
+        cut *= 4
+    return norm(body)[:chars]
+
+
 @lru_cache(maxsize=4096)
 def paras(body: str) -> tuple[str, ...]:
     return tuple(body_paragraphs(body))

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from mirror.ingest import identity
-from mirror.ingest.match import norm, paras
+from mirror.ingest.match import norm, norm_head, paras
 from mirror.reconstruct.model import (
     Confidence,
     ParsedAuthor,
@@ -75,7 +75,7 @@ def _item_columns(item: ParsedPost | ParsedComment, captured_at: datetime | None
     row: Row = {
         "author_id": identity.author_id(item.author),
         "body": body,
-        "body_head": identity.body_head(norm(body)) if body else None,
+        "body_head": identity.body_head(norm_head(body, identity.HEAD_CHARS)) if body else None,
         "score": votes.score,
         "upvotes": votes.upvotes,
         "downvotes": votes.downvotes,

@@ -151,7 +151,7 @@ def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
         author = identity.author_id(post.author) or ""
         natural = identity.post_id(
             community=identity.community_key(post.community),
-            body_norm=match.norm(post.body) if post.body else "",
+            body_norm=match.norm_head(post.body, identity.KEY_CHARS) if post.body else "",
             title=post.title if not post.title_derived else None,
             dump_sha=meta.sha256,
             line=post.first_line,

@@ -8,6 +8,8 @@ transaction, so a bad file leaves nothing behind and the others go in.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -44,6 +46,8 @@ PARSE_WORKERS = 4
 INGEST_LOCK_KEY = 0x6D69_7272_696E_6765
 #: Parsed dumps waiting for the database at most (bounds memory).
 IN_FLIGHT = 2 * BATCH_FILES
+#: New containers between two passes of the cycle collector while storing.
+GC_EVERY = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,18 +137,34 @@ def ingest_files(
             reports[slot] = report
         batch.clear()
 
-    for parsed in _prepare_all(list(files), kind, captured_at):
-        path = parsed.path
-        if isinstance(parsed, FileReport):
-            reports.append(parsed)
-            continue
-        reports.append(FileReport(path))  # replaced once the batch is stored
-        batch.append((len(reports) - 1, parsed))
-        if len(batch) >= batch_files:
+    with _fewer_collections():
+        for parsed in _prepare_all(list(files), kind, captured_at):
+            path = parsed.path
+            if isinstance(parsed, FileReport):
+                reports.append(parsed)
+                continue
+            reports.append(FileReport(path))  # replaced once the batch is stored
+            batch.append((len(reports) - 1, parsed))
+            if len(batch) >= batch_files:
+                store()
+        if batch:
             store()
-    if batch:
-        store()
     return reports
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Storing makes many small dicts that live as long as their batch.
+
+    Python's collector looks for cycles every 700 new containers; here that
+    was 800 passes finding nothing, a tenth of the storing process's time.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(GC_EVERY, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def ingest_file(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -57,9 +58,11 @@ def test_a_file_that_fails_while_storing_leaves_nothing(
         )
     bad = tmp_path / "tea.txt"
     bad.write_text(THREAD)
+    collector = gc.get_threshold()
     reports = ingest_paths(
         engine, [SEED["listing"], bad, SEED["thread"]], clock=clock, captured_at=CAPTURED
     )
+    assert gc.get_threshold() == collector  # ingest tunes it while storing, then puts it back
     assert [r.ok for r in reports] == [True, False, True]
     assert "poisoned row" in reports[1].error
     assert "\n" not in reports[1].error

@@ -23,7 +23,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.clock import Clock
-from mirror.collector import fewer_collections
 from mirror.config import Settings
 from mirror.db.session import is_sqlite, write_transaction
 from mirror.delivery import queue
@@ -156,8 +155,7 @@ class Worker:
         log.info("worker %s started", self.id)
         self.running = True
         try:
-            with fewer_collections():
-                await self._loop(stop)
+            await self._loop(stop)
         finally:
             self.running = False
             await self._shutdown(

@@ -8,6 +8,8 @@ transaction, so a bad file leaves nothing behind and the others go in.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -25,7 +27,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.clock import Clock
-from mirror.collector import fewer_collections
 from mirror.db.session import write_transaction
 from mirror.ingest.store import DumpMeta, DumpWriter, Observed, observe
 from mirror.reconstruct import DumpKind, NotADump, decode, parse_dump
@@ -45,6 +46,8 @@ PARSE_WORKERS = 4
 INGEST_LOCK_KEY = 0x6D69_7272_696E_6765
 #: Parsed dumps waiting for the database at most (bounds memory).
 IN_FLIGHT = 2 * BATCH_FILES
+#: New containers between two passes of the cycle collector while storing.
+GC_EVERY = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,7 @@ def ingest_files(
             reports[slot] = report
         batch.clear()
 
-    with fewer_collections():
+    with _fewer_collections():
         for parsed in _prepare_all(list(files), kind, captured_at):
             path = parsed.path
             if isinstance(parsed, FileReport):
@@ -147,6 +150,21 @@ def ingest_files(
         if batch:
             store()
     return reports
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Storing makes many small dicts that live as long as their batch.
+
+    Python's collector looks for cycles every 700 new containers; here that
+    was 800 passes finding nothing, a tenth of the storing process's time.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(GC_EVERY, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def ingest_file(

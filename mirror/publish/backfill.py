@@ -337,8 +337,17 @@ class Backfill:
     ) -> Report:
         """Queue the plan; ``updates_only`` sends just the Updates of changed items
         (after an ingest), and makes a run only if there is one."""
-        run_id = None if updates_only else self._new_run(plan, options)
-        report = Report(run_id, self.target.id, _planned(plan), left_out=plan.left_out)
+        report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
+
+        def this_run() -> int:
+            # After an ingest, a run is made only once there is something to queue.
+            run_id = report.run_id
+            if run_id is None:
+                run_id = report.run_id = self._new_run(plan, options)
+            return run_id
+
+        if not updates_only:
+            this_run()
         matched = self._match(plan)
         # Pacing counts posts actually queued now: the already mirrored take no slot.
         slot = 0
@@ -351,9 +360,7 @@ class Backfill:
             if previous is not None and previous.item_id != item.id:
                 self._adopt(previous.id, item.id)
             for duplicate in duplicates:
-                if run_id is None:
-                    run_id = report.run_id = self._new_run(plan, options)
-                report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, run_id)
+                report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, this_run())
             if item.kind == "post":
                 post_due = self.now + interval * slot
                 if previous is None:
@@ -363,8 +370,7 @@ class Backfill:
             if updates_only and previous.content_hash == prepared.content_hash:
                 report.unchanged += 1
                 continue
-            if run_id is None:
-                run_id = report.run_id = self._new_run(plan, options)
+            run_id = this_run()
             if previous is None:
                 self._create(prepared, run_id)
                 report.queued += 1
@@ -378,9 +384,7 @@ class Backfill:
             else:
                 report.unchanged += 1
         for item_id in deletions:
-            if run_id is None:
-                run_id = report.run_id = self._new_run(plan, options)
-            report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, run_id)
+            report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, this_run())
         self._flush()
         queue.refresh_statistics(self.conn)
         return report

@@ -34,7 +34,7 @@ from mirror.db.models import Activity, Delivery, DeliveryHost, Follower, Receive
 from mirror.delivery import hosts as health
 from mirror.delivery.backoff import Policy, next_attempt_at
 from mirror.delivery.outcome import Delivered, Failed, Outcome, Retry, classify
-from mirror.delivery.states import State, operator_state_sql
+from mirror.delivery.states import State, operator_state_sql, stored_in
 from mirror.errors import MirrorError
 from mirror.vocab.activities import build
 from mirror.vocab.ids import Urls
@@ -287,7 +287,7 @@ _HOSTS_WITH_WORK = (
         sa.or_(HOSTS.c.breaker_open_until.is_(None), HOSTS.c.breaker_open_until <= _NOW),
         sa.exists().where(
             DELIVERIES.c.host == HOSTS.c.host,
-            DELIVERIES.c.state == State.PENDING,
+            stored_in(DELIVERIES.c.state, State.PENDING),
             DELIVERIES.c.next_attempt_at <= _NOW,
             _free(_NOW),
         ),
@@ -338,14 +338,14 @@ def _claimable_statement() -> sa.Select[Any]:
             b.c.host == d.c.host,
             b.c.ordering_key == key,
             b.c.id < d.c.id,
-            b.c.state.in_((State.PENDING, State.PARKED)),
+            stored_in(b.c.state, State.PENDING, State.PARKED),
         )
 
     return (
         sa.select(*(d.c[name] for name in _CLAIM_COLUMNS))
         .where(
             d.c.host == sa.bindparam("host"),
-            d.c.state == State.PENDING,
+            stored_in(d.c.state, State.PENDING),
             d.c.next_attempt_at <= _NOW,
             _free(_NOW),
             ~earlier_outstanding(d.c.ordering_key),
@@ -619,7 +619,7 @@ def _delivered_statement(dialect: Dialect) -> sa.Update:
             mostly_true(
                 dialect,
                 sa.and_(
-                    DELIVERIES.c.state == State.PENDING,
+                    stored_in(DELIVERIES.c.state, State.PENDING),
                     DELIVERIES.c.locked_by
                     == sa.bindparam("worker", type_=DELIVERIES.c.locked_by.type),
                 ),
@@ -748,7 +748,7 @@ def _finish(
         sa.update(DELIVERIES)
         .where(
             DELIVERIES.c.id == c.id,
-            DELIVERIES.c.state == State.PENDING,
+            stored_in(DELIVERIES.c.state, State.PENDING),
             DELIVERIES.c.locked_by == worker,
         )
         .values(**values)
@@ -771,7 +771,7 @@ def park_dependants(conn: sa.Connection, delivery_id: int, reason: str, now: dat
             sa.update(DELIVERIES)
             .where(
                 DELIVERIES.c.host == host,
-                DELIVERIES.c.state == State.PENDING,
+                stored_in(DELIVERIES.c.state, State.PENDING),
                 DELIVERIES.c.id > after,
                 sa.or_(DELIVERIES.c.ordering_key == key, DELIVERIES.c.depends_on == key),
             )
@@ -799,7 +799,7 @@ def park_refused(conn: sa.Connection, host: str, actor: str, reason: str, now: d
         sa.update(DELIVERIES)
         .where(
             DELIVERIES.c.host == host,
-            DELIVERIES.c.state == State.PENDING,
+            stored_in(DELIVERIES.c.state, State.PENDING),
             DELIVERIES.c.locked_by.is_(None),
             DELIVERIES.c.activity_id.in_(
                 sa.select(ACTIVITIES.c.id).where(ACTIVITIES.c.actor == actor)
@@ -867,7 +867,7 @@ def revive_parked(conn: sa.Connection, host: str, now: datetime) -> int:
         sa.update(DELIVERIES)
         .where(
             DELIVERIES.c.host == host,
-            DELIVERIES.c.state == State.PARKED,
+            stored_in(DELIVERIES.c.state, State.PARKED),
             DELIVERIES.c.last_error.like(f"{PARKED_DEAD}%"),
         )
         .values(state=State.PENDING, next_attempt_at=now, last_error=None, updated_at=now)
@@ -879,7 +879,7 @@ def release(conn: sa.Connection, worker: str) -> int:
     """Give back this worker's leases (graceful shutdown): the rows are repeated later."""
     result = conn.execute(
         sa.update(DELIVERIES)
-        .where(DELIVERIES.c.locked_by == worker, DELIVERIES.c.state == State.PENDING)
+        .where(DELIVERIES.c.locked_by == worker, stored_in(DELIVERIES.c.state, State.PENDING))
         .values(locked_by=None, locked_until=None)
     )
     return result.rowcount or 0
@@ -905,14 +905,14 @@ def status(conn: sa.Connection, now: datetime) -> dict[str, Any]:
     }
     oldest = conn.scalar(
         sa.select(sa.func.min(DELIVERIES.c.next_attempt_at)).where(
-            DELIVERIES.c.state == State.PENDING,
+            stored_in(DELIVERIES.c.state, State.PENDING),
             sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
         )
     )
     outstanding: dict[str, int] = dict(
         conn.execute(
             sa.select(DELIVERIES.c.host, sa.func.count())
-            .where(DELIVERIES.c.state.in_((State.PENDING, State.PARKED)))
+            .where(stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED))
             .group_by(DELIVERIES.c.host)
         ).all()
     )
@@ -985,7 +985,7 @@ def retry(conn: sa.Connection, *, now: datetime, failed: bool, host: str | None)
 def cancel(conn: sa.Connection, *, now: datetime, host: str | None, activity: str | None) -> int:
     """Outstanding deliveries (of a host, or an activity) will not be sent."""
     condition: list[sa.ColumnElement[bool]] = [
-        DELIVERIES.c.state.in_((State.PENDING, State.PARKED))
+        stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED)
     ]
     if host:
         condition.append(DELIVERIES.c.host == host.lower())
@@ -1024,7 +1024,7 @@ def prune(conn: sa.Connection, *, now: datetime, retention_days: int) -> tuple[i
     cutoff = now - timedelta(days=retention_days)
     deliveries = conn.execute(
         sa.delete(DELIVERIES).where(
-            DELIVERIES.c.state == State.DELIVERED, DELIVERIES.c.delivered_at < cutoff
+            stored_in(DELIVERIES.c.state, State.DELIVERED), DELIVERIES.c.delivered_at < cutoff
         )
     ).rowcount
     received = table_of(ReceivedActivity)

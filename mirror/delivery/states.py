@@ -38,6 +38,19 @@ OPERATOR_STATES = ("pending", "in_flight", "retrying", "delivered", "failed", "c
 OUTSTANDING = ("pending", "in_flight", "retrying")
 
 
+def stored_in(column: sa.ColumnElement[str], *states: State) -> sa.ColumnElement[bool]:
+    """``column`` holds one of ``states``, written as SQL literals.
+
+    The queue's indexes cover only pending (and parked) rows, so a delivered
+    row costs no entries in them; a planner uses such a partial index only
+    when it can see that the query's condition implies the index's, which a
+    bound parameter hides (PostgreSQL's generic plans, SQLite always).
+    """
+    # Rendered like the conditions of mirror.db.models.delivery's indexes.
+    literals = [sa.literal_column(f"'{state.value}'") for state in states]
+    return column == literals[0] if len(literals) == 1 else column.in_(literals)
+
+
 def sources(target: State) -> tuple[str, ...]:
     """The stored states that may move to ``target``."""
     return tuple(sorted(s.value for s, nexts in ALLOWED.items() if target in nexts))

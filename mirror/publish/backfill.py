@@ -25,7 +25,7 @@ from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Delivery, Publication
 from mirror.delivery import queue
-from mirror.delivery.states import State
+from mirror.delivery.states import State, stored_in
 from mirror.federation.actors import PUPPET, create_actor, get_actor
 from mirror.federation.follows import list_followers
 from mirror.publish import render
@@ -465,7 +465,7 @@ class Backfill:
             sa.update(DELIVERIES)
             .where(
                 DELIVERIES.c.activity_id == activity_id,
-                DELIVERIES.c.state.in_((State.FAILED, State.CANCELLED)),
+                stored_in(DELIVERIES.c.state, State.FAILED, State.CANCELLED),
             )
             .values(state=State.PENDING, next_attempt_at=self.now, updated_at=self.now)
         )

@@ -10,7 +10,13 @@ import sqlalchemy as sa
 from mirror.db.base import table_of
 from mirror.db.models import Activity, BackfillRun, Delivery
 from mirror.delivery.queue import PARKED_PAUSED
-from mirror.delivery.states import OPERATOR_STATES, OUTSTANDING, State, operator_state_sql
+from mirror.delivery.states import (
+    OPERATOR_STATES,
+    OUTSTANDING,
+    State,
+    operator_state_sql,
+    stored_in,
+)
 from mirror.errors import MirrorError
 
 RUNS = table_of(BackfillRun)
@@ -38,7 +44,7 @@ def progress(conn: sa.Connection, run_id: int, now: datetime) -> dict[str, Any]:
     outstanding = sum(by_state[s] for s in OUTSTANDING)
     due_later = conn.scalar(
         sa.select(sa.func.max(DELIVERIES.c.next_attempt_at)).where(
-            _run_deliveries(run_id), DELIVERIES.c.state == State.PENDING
+            _run_deliveries(run_id), stored_in(DELIVERIES.c.state, State.PENDING)
         )
     )
     return {
@@ -109,7 +115,7 @@ def pause(conn: sa.Connection, run_id: int, now: datetime) -> int:
         now,
         run_state=PAUSED,
         where=[
-            DELIVERIES.c.state == State.PENDING,
+            stored_in(DELIVERIES.c.state, State.PENDING),
             sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
         ],
         values={
@@ -129,7 +135,7 @@ def resume(conn: sa.Connection, run_id: int, now: datetime) -> int:
         now,
         run_state=ACTIVE,
         where=[
-            DELIVERIES.c.state == State.PARKED,
+            stored_in(DELIVERIES.c.state, State.PARKED),
             DELIVERIES.c.last_error.like(f"{PARKED_PAUSED}%"),
         ],
         values={"state": State.PENDING, "last_error": None},
@@ -143,6 +149,6 @@ def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
         run_id,
         now,
         run_state=CANCELLED,
-        where=[DELIVERIES.c.state.in_((State.PENDING, State.PARKED))],
+        where=[stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED)],
         values={"state": State.CANCELLED, "locked_by": None, "locked_until": None},
     )

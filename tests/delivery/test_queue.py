@@ -6,12 +6,14 @@ import asyncio
 import json
 from datetime import timedelta
 
+import psycopg.sql
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg
 
 from mirror.db.session import write_transaction
 from mirror.delivery import queue
-from mirror.delivery.states import ALLOWED, State
+from mirror.delivery.states import ALLOWED, State, stored_in
 from mirror.delivery.worker import ClaimerLock
 from mirror.errors import MirrorError
 from mirror.vocab.activities import recipe
@@ -308,3 +310,51 @@ async def test_outcomes_are_kept_when_the_claim_beside_them_fails(env: Env) -> N
     attempts = await asyncio.gather(*env.worker.sender.sends(more))
     results, _ = await asyncio.to_thread(env.worker._commit_and_claim_sync, attempts, 10)
     assert [r["state"] for r in env.rows()] == ["delivered", "delivered"]
+
+
+def _plan(conn: sa.Connection, statement: sa.Executable, params: dict) -> str:
+    compiled = statement.compile(dialect=conn.dialect)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("ANALYZE")  # as the worker does at start (refresh_statistics)
+        values = compiled.construct_params(params)
+        args = tuple(
+            str(v) if hasattr(v, "isoformat") else v
+            for v in (values[name] for name in compiled.positiontup or ())
+        )
+        return str(conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), args).all())
+    # Could the planner use the partial indexes at all, in the generic plan
+    # PostgreSQL may choose for a statement psycopg prepares? Only if it sees
+    # that the query's states imply the index's condition.
+    numbered = statement.compile(dialect=asyncpg.dialect())
+    values = numbered.construct_params(params)
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql(f"PREPARE claimable AS {numbered}")
+    args = [psycopg.sql.Literal(values[name]) for name in numbered.positiontup or ()]
+    execute = psycopg.sql.SQL("EXPLAIN EXECUTE claimable({})").format(
+        psycopg.sql.SQL(", ").join(args)
+    )
+    text = execute.as_string(conn.connection.driver_connection)
+    return str(conn.exec_driver_sql(text.replace("%", "%%")).all())
+
+
+async def test_claims_walk_the_partial_indexes_of_outstanding_rows(env: Env) -> None:
+    for name in ("a", "b", "c"):
+        env.publish(name)
+    await env.cycle()
+    env.publish("d", depends_on="c")
+    with write_transaction(env.engine) as conn:
+        plan = _plan(
+            conn,
+            queue._CLAIMABLE,
+            {"host": "127.0.0.1", "now": env.clock.now(), "quota": 8},
+        )
+    assert "ix_delivery_host_pending" in plan
+    assert "ix_delivery_outstanding_order" in plan
+    with env.engine.connect() as conn:
+        delivered = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(queue.DELIVERIES)
+            .where(stored_in(queue.DELIVERIES.c.state, State.DELIVERED))
+        )
+    assert delivered == 3

@@ -2,7 +2,8 @@
 
 Prints, per backend and number of worker processes, deliveries/s beside the
 RSA-2048 sign rate of one core measured in the same run, their ratio, and
-the workers' peak RSS (and their RSS a tenth of the way in, to show it flat).
+the workers' peak RSS, each summed with its signing processes' (and their
+RSS a tenth of the way in, to show it flat).
 Targets: ratio >= 0.8 for one worker process; two processes on PostgreSQL
 at least the one-process rate; memory flat as N grows.
 
@@ -10,7 +11,7 @@ at least the one-process rate; memory flat as N grows.
         [--backends sqlite,postgresql] [--pg-url URL] [--sizes 5000,20000]
 
 The workers are real `mirror worker` processes (the product's path: claim,
-sign on a thread pool, POST, record); the sink is another process, a bare
+sign in the worker's signing processes, POST, record); the sink is another process, a bare
 HTTP/1.1 responder answering 202 that checks nothing, so that the figures are
 about the sender. Run it on a quiet machine: the sink shares the cores.
 """
@@ -153,21 +154,41 @@ def prepare(url: str, inbox: str, n: int) -> MasterKey:
     return master_key
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a worker and its signing processes)."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(proc.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    tree = [pid]
+    for member in tree:
+        tree.extend(child for child, parent in parents.items() if parent == member)
+    return tree
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A /proc status figure summed over a process tree (shared pages count in each)."""
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith(field):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
 def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _status_mb(pid, "VmRSS:")
 
 
 def hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _status_mb(pid, "VmHWM:")
 
 
 def delivered(engine: sa.Engine) -> int:
@@ -195,6 +216,9 @@ def run(url: str, backend: str, n: int, processes: int, concurrency: int) -> Res
             "MIRROR_DELIVERY__CONCURRENCY": str(concurrency),
             "MIRROR_DELIVERY__PER_HOST_CONCURRENCY": str(concurrency * processes),
             "MIRROR_DELIVERY__POLL_INTERVAL_S": "0.05",
+            # The machine's cores shared among the workers' signing
+            # processes, as an operator running several workers would set it.
+            "MIRROR_DELIVERY__SIGN_PROCESSES": str(max(1, (os.cpu_count() or 2) // processes)),
         }
         engine = make_engine(url)
         started = time.perf_counter()

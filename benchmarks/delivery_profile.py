@@ -3,7 +3,7 @@
 Not a benchmark (benchmarks/delivery.py is): it runs the worker in this
 process against the same bare sink, times its stages by wrapping them, and
 prints the rate, the time per stage, how many signing jobs ran at once
-(idle signing threads mean the claim-and-record cycle, not signing, was
+(idle signing processes mean the claim-and-record cycle, not signing, was
 the limit) and the database time per statement.
 
     python benchmarks/delivery_profile.py [-n 8000] [--concurrency 64] [--postgresql]
@@ -33,8 +33,8 @@ import delivery as bench
 
 from mirror import cli
 from mirror.config import load_settings
-from mirror.delivery.sender import Sender
 from mirror.delivery.worker import Worker
+from mirror.signatures.processes import _Child
 
 #: (stage, started, ended) for every timed call.
 SPANS: list[tuple[str, float, float]] = []
@@ -53,6 +53,19 @@ def timed(owner: type, name: str) -> None:
     setattr(owner, name, wrapper)
 
 
+def timed_async(owner: type, name: str) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            SPANS.append((name, started, time.perf_counter()))
+
+    setattr(owner, name, wrapper)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=8000)
@@ -63,7 +76,7 @@ def main() -> None:
     # Synchronous stages run on threads; timing them there is exact.
     timed(Worker, "_commit_and_claim_sync")
     timed(Worker, "_complete_sync")
-    timed(Sender, "_sign_chunk")
+    timed_async(_Child, "sign")
 
     port = bench.free_port()
     sink = subprocess.Popen([sys.executable, "-c", bench.SINK, str(port)])
@@ -141,6 +154,8 @@ def thread_cpu() -> dict[str, float]:
         kind = "postgres" if stat.split(" (", 1)[1].startswith("postgres") else None
         if kind is None and b"serve_forever" in command:
             kind = "sink"
+        if kind is None and b"mirror.signatures.processes" in command:
+            kind = "signing"
         if kind is not None:
             fields = stat[stat.rindex(")") + 2 :].split()
             totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
@@ -188,7 +203,7 @@ def report(start: float, end: float, rate: float, statements: dict[str, list[flo
             continue
         totals[name][0] += ended - began
         totals[name][1] += 1
-        if name == "_sign_chunk":
+        if name == "sign":
             edges += [(began, 1), (ended, -1)]
     for name, (seconds, count) in totals.items():
         print(

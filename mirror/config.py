@@ -79,7 +79,7 @@ class DeliverySettings:
     dead_after_s: int = 259200
     retention_days: int = 14
     poll_interval_s: float = 1.0
-    sign_threads: int = 2
+    sign_processes: int = 2
 
 
 @dataclass(frozen=True, slots=True)

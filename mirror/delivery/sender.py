@@ -1,4 +1,4 @@
-"""One delivery POST: signed on a thread (cryptography releases the GIL), sent, timed.
+"""One delivery POST: signed by a signing process, sent, timed.
 
 Requests go through :class:`mirror.net.http1.Http1Client`, the lean client
 made for this path (why: its docstring).
@@ -10,15 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 from mirror.clock import Clock
 from mirror.delivery.queue import Attempt, Claimed
 from mirror.net.client import ERROR_EXCERPT, FetchError, Signer
 from mirror.net.http1 import Http1Client
-from mirror.signatures import sign_request
+from mirror.signatures.processes import Key, Post, SigningPool
 from mirror.vocab.context import ACTIVITY_JSON
 
 log = logging.getLogger(__name__)
@@ -33,37 +31,53 @@ class Sender:
         client: Http1Client,
         signer: Callable[[str], Signer],
         clock: Clock,
-        sign_threads: int,
+        sign_processes: int,
     ) -> None:
         self._client = client
         self._signer = signer
+        self._signers: dict[str, Signer] = {}
         self._clock = clock
-        self._threads = max(1, sign_threads)
-        self._executor: ThreadPoolExecutor | None = None
+        self._signing = SigningPool(sign_processes)
 
     def sends(self, batch: Sequence[Claimed]) -> list[Coroutine[Any, Any, Attempt]]:
-        """One send per claimed delivery, the batch signed in one job per signing thread.
+        """One send per claimed delivery, the batch signed in one job per signing process.
 
-        One job per request cost a thread hand-off and a loop wake-up each,
-        more than the signature itself; each request awaits its chunk.
-        Smaller jobs (8 or 16 signatures) let requests go out sooner but
-        measured slower at the benchmark's concurrency (more wake-ups of the
-        loop, more hand-offs of the GIL); the worker keeps batches at most
-        REFILL_MAX so that a job is never long.
+        One job per request cost a hand-off and a loop wake-up each, more
+        than the signature itself; each request awaits its chunk. Smaller
+        jobs (8 or 16 signatures) let requests go out sooner but measured
+        slower at the benchmark's concurrency (more wake-ups of the loop);
+        the worker keeps batches at most REFILL_MAX so that a job is never long.
         """
         if not batch:
             return []
-        loop = asyncio.get_running_loop()
-        size = -(-len(batch) // min(self._threads, len(batch)))
+        size = -(-len(batch) // min(self._signing.processes, len(batch)))
         signed = [
-            loop.run_in_executor(self._pool, self._sign_chunk, batch[i : i + size])
+            asyncio.ensure_future(self._sign_chunk(batch[i : i + size]))
             for i in range(0, len(batch), size)
         ]
         return [self._send(claimed, signed[n // size], n % size) for n, claimed in enumerate(batch)]
 
-    def _sign_chunk(self, chunk: Sequence[Claimed]) -> list[dict[str, str]]:
-        now = self._clock.now()  # one Date for a chunk signed within milliseconds
-        return [self._sign(claimed, now) for claimed in chunk]
+    async def _sign_chunk(self, chunk: Sequence[Claimed]) -> list[dict[str, str]]:
+        keys: list[Key] = []
+        index: dict[str, int] = {}
+        posts: list[Post] = []
+        for claimed in chunk:
+            if claimed.actor not in index:
+                signer = await self._signer_of(claimed.actor)
+                index[claimed.actor] = len(keys)
+                keys.append((signer.key_id, signer.pem))
+            posts.append((index[claimed.actor], claimed.inbox, claimed.body))
+        # One Date for a chunk signed within milliseconds.
+        return await self._signing.sign_posts(
+            keys, posts, now=self._clock.now(), content_type=ACTIVITY_JSON
+        )
+
+    async def _signer_of(self, actor: str) -> Signer:
+        signer = self._signers.get(actor)
+        if signer is None:
+            # A first lookup reads the database: not on the event loop.
+            signer = self._signers[actor] = await asyncio.to_thread(self._signer, actor)
+        return signer
 
     async def _send(
         self, claimed: Claimed, signed: asyncio.Future[list[dict[str, str]]], index: int
@@ -111,30 +125,6 @@ class Sender:
         )
         return attempt
 
-    def _sign(self, claimed: Claimed, now: datetime) -> dict[str, str]:
-        # Runs on a signing thread: the key lookup may touch the database.
-        signer = self._signer(claimed.actor)
-        return sign_request(
-            "POST",
-            claimed.inbox,
-            key_id=signer.key_id,
-            private_key=signer.private_key,
-            now=now,
-            body=claimed.body,
-            content_type=ACTIVITY_JSON,
-        )
-
-    @property
-    def _pool(self) -> ThreadPoolExecutor:
-        # Made on first use, so a worker can run again after a graceful stop.
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._threads, thread_name_prefix="sign"
-            )
-        return self._executor
-
-    def close(self) -> None:
+    async def close(self) -> None:
         self._client.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        await self._signing.close()

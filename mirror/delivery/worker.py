@@ -116,7 +116,7 @@ class Worker:
             ),
             signer=signer,
             clock=clock,
-            sign_threads=d.sign_threads,
+            sign_processes=d.sign_processes,
         )
         self._rng = rng
         self.metrics = metrics
@@ -238,7 +238,7 @@ class Worker:
         released = await asyncio.to_thread(self._release)
         if released:
             log.info("released %d leases", released)
-        self.sender.close()
+        await self.sender.close()
 
     # -- database ---------------------------------------------------------------
 

@@ -73,7 +73,11 @@ class KeyStore:
 
     def signer(self, actor: LocalActor) -> Signer:
         pem = _decrypt(self._master_key, actor.private_key)
-        return Signer(key_id=self._urls.key_id(actor.username), private_key=load_private_key(pem))
+        return Signer(
+            key_id=self._urls.key_id(actor.username),
+            private_key=load_private_key(pem),
+            pem=pem.encode(),
+        )
 
 
 @lru_cache(maxsize=1024)
@@ -112,7 +116,7 @@ def profile_hash(document: dict[str, Any]) -> str:
 class Signers:
     """username -> Signer, loaded from the database once per actor (thread-safe).
 
-    Called on the signing threads, so a first lookup never blocks the event loop.
+    A first lookup reads the database: call it on a thread, not the event loop.
     """
 
     def __init__(self, engine: Engine, keys: KeyStore) -> None:

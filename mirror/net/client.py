@@ -43,6 +43,8 @@ class Signer:
 
     key_id: str
     private_key: rsa.RSAPrivateKey
+    #: The same key as PKCS#8 PEM, for the delivery worker's signing processes.
+    pem: bytes
 
     def __repr__(self) -> str:  # never print key material
         return f"Signer({self.key_id!r})"

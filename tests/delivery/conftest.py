@@ -123,6 +123,6 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
     environment, sink = await make_env(tmp_path, url)
     yield environment
     await sink.stop()
-    environment.worker.sender.close()
+    await environment.worker.sender.close()
     await environment.federation.close()
     environment.engine.dispose()

@@ -173,7 +173,7 @@ async def test_dead_host_parks_new_deliveries_until_revived(tmp_path) -> None:
         assert env.rows()[1]["state"] == "delivered"
     finally:
         await sink.stop()
-        env.worker.sender.close()
+        await env.worker.sender.close()
         env.engine.dispose()
 
 
@@ -232,7 +232,7 @@ async def test_per_host_limit_holds_across_workers(tmp_path) -> None:
         assert len(first) == 2 and second == []
     finally:
         await sink.stop()
-        env.worker.sender.close()
+        await env.worker.sender.close()
         env.engine.dispose()
 
 

@@ -1,0 +1,181 @@
+"""Signed POST headers made by child processes: the delivery worker's signing pool.
+
+Why processes and not threads: ``cryptography`` releases the GIL while it
+signs, but a signing thread must take the GIL back after every signature,
+and on a busy worker it waited for it about as long as the signature took
+(the event loop and the database thread hold it meanwhile); with two
+threads the machine was idle a fifth of the time while requests waited to
+be signed. A child process signs a whole batch without touching the
+worker's GIL. Each child runs :func:`sign_request`, the one signing path.
+
+A child is ``python -m mirror.signatures.processes``: it imports only the
+signing code (a few MB), reads batches on its stdin and answers on its
+stdout, one length-prefixed pickle each way (both ends are this module).
+It exits when its stdin closes, which happens when the worker closes the
+pool or dies, even by SIGKILL; so no child outlives its worker. Children
+hold the private keys they are sent, as the worker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import signal
+import struct
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mirror.signatures.http import sign_request
+
+#: (key_id, private key as PKCS#8 PEM): a key as it crosses to a child.
+Key = tuple[str, bytes]
+#: (index into the batch's keys, URL, body) of one POST to sign.
+Post = tuple[int, str, bytes]
+
+_LENGTH = struct.Struct("!I")
+#: A child answers the batch it has, then sees its stdin closed and exits.
+CLOSE_TIMEOUT_S = 5.0
+
+
+class SigningError(Exception):
+    """A signing process failed or died; the batch it had is not signed."""
+
+
+class SigningPool:
+    """Signs batches of POSTs on ``processes`` child processes (started on first use)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = max(1, processes)
+        self._children: list[_Child] = []
+        self._idle: asyncio.Queue[_Child] | None = None
+
+    async def sign_posts(
+        self, keys: Sequence[Key], posts: Sequence[Post], *, now: datetime, content_type: str
+    ) -> list[dict[str, str]]:
+        """The headers of each POST (Host, Date, Digest, Content-Type, Signature)."""
+        if self._idle is None:
+            self._children = [_Child() for _ in range(self.processes)]
+            self._idle = asyncio.Queue()
+            for child in self._children:
+                self._idle.put_nowait(child)
+        idle = self._idle
+        child = await idle.get()
+        try:
+            return await child.sign((list(keys), list(posts), now, content_type))
+        finally:
+            idle.put_nowait(child)
+
+    async def close(self) -> None:
+        """Close the children's stdin and wait for them to exit (bounded)."""
+        children, self._children, self._idle = self._children, [], None
+        await asyncio.gather(*(child.close() for child in children))
+
+
+class _Child:
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def sign(self, batch: tuple[Any, ...]) -> list[dict[str, str]]:
+        if self._process is None or self._process.returncode is not None:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            process.stdin.write(_LENGTH.pack(len(data)) + data)
+            await process.stdin.drain()
+            (length,) = _LENGTH.unpack(await process.stdout.readexactly(_LENGTH.size))
+            ok, answer = pickle.loads(await process.stdout.readexactly(length))
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            # It died (the OOM killer, say): the next batch starts another.
+            await self.close()
+            raise SigningError(f"the signing process died ({exc.__class__.__name__})") from None
+        if not ok:
+            raise SigningError(answer)
+        return answer  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+# -- the child ------------------------------------------------------------------
+
+#: A child's keys, loaded once (parsing a PEM costs more than a signature).
+_LOADED: dict[bytes, rsa.RSAPrivateKey] = {}
+
+
+def sign_posts(
+    keys: list[Key], posts: list[Post], now: datetime, content_type: str
+) -> list[dict[str, str]]:
+    """Every POST of a batch signed, in order."""
+    loaded = [_load(pem) for _, pem in keys]
+    return [
+        sign_request(
+            "POST",
+            url,
+            key_id=keys[key][0],
+            private_key=loaded[key],
+            now=now,
+            body=body,
+            content_type=content_type,
+        )
+        for key, url, body in posts
+    ]
+
+
+def _load(pem: bytes) -> rsa.RSAPrivateKey:
+    key = _LOADED.get(pem)
+    if key is None:
+        if len(_LOADED) >= 1024:
+            _LOADED.clear()
+        loaded = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise TypeError("signing keys are RSA")
+        key = _LOADED[pem] = loaded
+    return key
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """Answer batches until ``requests`` closes."""
+    while True:
+        header = requests.read(_LENGTH.size)
+        if len(header) < _LENGTH.size:
+            return  # the worker closed the pool, or died
+        (length,) = _LENGTH.unpack(header)
+        keys, posts, now, content_type = pickle.loads(requests.read(length))
+        try:
+            answer: tuple[bool, Any] = (True, sign_posts(keys, posts, now, content_type))
+        except Exception as exc:
+            answer = (False, f"signing failed: {exc.__class__.__name__}: {exc}")
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        answers.write(_LENGTH.pack(len(data)) + data)
+        answers.flush()
+
+
+if __name__ == "__main__":
+    # Ctrl-C and systemd's SIGTERM reach the whole process group; the worker
+    # stops gracefully and still needs signatures meanwhile. Its exit closes
+    # our stdin, and then we exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    serve(sys.stdin.buffer, sys.stdout.buffer)

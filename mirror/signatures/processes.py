@@ -101,6 +101,12 @@ class _Child:
             # It died (the OOM killer, say): the next batch starts another.
             await self.close()
             raise SigningError(f"the signing process died ({exc.__class__.__name__})") from None
+        except BaseException:
+            # Cancelled mid-exchange: its answer must not be read as the next
+            # batch's, so this child goes and the next batch starts another.
+            process.kill()
+            self._process = None
+            raise
         if not ok:
             raise SigningError(answer)
         return answer  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -166,3 +167,25 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
+
+
+async def test_a_batch_cancelled_midway_leaves_no_answer_for_the_next() -> None:
+    pool = SigningPool(1)
+    keys = [("k", PEMS[0])]
+    many = [(0, f"https://lemmy.example/inbox/{n}", b"{}") for n in range(400)]
+    try:
+        await pool.sign_posts(keys, many[:1], now=NOW, content_type=CONTENT_TYPE)
+        (first,) = _children()
+        slow = asyncio.ensure_future(
+            pool.sign_posts(keys, many, now=NOW, content_type=CONTENT_TYPE)
+        )
+        await asyncio.sleep(0.05)  # the batch is with the child
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        one = [(0, "https://lemmy.example/inbox/one", b"{}")]
+        (headers,) = await pool.sign_posts(keys, one, now=NOW, content_type=CONTENT_TYPE)
+        assert _verifies(headers, 0, "/inbox/one")
+        assert first not in _children()
+    finally:
+        await pool.close()

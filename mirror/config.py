@@ -260,11 +260,41 @@ def _check_type(section: str, key: str, value: Any, origin: str) -> None:
     default = _default(section, key, origin)
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        _check_range(section, key, value, origin)
         return
     if type(value) is not expected:
         raise ConfigError(
             f"{origin}: [{section}].{key} must be {_type_word(expected)}, got {value!r}"
         )
+    _check_range(section, key, value, origin)
+
+
+#: Numbers where 0 would stop the service quietly (no requests, a busy loop,
+#: instant timeouts). Every other number may be 0 (none, unpaced, at once).
+AT_LEAST_ONE = frozenset(
+    {
+        ("delivery", "concurrency"),
+        ("delivery", "per_host_concurrency"),
+        ("delivery", "sign_processes"),
+        ("delivery", "lease_s"),
+        ("delivery", "connect_timeout_s"),
+        ("delivery", "total_timeout_s"),
+        ("delivery", "poll_interval_s"),
+        ("delivery", "breaker_failures"),
+        ("federation", "fetch_timeout_s"),
+        ("federation", "inbox_max_bytes"),
+        ("federation", "fetch_max_bytes"),
+    }
+)
+
+
+def _check_range(section: str, key: str, value: Any, origin: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if (section, key) in AT_LEAST_ONE and value <= 0:
+        raise ConfigError(f"{origin}: [{section}].{key} must be more than 0, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{origin}: [{section}].{key} must not be negative, got {value!r}")
 
 
 def _coerce_env(section: str, key: str, raw: str, origin: str) -> Any:
@@ -275,9 +305,11 @@ def _coerce_env(section: str, key: str, raw: str, origin: str) -> Any:
         return raw == "true"
     if expected in (int, float):
         try:
-            return expected(raw)
+            value = expected(raw)
         except ValueError:
             raise ConfigError(f"{origin}: must be {_type_word(expected)}, got {raw!r}") from None
+        _check_range(section, key, value, origin)
+        return value
     if expected is list:
         return [item.strip() for item in raw.split(",") if item.strip()]
     return raw

@@ -84,6 +84,21 @@ def test_config_file_from_the_environment_and_the_working_directory(
             {"MIRROR_DATABASE__NOPE": "1"},
             "MIRROR_DATABASE__NOPE: unknown config key [database].nope",
         ),
+        (
+            "[delivery]\nsign_processes = 0\n",
+            {},
+            "bad.toml: [delivery].sign_processes must be more than 0, got 0",
+        ),
+        (
+            "",
+            {"MIRROR_DELIVERY__POLL_INTERVAL_S": "0"},
+            "MIRROR_DELIVERY__POLL_INTERVAL_S: [delivery].poll_interval_s must be more than 0",
+        ),
+        (
+            "[backfill]\nrate_per_minute = -1\n",
+            {},
+            "[backfill].rate_per_minute must not be negative, got -1",
+        ),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, env: dict, message: str) -> None:

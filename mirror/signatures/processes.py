@@ -9,8 +9,10 @@ be signed. A child process signs a whole batch without touching the
 worker's GIL. Each child runs :func:`sign_request`, the one signing path.
 
 A child is ``python -m mirror.signatures.processes``: it imports only the
-signing code (a few MB), reads batches on its stdin and answers on its
-stdout, one length-prefixed pickle each way (both ends are this module).
+signing code (about 30 MB of RSS, most of it the interpreter and
+``cryptography``), reads batches on its stdin and answers on its stdout,
+one length-prefixed pickle each way (both ends are this module). It gets
+no MIRROR_* variables (the master key may be one).
 It exits when its stdin closes, which happens when the worker closes the
 pool or dies, even by SIGKILL; so no child outlives its worker. Children
 hold the private keys they are sent, as the worker does.
@@ -19,6 +21,7 @@ hold the private keys they are sent, as the worker does.
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import signal
 import struct
@@ -88,6 +91,7 @@ class _Child:
                 __name__,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                env={k: v for k, v in os.environ.items() if not k.startswith("MIRROR_")},
             )
         process = self._process
         assert process.stdin is not None and process.stdout is not None
@@ -184,4 +188,9 @@ if __name__ == "__main__":
     # our stdin, and then we exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # Answers go to a copy of fd 1; anything printed goes to stderr and so
+    # cannot break the stream.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, answers)

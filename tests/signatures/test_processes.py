@@ -189,3 +189,22 @@ async def test_a_batch_cancelled_midway_leaves_no_answer_for_the_next() -> None:
         assert first not in _children()
     finally:
         await pool.close()
+
+
+async def test_children_get_no_mirror_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The master key may be in the worker's environment; a child needs none of it.
+    monkeypatch.setenv("MIRROR_MASTER_KEY", "secret")
+    pool = SigningPool(1)
+    try:
+        await pool.sign_posts(
+            [("k", PEMS[0])],
+            [(0, "https://lemmy.example/inbox", b"{}")],
+            now=NOW,
+            content_type=CONTENT_TYPE,
+        )
+        (pid,) = _children()
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not [v for v in environ if v.startswith(b"MIRROR_")]
+        assert any(v.startswith(b"PATH=") for v in environ)
+    finally:
+        await pool.close()

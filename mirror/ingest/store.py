@@ -28,17 +28,15 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import Alias, Author, Comment, Community, DumpFile, Observation, Post
 from mirror.db.models import Fragment as Paragraph
 from mirror.ingest import identity, match
+from mirror.ingest.observe import Copy, DumpMeta, Observed
 from mirror.ingest.rows import (
     Row,
     author_row,
-    comment_row,
     community_row,
     fold,
-    observation_data,
     paragraph_hashes,
-    post_row,
 )
-from mirror.reconstruct.model import ParsedAuthor, ParsedCommunity, ParsedDump
+from mirror.reconstruct.model import ParsedAuthor, ParsedCommunity
 
 TABLES: dict[str, sa.Table] = {
     "post": table_of(Post),
@@ -78,49 +76,6 @@ class StoreResult:
 
 
 @dataclass
-class _Obs:
-    """One copy of a post or comment in this dump, as it would be stored."""
-
-    kind: str
-    ref: int
-    first_line: int
-    last_line: int
-    row: Row
-    natural: str
-    fallback: str  # the id to use when the natural one belongs to a different item
-    #: What this copy said besides its text and its references (provenance).
-    data: dict[str, Any]
-    post_ref: int | None = None
-    parent_ref: int | None = None
-    paragraphs: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class DumpMeta:
-    """A dump file as stored: identified by the SHA-256 of its bytes."""
-
-    sha256: str
-    name: str
-    kind: str
-    size: int
-    captured_at: datetime | None
-
-
-@dataclass
-class Observed:
-    """A dump as the writer needs it: its copies as rows, the people and places it names.
-
-    Built in a worker process for large ingests, so it is what crosses the
-    process boundary: the parsed dump itself stays behind.
-    """
-
-    posts: list[_Obs]
-    comments: list[_Obs]
-    people: list[ParsedAuthor]
-    places: list[ParsedCommunity]
-
-
-@dataclass
 class _Pending:
     """A dump waiting in a batch, with its copies computed."""
 
@@ -132,79 +87,6 @@ class _Pending:
 _REFERENCE_COLUMNS = ("author_id", "community_id", "post_id", "parent_id")
 #: Row keys resolved by the writer, so added to a copy's provenance there.
 _RESOLVED = ("community_id", "post_id", "parent_id")
-
-
-def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
-    """Every post and comment of the dump as the row it would become (pure).
-
-    Runs before any database work, in a worker process for large ingests.
-
-    Author and community ids are filled in once those are resolved; the
-    parsed objects wait under ``_author`` and ``_community``.
-    """
-    posts = []
-    natural_posts: dict[int, str] = {}
-    for post in dump.posts:
-        row = post_row(post, None, meta.captured_at)
-        row["_author"] = post.author.handle if post.author else None
-        row["_community"] = post.community
-        author = identity.author_id(post.author) or ""
-        natural = identity.post_id(
-            community=identity.community_key(post.community),
-            body_norm=match.norm_head(post.body, identity.KEY_CHARS) if post.body else "",
-            title=post.title if not post.title_derived else None,
-            dump_sha=meta.sha256,
-            line=post.first_line,
-        )
-        natural_posts[post.ref] = natural
-        published = post.published.raw if post.published else ""
-        posts.append(
-            _Obs(
-                "post",
-                post.ref,
-                post.first_line,
-                post.last_line,
-                row,
-                natural,
-                identity.disambiguated(natural, author, published),
-                observation_data(row),
-            )
-        )
-    comments = []
-    for comment in dump.comments:
-        row = comment_row(comment, meta.captured_at)
-        handle = comment.author.handle if comment.author else None
-        row["_author"] = handle
-        post_natural = natural_posts.get(comment.post) if comment.post is not None else None
-        natural = identity.comment_id(
-            author=(handle or "").lower(),
-            body_norm=match.norm(comment.body),
-            post=post_natural,
-            dump_sha=meta.sha256,
-            line=comment.first_line,
-        )
-        place = post_natural or f"{meta.sha256}:{comment.first_line}"
-        comments.append(
-            _Obs(
-                "comment",
-                comment.ref,
-                comment.first_line,
-                comment.last_line,
-                row,
-                natural,
-                identity.disambiguated(natural, place),
-                observation_data(row),
-                post_ref=comment.post,
-                parent_ref=comment.parent,
-                paragraphs=paragraph_hashes(comment.body),
-            )
-        )
-    return Observed(posts, comments, _distinct(_people(dump)), _distinct(_places(dump)))
-
-
-def _distinct(objects: Iterable[Any]) -> list[Any]:
-    """Each object once, in order (the parser shares one object per person or place)."""
-    return list({id(o): o for o in objects if o is not None}.values())
 
 
 class DumpWriter:
@@ -408,7 +290,7 @@ class DumpWriter:
                 wanted_ids.add(value)
         self._load_many(wanted_ids)
 
-    def _resolve(self, obs: _Obs) -> str:
+    def _resolve(self, obs: Copy) -> str:
         """The id of the item this copy is, creating the item if it is new."""
         row = {**obs.row, "id": obs.natural}
         row["_paragraphs"], row["_hashed"] = obs.paragraphs, row["body"]
@@ -468,7 +350,7 @@ class DumpWriter:
             return None
         return target
 
-    def _fuzzy(self, obs: _Obs, row: Row) -> str | None:
+    def _fuzzy(self, obs: Copy, row: Row) -> str | None:
         """A stored item this copy matches by text (and context)."""
         ids: set[str] = set()
         if row.get("body_head"):
@@ -498,7 +380,7 @@ class DumpWriter:
             return False
         return not a.get("body") or not b.get("body")
 
-    def _whole_of(self, obs: _Obs, row: Row) -> str | None:
+    def _whole_of(self, obs: Copy, row: Row) -> str | None:
         """The one surer item that holds this low-confidence piece, if exactly one."""
         holders = {
             self.canon(i)
@@ -516,7 +398,7 @@ class DumpWriter:
         ]
         return found[0] if len(found) == 1 else None
 
-    def _absorb_pieces(self, target: str, obs: _Obs) -> None:
+    def _absorb_pieces(self, target: str, obs: Copy) -> None:
         """Merge low-confidence pieces that turn out to be parts of this item."""
         whole = self.rows[self.canon(target)]
         pieces = {
@@ -893,19 +775,11 @@ def _lookup_batches(wanted: dict[str, set[str]]) -> Iterable[dict[str, list[str]
         ordered = {name: keys[_LOOKUP_BATCH:] for name, keys in ordered.items()}
 
 
-def _people(dump: ParsedDump) -> list[ParsedAuthor | None]:
-    return [dump.page_author, *(p.author for p in dump.posts), *(c.author for c in dump.comments)]
-
-
-def _places(dump: ParsedDump) -> list[ParsedCommunity | None]:
-    return [dump.page_community, *(p.community for p in dump.posts)]
-
-
-def _heads(observations: Sequence[_Obs], kind: str) -> set[str]:
+def _heads(observations: Sequence[Copy], kind: str) -> set[str]:
     return {o.row["body_head"] for o in observations if o.kind == kind and o.row["body_head"]}
 
 
-def _titles(observations: Sequence[_Obs]) -> set[str]:
+def _titles(observations: Sequence[Copy]) -> set[str]:
     return {o.row["title_key"] for o in observations if o.kind == "post" and o.row["title_key"]}
 
 
@@ -920,7 +794,7 @@ def _hashes(row: Row) -> frozenset[str]:
 _UNHASHED = object()
 
 
-def _paragraphs(observations: Sequence[_Obs]) -> set[str]:
+def _paragraphs(observations: Sequence[Copy]) -> set[str]:
     return set().union(*(o.paragraphs for o in observations)) if observations else set()
 
 

@@ -123,3 +123,49 @@ def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: 
         assert published == "2 days ago"
         captured = conn.scalar(sa.text("SELECT captured_at FROM dump_file"))
     assert str(captured).startswith("2025-07-28 12:00:00")
+
+
+def test_many_files_come_out_as_one_at_a_time_would(clock, tmp_path: Path) -> None:
+    # From PARALLEL_FROM files on, a worker process parses while this one
+    # stores, and this one parses later files itself whenever the worker is
+    # behind (always at first, while it starts): reports stay in file order
+    # and the database ends the same as with one file at a time.
+    from mirror.db import migrate
+    from mirror.db.session import make_engine
+    from mirror.ingest.files import PARALLEL_FROM
+
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    names = []
+    for n in range(PARALLEL_FROM + 6):
+        name = f"{n:03d}.txt"
+        if n % 10 == 3:
+            (folder / name).write_bytes(b"")  # refused: empty
+        else:
+            text = THREAD.replace("ana@", f"ana{n % 7}@").replace("bo@", f"bo{n}@")
+            (folder / name).write_text(text.replace("POISON: ", ""))
+        names.append(name)
+    databases = []
+    for mode in ("parallel", "one at a time"):
+        engine = make_engine(f"sqlite:///{tmp_path / mode}.db")
+        migrate.upgrade(engine)
+        if mode == "parallel":
+            reports = ingest_paths(engine, [folder], clock=clock, captured_at=CAPTURED)
+        else:
+            reports = [
+                ingest_file(engine, folder / name, clock=clock, captured_at=CAPTURED)
+                for name in names
+            ]
+        with engine.connect() as conn:
+            stored = {
+                table: sorted(conn.execute(sa.text(f"SELECT id FROM {table}")).scalars())
+                for table in ("post", "comment", "author")
+            }
+        engine.dispose()
+        summary = [(r.path.name, r.kind, r.posts, r.comments, r.merged, r.error) for r in reports]
+        databases.append((summary, stored))
+    (parallel, parallel_rows), (single, single_rows) = databases
+    assert [s[0] for s in parallel] == names
+    assert parallel == single
+    assert parallel_rows == single_rows
+    assert len(parallel_rows["comment"]) > PARALLEL_FROM  # not all merged away

@@ -38,6 +38,11 @@ DUPLICATE_MARKERS = ("duplicate key", "received_activity", "couldnt_create")
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 406, 409, 410, 411, 413, 414, 415, 422})
 
 
+#: Why a request was never sent (Attempt.unsent).
+REFUSED = "refused"
+UNSIGNED = "unsigned"
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     note: str = ""
@@ -73,17 +78,18 @@ def classify(
     generic_errors: int,
     max_generic_errors: int,
     network_error: str | None = None,
-    refused: bool = False,
+    unsent: str | None = None,
 ) -> Outcome:
     """Classify one attempt; ``repeat`` means it re-sent the id of an attempt cut short.
 
-    ``refused`` means it was never sent (a malformed inbox URL, an address
-    the guard refuses): no retry would change that.
+    ``unsent`` says why a request was never sent: REFUSED (a malformed inbox
+    URL, an address the guard refuses: no retry would change that) or
+    UNSIGNED (signing failed here: retried, but not the host's failure).
     """
     if status is None:
-        if refused:
+        if unsent == REFUSED:
             return Failed(f"not sent: {network_error}")
-        return Retry(network_error or "no response", host_failure=True)
+        return Retry(network_error or "no response", host_failure=unsent is None)
     excerpt = body[:REASON_BYTES]
     if 200 <= status < 300:
         return Delivered()

@@ -588,8 +588,8 @@ class Attempt:
     error: str | None = None
     #: From signing to the answer.
     duration_s: float = 0.0
-    #: Never sent: the inbox URL is malformed or its address is refused by the guard.
-    refused: bool = False
+    #: Why it was never sent, if it was not (mirror.delivery.outcome.REFUSED, UNSIGNED).
+    unsent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -668,7 +668,7 @@ def complete(
             generic_errors=c.unknown_errors,
             max_generic_errors=rules.max_generic_errors,
             network_error=attempt.error,
-            refused=attempt.refused,
+            unsent=attempt.unsent,
         )
         if isinstance(outcome, Retry):
             at = next_attempt_at(

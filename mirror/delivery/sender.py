@@ -13,10 +13,11 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from mirror.clock import Clock
+from mirror.delivery.outcome import REFUSED, UNSIGNED
 from mirror.delivery.queue import Attempt, Claimed
 from mirror.net.client import ERROR_EXCERPT, FetchError, Signer
 from mirror.net.http1 import Http1Client
-from mirror.signatures.processes import Key, Post, SigningPool
+from mirror.signatures.processes import Key, Post, SigningError, SigningPool
 from mirror.vocab.context import ACTIVITY_JSON
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,12 @@ class Sender:
         posts: list[Post] = []
         for claimed in chunk:
             if claimed.actor not in index:
-                signer = await self._signer_of(claimed.actor)
+                try:
+                    signer = await self._signer_of(claimed.actor)
+                except Exception as exc:
+                    # A key that cannot be read (another master key, say):
+                    # every delivery of this chunk is an attempt that failed.
+                    raise SigningError(f"no key for {claimed.actor}: {exc}") from exc
                 index[claimed.actor] = len(keys)
                 keys.append((signer.key_id, signer.pem))
             posts.append((index[claimed.actor], claimed.inbox, claimed.body))
@@ -88,16 +94,20 @@ class Sender:
         headers: Mapping[str, str] = {}
         excerpt = ""
         error: str | None = None
-        refused = False
+        unsent: str | None = None
         try:
             response = await self._client.post(claimed.inbox, claimed.body, (await signed)[index])
             status, headers = response.status, response.headers
             excerpt = response.body[:ERROR_EXCERPT].decode("utf-8", "replace")
         except FetchError as exc:
-            error, refused = str(exc), exc.reason in NOT_SENT
+            error, unsent = str(exc), REFUSED if exc.reason in NOT_SENT else None
+        except SigningError as exc:
+            # Recorded like any failed attempt (retried with backoff until the
+            # horizon), so a key that cannot sign does not loop on its lease.
+            error, unsent = f"not signed: {exc}", UNSIGNED
         duration = time.perf_counter() - started
         attempt = Attempt(
-            claimed, status, headers, excerpt, error=error, duration_s=duration, refused=refused
+            claimed, status, headers, excerpt, error=error, duration_s=duration, unsent=unsent
         )
         # An accepted delivery is the common case and the metrics count it; a
         # line for each one cost a tenth of the worker's time (say -vv to see them).

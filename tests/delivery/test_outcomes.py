@@ -220,3 +220,39 @@ async def test_failed_attempts_log_at_info_and_accepted_ones_at_debug(
     with caplog.at_level(logging.INFO, logger="mirror.delivery.sender"):
         await env.cycle()
     assert not [r for r in caplog.records if r.name.endswith("sender")]
+
+
+async def test_a_delivery_that_cannot_be_signed_is_retried_without_blaming_the_host(
+    env: Env,
+) -> None:
+    # "ghost"'s key was sealed with another master key, so it cannot sign:
+    # the attempt is recorded and backed off (not left to loop on its lease),
+    # and the host's health is untouched.
+    from mirror.db.session import write_transaction
+    from mirror.delivery import queue
+    from mirror.federation.actors import BOT, create_actor
+    from mirror.signatures import MasterKey
+    from mirror.vocab.activities import recipe
+
+    urls = env.federation.urls
+    note = {"id": urls.object("g1"), "type": "Note", "content": "<p>g1</p>"}
+    with write_transaction(env.engine) as conn:
+        create_actor(conn, username="ghost", kind=BOT, master_key=MasterKey.generate(), now=START)
+        queue.publish(
+            conn,
+            urls=urls,
+            username="ghost",
+            recipe=recipe("create", username="ghost", object=note, to=[], cc=[]),
+            inboxes=[env.sink.inbox],
+            now=START,
+        )
+    env.publish("p1")  # the same host, a signable actor
+    assert await env.cycle() == 2
+    ghost, sent = env.rows()
+    assert (ghost["state"], ghost["attempts"], ghost["last_status"]) == ("pending", 1, None)
+    assert ghost["last_error"].startswith("not signed: no key for ghost: ")
+    assert ghost["next_attempt_at"] > START
+    assert sent["state"] == "delivered"
+    assert len(env.sink.hits) == 1
+    (host,) = env.status()["hosts"]
+    assert host["consecutive_failures"] == 0 and host["breaker"] == "closed"

@@ -184,7 +184,7 @@ def _prepare_all(
     workers = min(PARSE_WORKERS, (os.cpu_count() or 1) - 1)
     if len(files) < PARALLEL_FROM or workers < 1:
         for path in files:
-            yield _prepare(path, kind, captured_at)
+            yield _parsed(path, observe_file(path, kind, captured_at))
         return
     # spawn, not fork: a forked child would inherit open database connections.
     context = multiprocessing.get_context("spawn")
@@ -223,12 +223,6 @@ def _next(
             break  # every later job has started: wait for the first
     window.popleft()
     return _parsed(path, future.result())
-
-
-def _prepare(
-    path: Path, kind: DumpKind | None, captured_at: datetime | None
-) -> _Parsed | FileReport:
-    return _parsed(path, observe_file(path, kind, captured_at))
 
 
 def _parsed(path: Path, observed: tuple[DumpMeta, Observed] | str) -> _Parsed | FileReport:

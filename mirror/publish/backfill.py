@@ -300,7 +300,7 @@ class Backfill:
 
     def dry_run(self, plan: Plan, show: int = 3) -> Report:
         report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
-        self._match(plan)
+        self._match(plan)  # for the object ids a real run would keep (self._objects)
         for item in plan.items[:show]:
             prepared = self.prepare(item, self.now, create_actors=False)
             report.first.append(

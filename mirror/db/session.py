@@ -15,6 +15,8 @@ from sqlalchemy.exc import ArgumentError
 from mirror.errors import DatabaseError
 
 WRITE_OPTION = "mirror_write"
+#: WAL pages (4 KiB each) written between automatic checkpoints: 64 MiB.
+WAL_CHECKPOINT_PAGES = 16384
 
 
 def normalize_url(url: str) -> str:
@@ -71,6 +73,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # A checkpoint copies every page the WAL holds back into the database.
+    # Bulk writes (an ingest, a backfill's deliveries) rewrite the same
+    # hash-keyed index pages batch after batch; checkpointing every 64 MB
+    # instead of SQLite's 4 MB copies each of them far fewer times (the
+    # ingest benchmark's storing alone: a fifth faster, its final checkpoint
+    # included). After a checkpoint the WAL file is cut back to that size.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_PAGES * 4096}")
     cursor.close()
 
 

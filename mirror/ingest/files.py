@@ -11,11 +11,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -28,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mirror.clock import Clock
 from mirror.db.session import write_transaction
 from mirror.ingest.observe import DumpMeta, Observed, observe_file
+from mirror.ingest.parse_ahead import Result, parsed_in_order
 from mirror.ingest.store import DumpWriter
 from mirror.reconstruct import DumpKind
 
@@ -37,9 +35,8 @@ log = logging.getLogger(__name__)
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".dump", ""})
 #: Dumps stored per transaction.
 BATCH_FILES = 64
-#: Parse in worker processes from this many files on (starting them costs ~0.3 s).
+#: Parse in a child process from this many files on (starting it costs ~0.1 s).
 PARALLEL_FROM = 64
-PARSE_WORKERS = 4
 #: pg_advisory_xact_lock key serialising ingest transactions.
 INGEST_LOCK_KEY = 0x6D69_7272_696E_6765
 #: Parsed dumps waiting for the database at most (bounds memory).
@@ -180,52 +177,16 @@ def ingest_file(
 def _prepare_all(
     files: list[Path], kind: DumpKind | None, captured_at: datetime | None
 ) -> Iterator[_Parsed | FileReport]:
-    """Parse files in order; in worker processes when there are many."""
-    workers = min(PARSE_WORKERS, (os.cpu_count() or 1) - 1)
-    if len(files) < PARALLEL_FROM or workers < 1:
+    """Parse files in order; ahead of the storing, in a child process, when there are many."""
+    if len(files) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
         for path in files:
             yield _parsed(path, observe_file(path, kind, captured_at))
         return
-    # spawn, not fork: a forked child would inherit open database connections.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        window: deque[tuple[Path, Future[tuple[DumpMeta, Observed] | str]]] = deque()
-        for path in files:
-            window.append((path, pool.submit(observe_file, path, kind, captured_at)))
-            if len(window) >= IN_FLIGHT:
-                yield _next(window, kind, captured_at)
-        while window:
-            yield _next(window, kind, captured_at)
+    for path, result in parsed_in_order(files, kind, captured_at, window=IN_FLIGHT):
+        yield _parsed(path, result)
 
 
-def _next(
-    window: deque[tuple[Path, Future[tuple[DumpMeta, Observed] | str]]],
-    kind: DumpKind | None,
-    captured_at: datetime | None,
-) -> _Parsed | FileReport:
-    """The first file's result; while it is not ready, parse a later one here.
-
-    The parse worker needed about as much CPU as this process: when it fell
-    behind, this one waited (a fifth of the run). Taking the last job not
-    yet started and doing it here uses that time, whichever side is faster
-    on the machine; results still come out in file order.
-    """
-    path, future = window[0]
-    while not future.done():
-        for n in range(len(window) - 1, 0, -1):
-            later, job = window[n]
-            if job.cancel():  # not started: ours now
-                done: Future[tuple[DumpMeta, Observed] | str] = Future()
-                done.set_result(observe_file(later, kind, captured_at))
-                window[n] = (later, done)
-                break
-        else:
-            break  # every later job has started: wait for the first
-    window.popleft()
-    return _parsed(path, future.result())
-
-
-def _parsed(path: Path, observed: tuple[DumpMeta, Observed] | str) -> _Parsed | FileReport:
+def _parsed(path: Path, observed: Result) -> _Parsed | FileReport:
     if isinstance(observed, str):
         return FileReport(path, error=observed)
     return _Parsed(path, *observed)

@@ -8,24 +8,18 @@ threads the machine was idle a fifth of the time while requests waited to
 be signed. A child process signs a whole batch without touching the
 worker's GIL. Each child runs :func:`sign_request`, the one signing path.
 
-A child is ``python -m mirror.signatures.processes``: it imports only the
-signing code (about 30 MB of RSS, most of it the interpreter and
-``cryptography``), reads batches on its stdin and answers on its stdout,
-one length-prefixed pickle each way (both ends are this module). It gets
-no MIRROR_* variables (the master key may be one).
-It exits when its stdin closes, which happens when the worker closes the
-pool or dies, even by SIGKILL; so no child outlives its worker. Children
-hold the private keys they are sent, as the worker does.
+A child is ``python -m mirror.signatures.processes`` (see
+:mod:`mirror.children`): it imports only the signing code (about 30 MB of
+RSS, most of it the interpreter and ``cryptography``), reads batches on its
+stdin and answers on its stdout. It exits when its stdin closes, which
+happens when the worker closes the pool or dies, even by SIGKILL.
+Children hold the private keys they are sent, as the worker does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import pickle
-import signal
-import struct
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -33,6 +27,7 @@ from typing import Any, BinaryIO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mirror import children
 from mirror.signatures.http import sign_request
 
 #: (key_id, private key as PKCS#8 PEM): a key as it crosses to a child.
@@ -40,7 +35,6 @@ Key = tuple[str, bytes]
 #: (index into the batch's keys, URL, body) of one POST to sign.
 Post = tuple[int, str, bytes]
 
-_LENGTH = struct.Struct("!I")
 #: A child answers the batch it has, then sees its stdin closed and exits.
 CLOSE_TIMEOUT_S = 5.0
 
@@ -86,20 +80,19 @@ class _Child:
     async def sign(self, batch: tuple[Any, ...]) -> list[dict[str, str]]:
         if self._process is None or self._process.returncode is not None:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                __name__,
+                *children.command(__name__),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
-                env={k: v for k, v in os.environ.items() if not k.startswith("MIRROR_")},
+                env=children.environment(),
             )
         process = self._process
         assert process.stdin is not None and process.stdout is not None
         data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            process.stdin.write(_LENGTH.pack(len(data)) + data)
+            process.stdin.write(children.frame(data))
             await process.stdin.drain()
-            (length,) = _LENGTH.unpack(await process.stdout.readexactly(_LENGTH.size))
+            header = await process.stdout.readexactly(children.LENGTH.size)
+            (length,) = children.LENGTH.unpack(header)
             ok, answer = pickle.loads(await process.stdout.readexactly(length))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             # It died (the OOM killer, say): the next batch starts another.
@@ -167,30 +160,17 @@ def _load(pem: bytes) -> rsa.RSAPrivateKey:
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """Answer batches until ``requests`` closes."""
-    while True:
-        header = requests.read(_LENGTH.size)
-        if len(header) < _LENGTH.size:
-            return  # the worker closed the pool, or died
-        (length,) = _LENGTH.unpack(header)
-        keys, posts, now, content_type = pickle.loads(requests.read(length))
+    while (request := children.read_frame(requests)) is not None:
+        keys, posts, now, content_type = pickle.loads(request)
         try:
             answer: tuple[bool, Any] = (True, sign_posts(keys, posts, now, content_type))
         except Exception as exc:
             answer = (False, f"signing failed: {exc.__class__.__name__}: {exc}")
-        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-        answers.write(_LENGTH.pack(len(data)) + data)
+        answers.write(children.frame(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)))
         answers.flush()
 
 
 if __name__ == "__main__":
-    # Ctrl-C and systemd's SIGTERM reach the whole process group; the worker
-    # stops gracefully and still needs signatures meanwhile. Its exit closes
-    # our stdin, and then we exit.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Answers go to a copy of fd 1; anything printed goes to stderr and so
-    # cannot break the stream.
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    serve(sys.stdin.buffer, answers)
+    # The worker stops gracefully on SIGTERM and still needs signatures
+    # meanwhile; its exit closes our stdin, and then we exit.
+    serve(*children.child_streams())

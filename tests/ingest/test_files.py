@@ -126,8 +126,8 @@ def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: 
 
 
 def test_many_files_come_out_as_one_at_a_time_would(clock, tmp_path: Path) -> None:
-    # From PARALLEL_FROM files on, a worker process parses while this one
-    # stores, and this one parses later files itself whenever the worker is
+    # From PARALLEL_FROM files on, a child process parses while this one
+    # stores, and this one parses later files itself whenever the child is
     # behind (always at first, while it starts): reports stay in file order
     # and the database ends the same as with one file at a time.
     from mirror.db import migrate

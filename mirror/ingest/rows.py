@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from mirror.ingest import identity
-from mirror.ingest.match import norm, norm_head, paras
+from mirror.ingest.match import BODIES_REMEMBERED, norm, norm_head, paras
 from mirror.reconstruct.model import (
     Confidence,
     ParsedAuthor,
@@ -55,7 +55,7 @@ def paragraph_hashes(body: str | None) -> frozenset[str]:
     return _paragraph_hashes(body) if body else frozenset()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=BODIES_REMEMBERED)
 def _paragraph_hashes(body: str) -> frozenset[str]:
     return frozenset(fingerprint(p) for p in paras(body) if len(p) >= PARAGRAPH_INDEX_CHARS)
 

@@ -17,7 +17,7 @@ from mirror.reconstruct.formats import listing, profile
 from mirror.reconstruct.headers import COMMENT_HEADER
 from mirror.reconstruct.model import DumpKind
 from mirror.reconstruct.sidebar import SUBMITTED_ON, find_sidebar_end, parse_sidebar
-from mirror.reconstruct.text import is_blank, is_nbsp_only
+from mirror.reconstruct.text import is_blank
 
 
 class NotADump(ValueError):
@@ -34,7 +34,8 @@ _MAX_SCAN = 400
 def detect(lines: list[str]) -> DumpKind:
     """The page kind of a dump, or NotADump with the reason."""
     head = lines[:_MAX_SCAN]
-    content = [line for line in lines if not is_blank(line) and not is_nbsp_only(line)]
+    # NBSP-only lines are blank too (str.strip removes NBSP).
+    content = [line for line in lines if not is_blank(line)]
     if not content:
         raise NotADump("empty file (only blank lines)")
 
@@ -46,7 +47,7 @@ def detect(lines: list[str]) -> DumpKind:
         return DumpKind.PROFILE
     sidebar = find_sidebar_end(lines)
     if sidebar is not None and parse_sidebar(lines, None) is not None:
-        if listing.item_starts(lines, sidebar + 1):
+        if next(listing.iter_item_starts(lines, sidebar + 1), None) is not None:
             return DumpKind.LISTING
         return DumpKind.THREAD
 

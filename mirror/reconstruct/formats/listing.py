@@ -18,6 +18,7 @@ Score lines are digit-only too, so a rank is recognised by what follows it
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 
@@ -41,23 +42,28 @@ PAGINATION = re.compile(r"^view more:", re.IGNORECASE)
 
 def item_starts(lines: list[str], start: int) -> list[int]:
     """Indices of rank lines: digits, then up to three header lines, then NBSP spacers."""
-    starts: list[int] = []
+    return list(iter_item_starts(lines, start))
+
+
+def iter_item_starts(lines: list[str], start: int) -> Iterator[int]:
+    """:func:`item_starts` one at a time (telling a listing needs only the first)."""
+    last = -2
     for i in range(start, len(lines)):
         if not DIGITS.match(lines[i].strip()):
             continue
         if i > start and not is_blank(lines[i - 1]) and not DIGITS.match(lines[i - 1].strip()):
             continue
-        if starts and starts[-1] == i - 1:
+        if last == i - 1:
             continue  # the score line right under a rank
         # A rank line is followed, after at most score + title + submitted
         # lines, by the NBSP spacer.
         for j in range(i + 1, min(i + 5, len(lines))):
             if is_nbsp_only(lines[j]):
-                starts.append(i)
+                last = i
+                yield i
                 break
             if is_blank(lines[j]):
                 break
-    return starts
 
 
 def parse(lines: list[str], captured_at: datetime | None) -> ParsedDump:

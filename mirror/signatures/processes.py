@@ -24,11 +24,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from mirror import children
 from mirror.signatures.http import sign_request
+from mirror.signatures.keys import load_private_key
 
 #: (key_id, private key as PKCS#8 PEM): a key as it crosses to a child.
 Key = tuple[str, bytes]
@@ -123,15 +121,13 @@ class _Child:
 
 # -- the child ------------------------------------------------------------------
 
-#: A child's keys, loaded once (parsing a PEM costs more than a signature).
-_LOADED: dict[bytes, rsa.RSAPrivateKey] = {}
-
 
 def sign_posts(
     keys: list[Key], posts: list[Post], now: datetime, content_type: str
 ) -> list[dict[str, str]]:
     """Every POST of a batch signed, in order."""
-    loaded = [_load(pem) for _, pem in keys]
+    # Parsed once per child and key (load_private_key keeps them).
+    loaded = [load_private_key(pem.decode()) for _, pem in keys]
     return [
         sign_request(
             "POST",
@@ -144,18 +140,6 @@ def sign_posts(
         )
         for key, url, body in posts
     ]
-
-
-def _load(pem: bytes) -> rsa.RSAPrivateKey:
-    key = _LOADED.get(pem)
-    if key is None:
-        if len(_LOADED) >= 1024:
-            _LOADED.clear()
-        loaded = serialization.load_pem_private_key(pem, password=None)
-        if not isinstance(loaded, rsa.RSAPrivateKey):
-            raise TypeError("signing keys are RSA")
-        key = _LOADED[pem] = loaded
-    return key
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:

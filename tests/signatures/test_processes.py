@@ -68,7 +68,7 @@ async def test_a_batch_is_signed_in_order_each_with_its_key() -> None:
 async def test_a_bad_key_fails_its_batch_and_the_child_goes_on() -> None:
     pool = SigningPool(1)
     try:
-        with pytest.raises(SigningError, match="signing failed: ValueError"):
+        with pytest.raises(SigningError, match="signing failed: InvalidKey: not a PEM private key"):
             await pool.sign_posts(
                 [("k", b"not a key")],
                 [(0, "https://lemmy.example/inbox", b"{}")],

@@ -141,7 +141,7 @@ class _Ahead:
                 assert self.process.stdin is not None
                 self.process.stdin.write(children.frame(job))
                 self.process.stdin.flush()
-            except (BrokenPipeError, OSError):
+            except OSError:  # a broken pipe: the child is gone
                 self.unclaimed.appendleft(index)
                 self._lost()
                 return
@@ -151,6 +151,8 @@ class _Ahead:
         assert self.process.stdout is not None
         while (answer := children.read_frame(self.process.stdout)) is not None:
             with self.lock:
+                if not self.alive:
+                    continue  # closing, or given up on: its files are parsed here
                 self.results[self.given.popleft()] = answer
                 self._give()
                 self.answered.notify_all()

@@ -98,9 +98,13 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         servers.append(server)
         if worker:
             stop = asyncio.Event()
-            workers.append(
-                (stop, asyncio.create_task(federation.make_worker().run(stop, grace_s=5)))
-            )
+            delivery_worker = federation.make_worker()
+            workers.append((stop, asyncio.create_task(delivery_worker.run(stop, grace_s=5))))
+            # It takes its claimer lock and reads statistics in threads first;
+            # a test starts once it runs (as /readyz would say), not before.
+            async with asyncio.timeout(30):
+                while not delivery_worker.running:
+                    await asyncio.sleep(0.01)
         services.append(
             Service(f"http://127.0.0.1:{port}", settings, engine, federation, master_key)
         )

@@ -24,6 +24,10 @@ from sqlalchemy.types import TypeEngine
 Row = dict[str, Any]
 
 
+class JSONText(str):
+    """A JSON document already serialised (where it was built): stored as it is."""
+
+
 def bulk_insert(
     connection: sa.Connection,
     table: sa.Table,
@@ -85,7 +89,17 @@ def _plan(
         f"VALUES ({', '.join([mark] * len(keys))}){conflict}"
     )
     processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
+    for n, col in enumerate(columns):
+        if isinstance(col.type, sa.JSON) and processors[n] is not None:
+            processors[n] = _keeping_text(processors[n])
     return sql, processors
+
+
+def _keeping_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        return value if isinstance(value, JSONText) else process(value)
+
+    return convert
 
 
 def rows_table(

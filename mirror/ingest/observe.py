@@ -35,8 +35,8 @@ class Copy:
     row: Row
     natural: str
     fallback: str  # the id to use when the natural one belongs to a different item
-    #: What this copy said besides its text and its references (provenance).
-    data: dict[str, Any]
+    #: What this copy said besides its text and its references (provenance, JSON).
+    data: str
     post_ref: int | None = None
     parent_ref: int | None = None
     paragraphs: frozenset[str] = frozenset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -147,24 +148,38 @@ def author_row(author: ParsedAuthor) -> Row:
     }
 
 
-def observation_data(row: Row) -> dict[str, Any]:
-    """What one copy said besides its text, for the provenance record (JSON-safe)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        # The body is not repeated: provenance points at the lines it came from.
-        if key.startswith("_") or key in (
-            "id",
-            "body",
-            "body_head",
-            "title_key",
-            "created_at",
-            "updated_at",
-        ):
-            continue
-        if value is None:
-            continue
-        out[key] = value.isoformat() if isinstance(value, datetime) else value
-    return out
+#: Row keys a provenance record leaves out: the text (provenance points at
+#: the lines it came from), keys derived from it, and the writer's own.
+_NOT_OBSERVED = frozenset({"id", "body", "body_head", "title_key", "created_at", "updated_at"})
+
+
+def observation_data(row: Row) -> str:
+    """What one copy said besides its text, for the provenance record (a JSON object).
+
+    Serialised where the copy is observed (the parse child, for large
+    ingests), so the storing process only appends the references it resolved
+    (:func:`with_references`).
+    """
+    said = {
+        key: value
+        for key, value in row.items()
+        if value is not None and key not in _NOT_OBSERVED and key[0] != "_"
+    }
+    return json.dumps(said, default=_isoformat)
+
+
+def _isoformat(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} in a provenance record")
+
+
+def with_references(data: str, references: dict[str, str]) -> str:
+    """A provenance record (a JSON object's text) with these keys appended."""
+    if not references:
+        return data
+    extra = json.dumps(references)[1:-1]
+    return f"{data[:-1]}, {extra}}}" if data != "{}" else f"{{{extra}}}"
 
 
 def fold(kind: str, dst: Row, src: Row) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mirror.db.base import table_of
-from mirror.db.bulk import bulk_insert
+from mirror.db.bulk import JSONText, bulk_insert
 from mirror.db.models import Alias, Author, Comment, Community, DumpFile, Observation, Post
 from mirror.db.models import Fragment as Paragraph
 from mirror.ingest import identity, match
@@ -35,6 +35,7 @@ from mirror.ingest.rows import (
     community_row,
     fold,
     paragraph_hashes,
+    with_references,
 )
 from mirror.reconstruct.model import ParsedAuthor, ParsedCommunity
 
@@ -335,7 +336,9 @@ class DumpWriter:
                 "first_line": obs.first_line,
                 "last_line": obs.last_line,
                 "confidence": obs.row["confidence"],
-                "data": obs.data | {k: obs.row[k] for k in _RESOLVED if obs.row.get(k)},
+                "data": JSONText(
+                    with_references(obs.data, {k: obs.row[k] for k in _RESOLVED if obs.row.get(k)})
+                ),
             }
         )
         self.result.observations += 1

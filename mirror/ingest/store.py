@@ -259,8 +259,12 @@ class DumpWriter:
         naturals |= {i for i in (identity.author_id(a) for a in people) if i}
         naturals |= {i for i in (identity.community_id(c) for c in places) if i}
         naturals -= self.checked
+        by_kind: dict[str, set[str]] = {kind: set() for kind in TABLES}
+        for natural in naturals:
+            by_kind[kind_of(natural)].add(natural)
         wanted = {
             "naturals": naturals,
+            **{f"{kind}_ids": ids for kind, ids in by_kind.items()},
             "post_heads": _heads(observations, "post"),
             "comment_heads": _heads(observations, "comment"),
             "titles": _titles(observations),
@@ -714,11 +718,12 @@ class DumpWriter:
 # array on PostgreSQL), so the statement text never changes and the database
 # prepares it once; an IN list of varying length is a new statement each time.
 _LOOKUP_PARTS = (
-    # An id is known as an item's own id, or as an alias of a merged item.
-    ("alias", "post", "id", "id", "naturals"),
-    ("alias", "comment", "id", "id", "naturals"),
-    ("alias", "community", "id", "id", "naturals"),
-    ("alias", "author", "id", "id", "naturals"),
+    # An id is known as an item's own id (in its kind's table: the first
+    # letter says which), or as an alias of a merged item.
+    ("alias", "post", "id", "id", "post_ids"),
+    ("alias", "comment", "id", "id", "comment_ids"),
+    ("alias", "community", "id", "id", "community_ids"),
+    ("alias", "author", "id", "id", "author_ids"),
     ("alias", "alias", "alias", "target", "naturals"),
     ("item", "post", "body_head", "id", "post_heads"),
     ("item", "comment", "body_head", "id", "comment_heads"),

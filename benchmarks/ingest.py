@@ -1,6 +1,6 @@
 """Ingest benchmark: parse and store a ~50 MB corpus built by varying the seed dumps.
 
-Prints parse MB/s, ingest items/s into SQLite, and peak RSS (storing process plus parse child).
+Prints parse MB/s, ingest items/s into SQLite, and peak RSS (this process plus its ingest partner).
 Targets: parse >= 20 MB/s, ingest >= 10,000 items/s, peak RSS < 300 MB.
 
     python benchmarks/ingest.py [--mb 50] [--seeds ../shared/seeds] [--keep DIR]
@@ -75,7 +75,7 @@ class _PeakMemory:
     """The peak RSS of this process plus its children's, sampled while ingesting.
 
     getrusage's figure for children would be a forked child's moment
-    before exec (this whole process), not the parse child's own peak.
+    before exec (this whole process), not the partner process's own peak.
     """
 
     def __init__(self) -> None:
@@ -142,7 +142,7 @@ def main() -> None:
         f"ingest: {stored / ingest_s:8.0f} items/s ({stored} items, {new} new, "
         f"{stored - new} merged, in {ingest_s:.2f} s, parse included)"
     )
-    print(f"peak RSS: {peak_mb:6.0f} MB (this process and its parse child, each at its peak)")
+    print(f"peak RSS: {peak_mb:6.0f} MB (this process and its ingest partner, each at its peak)")
     targets = [
         ("parse >= 20 MB/s", size / 1e6 / parse_s >= 20),
         ("ingest >= 10,000 items/s", stored / ingest_s >= 10_000),

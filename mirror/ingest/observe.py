@@ -1,9 +1,8 @@
 """A dump file read, parsed and turned into rows: the pure half of ingest.
 
-Everything here runs before any database work, in a child process for
-large ingests (or in the storing process when the child falls behind:
-``mirror.ingest.parse_ahead``), and needs neither SQLAlchemy nor the database
-layer; ``mirror.ingest.store`` is the other half.
+Everything here runs before any database work and needs neither
+SQLAlchemy nor the database layer; ``mirror.ingest.store`` is the other
+half, and ``mirror.ingest.batch`` puts the two together.
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ class DumpMeta:
 class Observed:
     """A dump as the writer needs it: its copies as rows, the people and places it names.
 
-    Built in a child process for large ingests, so it is what crosses the
-    process boundary: the parsed dump itself stays behind.
+    The parsed dump itself is not kept: a batch holds only this.
     """
 
     posts: list[Copy]
@@ -69,8 +67,6 @@ class Observed:
 
 def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
     """Every post and comment of the dump as the row it would become (pure).
-
-    Runs before any database work, in a child process for large ingests.
 
     Author and community ids are filled in once those are resolved; the
     parsed objects wait under ``_author`` and ``_community``.

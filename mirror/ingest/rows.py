@@ -156,9 +156,8 @@ _NOT_OBSERVED = frozenset({"id", "body", "body_head", "title_key", "created_at",
 def observation_data(row: Row) -> str:
     """What one copy said besides its text, for the provenance record (a JSON object).
 
-    Serialised where the copy is observed (the parse child, for large
-    ingests), so the storing process only appends the references it resolved
-    (:func:`with_references`).
+    Serialised when the copy is observed; the writer appends the references
+    it resolved (:func:`with_references`) and stores the text as it is.
     """
     said = {
         key: value

@@ -1,0 +1,201 @@
+"""Ingest in two processes taking turns: same database as one process, a lost partner, a bug."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mirror.db import migrate
+from mirror.db.session import make_engine
+from mirror.ingest.batch import FileReport
+from mirror.ingest.files import ingest_file, ingest_paths
+from mirror.ingest.turns import Partner, can_share, ingest_in_turns
+from mirror.inspection import build_document
+from mirror.reconstruct import DumpKind
+from tests.conftest import CAPTURED
+from tests.ingest.test_files import THREAD
+
+TABLES = ("community", "author", "post", "comment", "alias", "observation", "fragment", "dump_file")
+
+
+def _dumps(folder: Path, count: int) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for n in range(count):
+        path = folder / f"{n:03d}.txt"
+        if n % 9 == 4:
+            path.write_bytes(b"\xff\xfe not text")  # refused: not UTF-8
+        else:
+            # Authors repeat across files, so later batches merge into earlier ones.
+            text = THREAD.replace("ana@", f"ana{n % 7}@").replace("bo@", f"bo{n}@")
+            path.write_text(text.replace("POISON: ", "" if n % 2 else "POISON: "))
+        paths.append(path)
+    return paths
+
+
+def _started(engine: Engine, kind: DumpKind | None = None) -> Partner:
+    partner = Partner(engine, kind, CAPTURED)
+    deadline = time.monotonic() + 30
+    while not partner.ready():
+        assert time.monotonic() < deadline, "the partner process did not start"
+        time.sleep(0.01)
+    return partner
+
+
+def _in_turns(engine: Engine, partner: Partner, paths: list[Path], clock, size: int):
+    batches = [paths[i : i + size] for i in range(0, len(paths), size)]
+    with partner:
+        return ingest_in_turns(
+            engine, partner, batches, kind=None, captured_at=CAPTURED, clock=clock
+        )
+
+
+def _one_at_a_time(engine: Engine, paths: list[Path], clock) -> list[FileReport]:
+    return [ingest_file(engine, path, clock=clock, captured_at=CAPTURED) for path in paths]
+
+
+def _tables(engine: Engine) -> dict[str, list]:
+    with engine.connect() as conn:
+        return {
+            # Observation ids count insertions: the same rows, numbered in another order.
+            t: sorted(
+                (tuple(r[1:]) if t == "observation" else tuple(r))
+                for r in conn.execute(sa.text(f"SELECT * FROM {t}"))
+            )
+            for t in TABLES
+        }
+
+
+def _engine(url: str) -> Engine:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    return engine
+
+
+def _seen(reports: list[FileReport]) -> list[tuple]:
+    """Per file: kind, items seen (new or merged), refusal."""
+    return [(r.path.name, r.kind, r.posts + r.comments + r.merged, r.error) for r in reports]
+
+
+def test_turns_end_the_database_as_one_process_one_file_at_a_time_would(
+    clock, tmp_path: Path
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 70)
+    turns = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    partner = _started(turns)
+    reports = _in_turns(turns, partner, paths, clock, size=4)
+    assert partner.stored >= 5, "the partner stored every other batch"
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    expected = _one_at_a_time(single, paths, clock)
+    assert [r.path for r in reports] == paths
+    assert reports == expected
+    assert "not UTF-8" in (reports[4].error or "")
+    assert _tables(turns) == _tables(single)
+    assert partner.process.poll() is not None  # gone once the ingest is over
+
+
+def test_a_partner_killed_midway_leaves_the_rest_to_this_process(
+    clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 80)
+    turns = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    partner = _started(turns)
+
+    def kill_after_its_first_batch() -> None:
+        while partner.stored < 1 and partner.process.poll() is None:
+            time.sleep(0.001)
+        os.kill(partner.process.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_its_first_batch)
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger="mirror.ingest.turns"):
+        reports = _in_turns(turns, partner, paths, clock, size=2)
+    killer.join()
+    assert any("partner process stopped answering" in m for m in caplog.messages)
+    assert 1 <= partner.stored < 20
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    expected = _one_at_a_time(single, paths, clock)
+    # A batch it committed just before dying was stored again here: its
+    # items then count as merged, not new, and the database is the same.
+    assert _seen(reports) == _seen(expected)
+    assert _tables(turns) == _tables(single)
+
+
+def test_a_partner_that_never_starts_leaves_everything_to_this_process(
+    clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 12)
+    turns = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    partner = Partner(turns, None, CAPTURED)
+    partner.process.kill()
+    partner.process.wait()
+    with caplog.at_level(logging.WARNING, logger="mirror.ingest.turns"):
+        reports = _in_turns(turns, partner, paths, clock, size=2)
+    assert partner.stored == 0
+    assert any("did not start" in m or "stopped answering" in m for m in caplog.messages)
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    assert reports == _one_at_a_time(single, paths, clock)
+
+
+def test_a_batch_the_partner_fails_on_raises_here_as_without_a_partner(
+    clock, tmp_path: Path
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 6)
+    engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    # Not a page kind: the parser raises KeyError (a bug, not a refusal).
+    bogus = "no such kind"
+    partner = _started(engine, bogus)  # type: ignore[arg-type]
+    batches = [paths[:2], paths[2:4], paths[4:]]
+    with pytest.raises(KeyError), partner:
+        ingest_in_turns(
+            engine,
+            partner,
+            batches,
+            kind=bogus,
+            captured_at=CAPTURED,
+            clock=clock,  # type: ignore[arg-type]
+        )
+    assert partner.process.poll() is not None
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM dump_file")) == 0
+
+
+def test_an_in_memory_database_is_not_shared() -> None:
+    assert not can_share(make_engine("sqlite://"))
+    assert can_share(make_engine("sqlite:///some/file.db"))
+
+
+@pytest.mark.postgres
+def test_turns_on_postgresql_reconstruct_what_one_sqlite_process_does(
+    pg_engine: Engine, clock, tmp_path: Path
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 40)
+    partner = _started(pg_engine)
+    reports = _in_turns(pg_engine, partner, paths, clock, size=3)
+    assert partner.stored >= 3
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    assert reports == _one_at_a_time(single, paths, clock)
+    assert build_document(pg_engine) == build_document(single)
+
+
+def test_ingest_paths_takes_a_partner_for_many_batches_and_ends_the_same(
+    clock, tmp_path: Path
+) -> None:
+    # Whether the partner starts in time to take a batch depends on the
+    # machine; the result may not.
+    paths = _dumps(tmp_path / "dumps", 40)
+    engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    reports = ingest_paths(
+        engine, [tmp_path / "dumps"], clock=clock, captured_at=CAPTURED, batch_files=2
+    )
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    assert reports == _one_at_a_time(single, paths, clock)
+    assert _tables(engine) == _tables(single)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: Extensions taken when a folder is searched (files named directly are always read).
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".dump", ""})
 #: Dumps parsed and stored per transaction.
-BATCH_FILES = 64
+BATCH_FILES = 128
 #: Take a partner process from this many batches on (starting one costs ~0.3 s).
 PARTNER_FROM = 3
 

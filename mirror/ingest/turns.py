@@ -70,8 +70,8 @@ def ingest_in_turns(
     """Ingest the batches in order, every other one in ``partner``; reports in order.
 
     The partner takes its first batch once it has started (Python, SQLAlchemy
-    and the parser take it half a second to import); until then, and after
-    it is lost, this process goes on alone.
+    and the parser take it about half a second to import); until then, and
+    after it is lost, this process goes on alone.
     """
     reports: list[FileReport] = []
     theirs: int | None = None  # the batch the partner has, parsed or being parsed
@@ -82,11 +82,12 @@ def ingest_in_turns(
     with fewer_collections():
         k = 0
         while k < len(batches):
-            if theirs is None and partner.ready():
-                partner.take(batches[k])
-                theirs = k
             if theirs != k:
-                reports += here(batches[k])
+                parsed = parse_batch(batches[k], kind, captured_at)
+                if theirs is None and k + 1 < len(batches) and partner.ready():
+                    partner.take(batches[k + 1])  # it parses k + 1 while k is stored
+                    theirs = k + 1
+                reports += store_batch(engine, parsed, clock.now())
                 k += 1
                 continue
             # Its turn to store k; it parses k + 2 next while this process

@@ -20,6 +20,8 @@ therefore does not depend on which copy was ingested first.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from mirror.reconstruct.model import ParsedAuthor, ParsedCommunity
 from mirror.reconstruct.text import fingerprint, normalize
 
@@ -31,6 +33,7 @@ HEAD_CHARS = 48
 DISTINCTIVE_CHARS = 48
 
 PREFIX = {"post": "p", "comment": "c", "author": "a", "community": "g"}
+_KIND_OF_PREFIX = {prefix: kind for kind, prefix in PREFIX.items()}
 
 
 def make_id(kind: str, *parts: str) -> str:
@@ -56,7 +59,13 @@ def community_id(community: ParsedCommunity) -> str | None:
 
 
 def author_id(author: ParsedAuthor | None) -> str | None:
-    return make_id("author", author.handle.lower()) if author and author.handle else None
+    return _author_id(author.handle) if author and author.handle else None
+
+
+@lru_cache(maxsize=4096)
+def _author_id(handle: str) -> str:
+    # A dump names the same few people on every item.
+    return make_id("author", handle.lower())
 
 
 def body_head(body_norm: str) -> str | None:
@@ -84,5 +93,4 @@ def comment_id(*, author: str, body_norm: str, post: str | None, dump_sha: str, 
 
 def disambiguated(natural: str, *context: str) -> str:
     """The id for an item whose natural key collides with a different item."""
-    kind = next(k for k, p in PREFIX.items() if natural.startswith(p))
-    return make_id(kind, natural, *context)
+    return make_id(_KIND_OF_PREFIX[natural[0]], natural, *context)

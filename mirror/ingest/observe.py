@@ -77,7 +77,7 @@ def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
         row = post_row(post, None, meta.captured_at)
         row["_author"] = post.author.handle if post.author else None
         row["_community"] = post.community
-        author = identity.author_id(post.author) or ""
+        author = row["author_id"] or ""
         natural = identity.post_id(
             community=identity.community_key(post.community),
             body_norm=match.norm_head(post.body, identity.KEY_CHARS) if post.body else "",

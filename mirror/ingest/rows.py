@@ -160,17 +160,12 @@ def observation_data(row: Row) -> str:
     it resolved (:func:`with_references`) and stores the text as it is.
     """
     said = {
-        key: value
+        key: value.isoformat() if isinstance(value, datetime) else value
         for key, value in row.items()
         if value is not None and key not in _NOT_OBSERVED and key[0] != "_"
     }
-    return json.dumps(said, default=_isoformat)
-
-
-def _isoformat(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} in a provenance record")
+    # Plain dumps: json's C encoder; a default= hook would build an encoder per call.
+    return json.dumps(said)
 
 
 def with_references(data: str, references: dict[str, str]) -> str:

@@ -17,7 +17,6 @@ from mirror.reconstruct.formats import listing, profile
 from mirror.reconstruct.headers import COMMENT_HEADER
 from mirror.reconstruct.model import DumpKind
 from mirror.reconstruct.sidebar import SUBMITTED_ON, find_sidebar_end, parse_sidebar
-from mirror.reconstruct.text import is_blank
 
 
 class NotADump(ValueError):
@@ -34,8 +33,8 @@ _MAX_SCAN = 400
 def detect(lines: list[str]) -> DumpKind:
     """The page kind of a dump, or NotADump with the reason."""
     head = lines[:_MAX_SCAN]
-    # NBSP-only lines are blank too (str.strip removes NBSP).
-    content = [line for line in lines if not is_blank(line)]
+    # NBSP-only lines are blank too (str.strip removes NBSP); is_blank inlined.
+    content = [line for line in lines if line.strip()]
     if not content:
         raise NotADump("empty file (only blank lines)")
 
@@ -59,12 +58,10 @@ def detect(lines: list[str]) -> DumpKind:
 
 
 def _looks_like_profile(head: list[str]) -> bool:
-    bullets = sum(1 for line in head if profile.ITEM.match(line))
-    if not bullets:
+    # Profile items are bullets: a page without the bullet character has none.
+    if "\u2022" not in "\n".join(head) or not any(profile.ITEM.match(line) for line in head):
         return False
-    icons = sum(1 for line in head if line.strip() in profile.ICONS)
-    stats = sum(1 for line in head if profile.STAT.match(line))
-    return icons >= 1 or stats >= 1
+    return any(line.strip() in profile.ICONS or profile.STAT.match(line) for line in head)
 
 
 def _is_heading(line: str, following: str) -> bool:

@@ -36,7 +36,6 @@ from mirror.reconstruct.model import (
 from mirror.reconstruct.sidebar import parse_sidebar
 from mirror.reconstruct.text import is_blank, is_nbsp_only, join_paragraphs, paragraphs
 
-DIGITS = re.compile(r"^\d{1,7}$")
 PAGINATION = re.compile(r"^view more:", re.IGNORECASE)
 
 
@@ -49,9 +48,9 @@ def iter_item_starts(lines: list[str], start: int) -> Iterator[int]:
     """:func:`item_starts` one at a time (telling a listing needs only the first)."""
     last = -2
     for i in range(start, len(lines)):
-        if not DIGITS.match(lines[i].strip()):
+        if not _is_rank(lines[i]):
             continue
-        if i > start and not is_blank(lines[i - 1]) and not DIGITS.match(lines[i - 1].strip()):
+        if i > start and not is_blank(lines[i - 1]) and not _is_rank(lines[i - 1]):
             continue
         if last == i - 1:
             continue  # the score line right under a rank
@@ -66,12 +65,23 @@ def iter_item_starts(lines: list[str], start: int) -> Iterator[int]:
                 break
 
 
+def _is_rank(line: str) -> bool:
+    """A rank: one to seven digits (isdecimal is regex's \\d), spaces around."""
+    text = line.strip()
+    return text.isdecimal() and len(text) <= 7
+
+
 def parse(lines: list[str], captured_at: datetime | None) -> ParsedDump:
     sidebar = parse_sidebar(lines, captured_at)
     community = sidebar.community if sidebar else None
     begin = sidebar.end if sidebar else 0
     end_of_page = next(
-        (i for i in range(begin, len(lines)) if PAGINATION.match(lines[i].strip())), len(lines)
+        (
+            i
+            for i in range(begin, len(lines))
+            if ":" in lines[i] and PAGINATION.match(lines[i].strip())
+        ),
+        len(lines),
     )
     starts = item_starts(lines[:end_of_page], begin)
 
@@ -116,7 +126,7 @@ def _parse_item(
     rank = int(lines[start].strip())
     i = start + 1
     score: int | None = None
-    if i < end and DIGITS.match(lines[i].strip()):
+    if i < end and _is_rank(lines[i]):
         score = int(lines[i].strip())
         i += 1
     head: list[str] = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (a worker's signing processes, an ingest's parse child)."""
+    """``pid`` and its descendants (a worker's signing processes, an ingest's partner)."""
     parents: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():

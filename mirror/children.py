@@ -1,9 +1,9 @@
 """Child processes: started as ``python -m <module>``, talking over stdin and stdout.
 
 Both ends are fedimirror: the parent writes length-prefixed frames (each a
-pickle) on the child's stdin, the child answers one frame per request on
+pickle) on the child's stdin, the child answers with frames on
 its stdout. Used by the delivery worker's signing processes and by the
-ingest's parse process. A child imports only what its job needs, gets no
+ingest's partner process. A child imports only what its job needs, gets no
 MIRROR_* variables (the master key may be one) and exits when its stdin
 closes, so it never outlives its parent, even after SIGKILL.
 """

@@ -70,8 +70,11 @@ def _moment_columns(prefix: str, moment: Moment | None) -> Row:
 def _item_columns(item: ParsedPost | ParsedComment, captured_at: datetime | None) -> Row:
     body = item.body
     votes = item.votes
-    shows_counts = any(
-        v is not None for v in (votes.score, votes.upvotes, votes.downvotes, votes.like_ratio)
+    shows_counts = (
+        votes.score is not None
+        or votes.upvotes is not None
+        or votes.downvotes is not None
+        or votes.like_ratio is not None
     )
     row: Row = {
         "author_id": identity.author_id(item.author),

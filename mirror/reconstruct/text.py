@@ -22,7 +22,6 @@ _QUOTES = (
     ("\u2033", '"'),
     ("\u2026", "..."),
 )
-_SPACE_RUN = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
@@ -105,7 +104,8 @@ def fingerprint(*parts: str) -> str:
 
 def first_sentence(text: str, limit: int = 200) -> str:
     """The first sentence of a text, at most ``limit`` characters, cut at a word."""
-    flat = _SPACE_RUN.sub(" ", text).strip()
+    # Whitespace runs as one space: str.split() splits on exactly what \s matches.
+    flat = " ".join(text.split())
     match = _SENTENCE_END.search(flat)
     sentence = flat[: match.start()] if match else flat
     sentence = sentence.strip()

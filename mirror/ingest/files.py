@@ -89,6 +89,13 @@ def ingest_files(
     paths, size = list(files), max(1, batch_files)
     batches = [paths[i : i + size] for i in range(0, len(paths), size)]
     if len(batches) >= PARTNER_FROM and (os.cpu_count() or 1) >= 2 and can_share(engine):
+        # The partner joins between two batches once it has started: small
+        # first batches let it join soon after, not up to a batch later.
+        small = max(1, size // 4)
+        batches = [
+            *(paths[i : i + small] for i in range(0, 2 * size, small)),
+            *(paths[i : i + size] for i in range(2 * size, len(paths), size)),
+        ]
         with Partner(engine, kind, captured_at) as partner:
             reports = ingest_in_turns(
                 engine, partner, batches, kind=kind, captured_at=captured_at, clock=clock

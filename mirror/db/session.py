@@ -93,9 +93,38 @@ def _sqlite_begin(connection: sa.Connection) -> None:
 
 
 @contextlib.contextmanager
-def write_transaction(engine: Engine) -> Iterator[sa.Connection]:
-    """A transaction that will write: on SQLite it takes the write lock at BEGIN."""
+def write_transaction(engine: Engine, *, defer_checkpoint: bool = False) -> Iterator[sa.Connection]:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN.
+
+    With ``defer_checkpoint`` an SQLite commit never checkpoints the WAL
+    (SQLite's automatic checkpoint runs inside the commit that crosses
+    WAL_CHECKPOINT_PAGES); the caller runs :func:`checkpoint_wal` when the
+    time suits it. An ingest does, once the other process has its turn to
+    write, so the checkpoint is not in the way of the next batch.
+    """
     with engine.connect() as connection:
-        connection.execution_options(**{WRITE_OPTION: True})
-        with connection.begin():
-            yield connection
+        raw = connection.connection.dbapi_connection if is_sqlite(engine) else None
+        deferred = defer_checkpoint and raw is not None
+        if deferred:
+            # On the driver's connection: a PRAGMA through SQLAlchemy would begin a transaction.
+            raw.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+        try:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+        finally:
+            if deferred:
+                raw.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")  # type: ignore[union-attr]
+
+
+def checkpoint_wal(engine: Engine) -> None:
+    """Copy what SQLite's WAL holds into the database file, as far as readers allow.
+
+    PASSIVE, as SQLite's own automatic checkpoint: it waits for nobody and
+    leaves what a reader still needs. Nothing to do on PostgreSQL.
+    """
+    if not is_sqlite(engine):
+        return
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mirror.db.session import write_transaction
+from mirror.db.session import checkpoint_wal, write_transaction
 from mirror.ingest.observe import DumpMeta, Observed, observe_file
 from mirror.ingest.store import DumpWriter
 from mirror.reconstruct import DumpKind
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 INGEST_LOCK_KEY = 0x6D69_7272_696E_6765
 #: New containers between two passes of the cycle collector while storing.
 GC_EVERY = 50_000
+#: Batches this process stores between two WAL checkpoints (SQLite).
+CHECKPOINT_EVERY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,11 @@ def parse_batch(
 def store_batch(
     engine: Engine, parsed: Sequence[_Parsed | FileReport], now: datetime
 ) -> list[FileReport]:
-    """Store the parsed files of a batch; refusals pass through; reports in order."""
+    """Store the parsed files of a batch; refusals pass through; reports in order.
+
+    The commit does not checkpoint SQLite's WAL: the caller gives the next
+    writer its turn first, then settles its :class:`Checkpoints`.
+    """
     dumps = [item for item in parsed if isinstance(item, _Parsed)]
     stored = iter(_store(engine, dumps, now) if dumps else [])
     return [next(stored) if isinstance(item, _Parsed) else item for item in parsed]
@@ -96,7 +102,7 @@ def store_batch(
 def _store(engine: Engine, batch: list[_Parsed], now: datetime) -> list[FileReport]:
     """Store a batch in one transaction; if that fails, each dump in its own."""
     try:
-        with write_transaction(engine) as connection:
+        with write_transaction(engine, defer_checkpoint=True) as connection:
             _lock_ingest(connection)
             writer = DumpWriter(connection, now=now)
             for item in batch:
@@ -121,6 +127,32 @@ def _store(engine: Engine, batch: list[_Parsed], now: datetime) -> list[FileRepo
         )
         for item, result in zip(batch, results, strict=True)
     ]
+
+
+class Checkpoints:
+    """Checkpoint the WAL every CHECKPOINT_EVERY batches this process stores, when nobody waits.
+
+    A checkpoint inside a commit held up the other process, waiting for its
+    turn, for 0.1-0.2 s each time the WAL reached 64 MB; called after the
+    turn is handed over, it runs beside that process's storing instead.
+    Every second batch rather than every one: each checkpoint copies the
+    pages the batches since the last one dirtied, and index pages are
+    dirtied by nearly every batch (paired benchmark runs: every batch
+    gained nothing, every second batch ~8%).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.since = 0  # batches stored since the last checkpoint
+
+    def stored(self) -> None:
+        self.since += 1
+
+    def settle(self) -> None:
+        """Checkpoint if it is due: call when no other process waits for this one."""
+        if self.since >= CHECKPOINT_EVERY:
+            checkpoint_wal(self.engine)
+            self.since = 0
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from mirror.clock import Clock
-from mirror.ingest.batch import FileReport, fewer_collections, ingest_batch
+from mirror.ingest.batch import Checkpoints, FileReport, fewer_collections, ingest_batch
 from mirror.ingest.turns import Partner, can_share, ingest_in_turns
 from mirror.reconstruct import DumpKind
 
@@ -102,11 +102,14 @@ def ingest_files(
             )
     else:
         reports = []
+        checkpoints = Checkpoints(engine)
         with fewer_collections():
             for batch in batches:
                 reports += ingest_batch(
                     engine, batch, kind=kind, captured_at=captured_at, now=clock.now()
                 )
+                checkpoints.stored()
+                checkpoints.settle()
     for report in reports:
         if report.ok:
             log.info(

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 from mirror import children
 from mirror.clock import Clock
 from mirror.ingest.batch import (
+    Checkpoints,
     FileReport,
     fewer_collections,
     ingest_batch,
@@ -75,25 +76,31 @@ def ingest_in_turns(
     """
     reports: list[FileReport] = []
     theirs: int | None = None  # the batch the partner has, parsed or being parsed
+    checkpoints = Checkpoints(engine)
 
     def here(paths: Sequence[Path]) -> list[FileReport]:
-        return ingest_batch(engine, paths, kind=kind, captured_at=captured_at, now=clock.now())
+        done = ingest_batch(engine, paths, kind=kind, captured_at=captured_at, now=clock.now())
+        checkpoints.stored()
+        return done
 
     with fewer_collections():
         k = 0
         while k < len(batches):
             if theirs != k:
+                checkpoints.settle()
                 parsed = parse_batch(batches[k], kind, captured_at)
                 if theirs is None and k + 1 < len(batches) and partner.ready():
                     partner.take(batches[k + 1])  # it parses k + 1 while k is stored
                     theirs = k + 1
                 reports += store_batch(engine, parsed, clock.now())
+                checkpoints.stored()
                 k += 1
                 continue
             # Its turn to store k; it parses k + 2 next while this process
             # parses k + 1 now and stores it once k is in.
             theirs = k + 2 if k + 2 < len(batches) else None
             partner.go(clock.now(), batches[theirs] if theirs is not None else None)
+            checkpoints.settle()  # beside the partner's storing, not before it
             mine = parse_batch(batches[k + 1], kind, captured_at) if k + 1 < len(batches) else None
             answer = partner.answer()
             if answer is None:  # stored here instead: a bug raises here too
@@ -102,6 +109,7 @@ def ingest_in_turns(
             reports += answer
             if mine is not None:
                 reports += store_batch(engine, mine, clock.now())
+                checkpoints.stored()
             k += 2
     return reports
 
@@ -227,6 +235,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     logging.getLogger("mirror").addHandler(records)
     logging.getLogger("mirror").setLevel(logging.WARNING)
     engine = make_engine(url)
+    checkpoints = Checkpoints(engine)
     try:
         answers.write(children.frame(b"ready"))
         answers.flush()
@@ -249,6 +258,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                         reports = None
                 answers.write(children.frame(pickle.dumps((reports, records.take()))))
                 answers.flush()
+                checkpoints.stored()
+                checkpoints.settle()
                 if reports is None:
                     return
     finally:

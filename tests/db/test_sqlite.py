@@ -7,7 +7,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from mirror.db.session import WAL_CHECKPOINT_PAGES, make_engine, write_transaction
+from mirror.db.session import (
+    WAL_CHECKPOINT_PAGES,
+    checkpoint_wal,
+    make_engine,
+    write_transaction,
+)
+from mirror.ingest.batch import CHECKPOINT_EVERY, Checkpoints
 
 
 def test_connections_use_wal_and_checkpoint_every_64_mib(tmp_path: Path) -> None:
@@ -36,4 +42,49 @@ def test_bulk_writes_stay_in_the_wal_past_sqlites_default_4_mb(tmp_path: Path) -
             )
     wal = Path(f"{database}-wal").stat().st_size
     assert 16 * 1024 * 1024 < wal < 64 * 1024 * 1024
+    engine.dispose()
+
+
+def _fill(engine: sa.Engine, rows: int, *, defer_checkpoint: bool) -> None:
+    with write_transaction(engine, defer_checkpoint=defer_checkpoint) as connection:
+        connection.execute(
+            sa.text("INSERT INTO t (data) VALUES (:data)"),
+            [{"data": os.urandom(3000)} for _ in range(rows)],
+        )
+
+
+def test_a_deferred_checkpoint_waits_for_checkpoint_wal(tmp_path: Path) -> None:
+    database = tmp_path / "m.db"
+    engine = make_engine(f"sqlite:///{database}")
+    with write_transaction(engine) as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    # Past the 64 MB at which a plain commit would checkpoint the WAL.
+    for _ in range(2):
+        _fill(engine, 12_000, defer_checkpoint=True)
+    assert Path(f"{database}-wal").stat().st_size > WAL_CHECKPOINT_PAGES * 4096
+    assert database.stat().st_size < 1024 * 1024  # nothing copied into the file yet
+    with engine.connect() as connection:  # the connection's own setting is back
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == (
+            WAL_CHECKPOINT_PAGES
+        )
+    checkpoint_wal(engine)
+    assert database.stat().st_size > WAL_CHECKPOINT_PAGES * 4096
+    engine.dispose()
+
+
+def test_ingest_checkpoints_every_second_batch_when_nobody_waits(tmp_path: Path) -> None:
+    database = tmp_path / "m.db"
+    engine = make_engine(f"sqlite:///{database}")
+    with write_transaction(engine) as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    checkpoints = Checkpoints(engine)
+    sizes = []
+    for _ in range(2 * CHECKPOINT_EVERY):
+        _fill(engine, 500, defer_checkpoint=True)
+        checkpoints.stored()
+        checkpoints.settle()
+        sizes.append(database.stat().st_size)
+    # Copied into the database file at the second batch and the fourth only.
+    assert sizes[0] < sizes[CHECKPOINT_EVERY - 1]
+    assert sizes[CHECKPOINT_EVERY - 1] == sizes[CHECKPOINT_EVERY] < sizes[-1]
     engine.dispose()

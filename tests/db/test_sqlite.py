@@ -27,25 +27,15 @@ def test_connections_use_wal_and_checkpoint_every_64_mib(tmp_path: Path) -> None
     engine.dispose()
 
 
-def test_bulk_writes_stay_in_the_wal_past_sqlites_default_4_mb(tmp_path: Path) -> None:
-    # At SQLite's default (1,000 pages) the second transaction below would be
-    # checkpointed and the third would reuse the WAL from its start.
-    database = tmp_path / "m.db"
+def _table(database: Path) -> sa.Engine:
+    """An engine on a new database with one table of 3 KB rows."""
     engine = make_engine(f"sqlite:///{database}")
     with write_transaction(engine) as connection:
         connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
-    for n in range(3):
-        with write_transaction(engine) as connection:
-            connection.execute(
-                sa.text("INSERT INTO t (data) VALUES (:data)"),
-                [{"data": os.urandom(3000)} for _ in range(1000 * (n + 1))],
-            )
-    wal = Path(f"{database}-wal").stat().st_size
-    assert 16 * 1024 * 1024 < wal < 64 * 1024 * 1024
-    engine.dispose()
+    return engine
 
 
-def _fill(engine: sa.Engine, rows: int, *, defer_checkpoint: bool) -> None:
+def _fill(engine: sa.Engine, rows: int, *, defer_checkpoint: bool = False) -> None:
     with write_transaction(engine, defer_checkpoint=defer_checkpoint) as connection:
         connection.execute(
             sa.text("INSERT INTO t (data) VALUES (:data)"),
@@ -53,11 +43,21 @@ def _fill(engine: sa.Engine, rows: int, *, defer_checkpoint: bool) -> None:
         )
 
 
+def test_bulk_writes_stay_in_the_wal_past_sqlites_default_4_mb(tmp_path: Path) -> None:
+    # At SQLite's default (1,000 pages) the second transaction below would be
+    # checkpointed and the third would reuse the WAL from its start.
+    database = tmp_path / "m.db"
+    engine = _table(database)
+    for n in range(3):
+        _fill(engine, 1000 * (n + 1))
+    wal = Path(f"{database}-wal").stat().st_size
+    assert 16 * 1024 * 1024 < wal < 64 * 1024 * 1024
+    engine.dispose()
+
+
 def test_a_deferred_checkpoint_waits_for_checkpoint_wal(tmp_path: Path) -> None:
     database = tmp_path / "m.db"
-    engine = make_engine(f"sqlite:///{database}")
-    with write_transaction(engine) as connection:
-        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    engine = _table(database)
     # Past the 64 MB at which a plain commit would checkpoint the WAL.
     for _ in range(2):
         _fill(engine, 12_000, defer_checkpoint=True)
@@ -74,9 +74,7 @@ def test_a_deferred_checkpoint_waits_for_checkpoint_wal(tmp_path: Path) -> None:
 
 def test_ingest_checkpoints_every_second_batch_when_nobody_waits(tmp_path: Path) -> None:
     database = tmp_path / "m.db"
-    engine = make_engine(f"sqlite:///{database}")
-    with write_transaction(engine) as connection:
-        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    engine = _table(database)
     checkpoints = Checkpoints(engine)
     sizes = []
     for _ in range(2 * CHECKPOINT_EVERY):

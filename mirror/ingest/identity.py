@@ -33,7 +33,7 @@ HEAD_CHARS = 48
 DISTINCTIVE_CHARS = 48
 
 PREFIX = {"post": "p", "comment": "c", "author": "a", "community": "g"}
-_KIND_OF_PREFIX = {prefix: kind for kind, prefix in PREFIX.items()}
+KIND_OF_PREFIX = {prefix: kind for kind, prefix in PREFIX.items()}
 
 
 def make_id(kind: str, *parts: str) -> str:
@@ -93,4 +93,4 @@ def comment_id(*, author: str, body_norm: str, post: str | None, dump_sha: str, 
 
 def disambiguated(natural: str, *context: str) -> str:
     """The id for an item whose natural key collides with a different item."""
-    return make_id(_KIND_OF_PREFIX[natural[0]], natural, *context)
+    return make_id(KIND_OF_PREFIX[natural[0]], natural, *context)

@@ -48,7 +48,7 @@ TABLES: dict[str, sa.Table] = {
 TABLES_ALIAS = table_of(Alias)
 TABLES_PARAGRAPH = table_of(Paragraph)
 TABLES_OBSERVATION = table_of(Observation)
-KIND_OF_PREFIX = {prefix: kind for kind, prefix in identity.PREFIX.items()}
+KIND_OF_PREFIX = identity.KIND_OF_PREFIX
 #: Columns that hold ids of other items: re-pointed when their target merges.
 REFERENCES: dict[str, list[tuple[sa.Table, str]]] = {
     "community": [(TABLES["post"], "community_id")],

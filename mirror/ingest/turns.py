@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 
 from mirror import children
 from mirror.clock import Clock
+from mirror.db.session import make_engine
 from mirror.ingest.batch import (
     Checkpoints,
     FileReport,
@@ -225,8 +226,6 @@ class _Records(logging.Handler):
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """Parse a batch, wait for its turn, store it, answer; until stdin closes."""
-    from mirror.db.session import make_engine
-
     setup = children.read_frame(requests)
     if setup is None:
         return

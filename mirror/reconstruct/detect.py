@@ -26,7 +26,9 @@ class NotADump(ValueError):
 _TAG_LINE = re.compile(r"^\s*</?[A-Za-z!][^>]*>")
 _CODE_LINE = re.compile(r"[;{}]\s*$")
 _WORD = re.compile(r"[^\W\d_]{2,}")
-_NOT_LETTER = re.compile(r"[\W\d_]+")
+#: ASCII bytes that are not letters (deleted to count the letters).
+_ASCII_NOT_LETTERS = bytes(b for b in range(128) if not chr(b).isalpha())
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _MAX_SCAN = 400
 
 
@@ -55,6 +57,19 @@ def detect(lines: list[str]) -> DumpKind:
     if CROSS_POSTED.match(first) or (len(content) > 1 and _is_heading(first, content[1])):
         return DumpKind.FLAT
     return DumpKind.BARE
+
+
+def _count_letters(text: str) -> int:
+    """How many characters are letters: what ``[^\\W\\d_]`` matches, one by one.
+
+    The ASCII part is counted in C (a regex substitution over 4 KiB took
+    a quarter of a millisecond, 3% of parsing the benchmark corpus); the
+    few other characters (quotes, dashes, accented letters) one at a time.
+    """
+    count = len(text.encode("ascii", "ignore").translate(None, _ASCII_NOT_LETTERS))
+    for run in _NON_ASCII_RUN.findall(text):
+        count += sum(1 for ch in run if ch.isalnum() and not ch.isdecimal())
+    return count
 
 
 def _looks_like_profile(head: list[str]) -> bool:
@@ -91,7 +106,7 @@ def _refuse_non_prose(lines: list[str], content: list[str]) -> None:
         raise NotADump("not a page dump: the file looks like source code")
     # A few pages of text settle the letter ratio; all 200 lines cost a tenth of parsing.
     sample = text[:4096]
-    letters = len(_NOT_LETTER.sub("", sample))
+    letters = _count_letters(sample)
     visible = len("".join(sample.split()))
     if visible and letters / visible < 0.6:
         raise NotADump("not a page dump: too few letters for page text")

@@ -60,3 +60,17 @@ def test_not_a_dump(text: str, words: str) -> None:
         parse_dump(text)
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_letters_are_counted_as_the_letter_class_matches_them() -> None:
+    # Detection's prose check counts letters fast; the definition is the
+    # regex class of letters ([^\W\d_]), for every kind of character.
+    import re
+
+    from mirror.reconstruct.detect import _count_letters
+
+    letter = re.compile(r"[^\W\d_]")
+    chars = [chr(c) for c in range(0, 0x30000, 3) if not 0xD800 <= c < 0xE000]
+    assert [_count_letters(ch) for ch in chars] == [len(letter.findall(ch)) for ch in chars]
+    text = "Straße, 3½ “quoted” über 12_000 naïve cafés — ２ Ω\u00a0ok"
+    assert _count_letters(text) == len(letter.findall(text)) == 30

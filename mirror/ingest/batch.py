@@ -54,7 +54,9 @@ class FileReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parsed:
+class ParsedFile:
+    """A file of a batch read and turned into rows, waiting for its turn to be stored."""
+
     path: Path
     meta: DumpMeta
     observed: Observed
@@ -74,32 +76,32 @@ def ingest_batch(
 
 def parse_batch(
     paths: Sequence[Path], kind: DumpKind | None, captured_at: datetime | None
-) -> list[_Parsed | FileReport]:
+) -> list[ParsedFile | FileReport]:
     """Each file read and turned into rows, or its refusal (pure: no database)."""
-    out: list[_Parsed | FileReport] = []
+    out: list[ParsedFile | FileReport] = []
     for path in paths:
         observed = observe_file(path, kind, captured_at)
         if isinstance(observed, str):
             out.append(FileReport(path, error=observed))
         else:
-            out.append(_Parsed(path, *observed))
+            out.append(ParsedFile(path, *observed))
     return out
 
 
 def store_batch(
-    engine: Engine, parsed: Sequence[_Parsed | FileReport], now: datetime
+    engine: Engine, parsed: Sequence[ParsedFile | FileReport], now: datetime
 ) -> list[FileReport]:
     """Store the parsed files of a batch; refusals pass through; reports in order.
 
     The commit does not checkpoint SQLite's WAL: the caller gives the next
     writer its turn first, then settles its :class:`Checkpoints`.
     """
-    dumps = [item for item in parsed if isinstance(item, _Parsed)]
+    dumps = [item for item in parsed if isinstance(item, ParsedFile)]
     stored = iter(_store(engine, dumps, now) if dumps else [])
-    return [next(stored) if isinstance(item, _Parsed) else item for item in parsed]
+    return [next(stored) if isinstance(item, ParsedFile) else item for item in parsed]
 
 
-def _store(engine: Engine, batch: list[_Parsed], now: datetime) -> list[FileReport]:
+def _store(engine: Engine, batch: list[ParsedFile], now: datetime) -> list[FileReport]:
     """Store a batch in one transaction; if that fails, each dump in its own."""
     try:
         with write_transaction(engine, defer_checkpoint=True) as connection:

@@ -236,8 +236,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     engine = make_engine(url)
     checkpoints = Checkpoints(engine)
     try:
-        answers.write(children.frame(b"ready"))
-        answers.flush()
+        if not _answer(answers, b"ready"):
+            return
         paths = _load(children.read_frame(requests))
         with fewer_collections():
             while paths is not None:
@@ -255,14 +255,24 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                         reports = store_batch(engine, parsed, now)
                     except Exception:
                         reports = None
-                answers.write(children.frame(pickle.dumps((reports, records.take()))))
-                answers.flush()
+                if not _answer(answers, pickle.dumps((reports, records.take()))):
+                    return
                 checkpoints.stored()
                 checkpoints.settle()
                 if reports is None:
                     return
     finally:
         engine.dispose()
+
+
+def _answer(answers: BinaryIO, payload: bytes) -> bool:
+    """Send one frame; False when the parent is gone (killed: what was stored stays)."""
+    try:
+        answers.write(children.frame(payload))
+        answers.flush()
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def _load(frame: bytes | None) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -199,3 +201,42 @@ def test_ingest_paths_takes_a_partner_for_many_batches_and_ends_the_same(
     single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
     assert reports == _one_at_a_time(single, paths, clock)
     assert _tables(engine) == _tables(single)
+
+
+def test_a_killed_ingest_leaves_whole_batches_and_its_partner_exits_quietly(
+    tmp_path: Path,
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 400)
+    database = tmp_path / "killed.db"
+    _engine(f"sqlite:///{database}").dispose()
+    script = (
+        "import sys; from pathlib import Path; from mirror.clock import SystemClock;"
+        "from mirror.db.session import make_engine; from mirror.ingest.files import ingest_paths;"
+        f"ingest_paths(make_engine('sqlite:///{database}'), [Path('{tmp_path / 'dumps'}')],"
+        " clock=SystemClock(), batch_files=8)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    engine = make_engine(f"sqlite:///{database}")
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return int(conn.scalar(sa.text("SELECT count(*) FROM dump_file")))
+
+    deadline = time.monotonic() + 60
+    while stored() < 40:  # the partner has joined by then (it takes about half a second)
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    parent.kill()
+    # The pipe closes once every writer has gone: the parent, then its partner.
+    _, err = parent.communicate(timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    # Every stored file is whole: its provenance went in with it.
+    with engine.connect() as conn:
+        assert not conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM dump_file d WHERE NOT EXISTS "
+                "(SELECT 1 FROM observation o WHERE o.dump_sha256 = d.sha256)"
+            )
+        )
+    assert 40 <= stored() < len(paths)
+    engine.dispose()

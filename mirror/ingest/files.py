@@ -9,6 +9,7 @@ file order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from mirror.clock import Clock
-from mirror.ingest.batch import Checkpoints, FileReport, fewer_collections, ingest_batch
+from mirror.ingest.batch import FileReport
 from mirror.ingest.turns import Partner, can_share, ingest_in_turns
 from mirror.reconstruct import DumpKind
 
@@ -87,29 +88,17 @@ def ingest_files(
 ) -> list[FileReport]:
     """Ingest these files (no folder search); one report per file, in order."""
     paths, size = list(files), max(1, batch_files)
-    batches = [paths[i : i + size] for i in range(0, len(paths), size)]
-    if len(batches) >= PARTNER_FROM and (os.cpu_count() or 1) >= 2 and can_share(engine):
-        # The partner joins between two batches once it has started: small
-        # first batches let it join soon after, not up to a batch later.
-        small = max(1, size // 4)
-        batches = [
-            *(paths[i : i + small] for i in range(0, 2 * size, small)),
-            *(paths[i : i + size] for i in range(2 * size, len(paths), size)),
-        ]
-        with Partner(engine, kind, captured_at) as partner:
-            reports = ingest_in_turns(
-                engine, partner, batches, kind=kind, captured_at=captured_at, clock=clock
-            )
-    else:
-        reports = []
-        checkpoints = Checkpoints(engine)
-        with fewer_collections():
-            for batch in batches:
-                reports += ingest_batch(
-                    engine, batch, kind=kind, captured_at=captured_at, now=clock.now()
-                )
-                checkpoints.stored()
-                checkpoints.settle()
+    batches = _batches(paths, size)
+    with contextlib.ExitStack() as stack:
+        partner = None
+        if len(batches) >= PARTNER_FROM and (os.cpu_count() or 1) >= 2 and can_share(engine):
+            partner = stack.enter_context(Partner(engine, kind, captured_at))
+            # The partner joins between two batches once it has started: small
+            # first batches let it join soon after, not up to a batch later.
+            batches = _batches(paths[: 2 * size], max(1, size // 4)) + batches[2:]
+        reports = ingest_in_turns(
+            engine, partner, batches, kind=kind, captured_at=captured_at, clock=clock
+        )
     for report in reports:
         if report.ok:
             log.info(
@@ -121,6 +110,10 @@ def ingest_files(
                 report.merged,
             )
     return reports
+
+
+def _batches(paths: list[Path], size: int) -> list[list[Path]]:
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
 def ingest_file(

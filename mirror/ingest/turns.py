@@ -62,7 +62,7 @@ def can_share(engine: Engine) -> bool:
 
 def ingest_in_turns(
     engine: Engine,
-    partner: Partner,
+    partner: Partner | None,
     batches: Sequence[Sequence[Path]],
     *,
     kind: DumpKind | None,
@@ -72,8 +72,8 @@ def ingest_in_turns(
     """Ingest the batches in order, every other one in ``partner``; reports in order.
 
     The partner takes its first batch once it has started (Python, SQLAlchemy
-    and the parser take it about half a second to import); until then, and
-    after it is lost, this process goes on alone.
+    and the parser take it about half a second to import); until then, after
+    it is lost, and without one, this process stores every batch itself.
     """
     reports: list[FileReport] = []
     theirs: int | None = None  # the batch the partner has, parsed or being parsed
@@ -90,7 +90,7 @@ def ingest_in_turns(
             if theirs != k:
                 checkpoints.settle()
                 parsed = parse_batch(batches[k], kind, captured_at)
-                if theirs is None and k + 1 < len(batches) and partner.ready():
+                if partner and theirs is None and k + 1 < len(batches) and partner.ready():
                     partner.take(batches[k + 1])  # it parses k + 1 while k is stored
                     theirs = k + 1
                 reports += store_batch(engine, parsed, clock.now())
@@ -99,6 +99,7 @@ def ingest_in_turns(
                 continue
             # Its turn to store k; it parses k + 2 next while this process
             # parses k + 1 now and stores it once k is in.
+            assert partner is not None  # only a partner has a batch
             theirs = k + 2 if k + 2 < len(batches) else None
             partner.go(clock.now(), batches[theirs] if theirs is not None else None)
             checkpoints.settle()  # beside the partner's storing, not before it

@@ -15,7 +15,7 @@ from mirror.clock import FrozenClock
 from mirror.db import migrate
 from mirror.db.session import make_engine
 from mirror.ingest.files import ingest_file
-from mirror.ingest.match import norm, norm_head
+from mirror.ingest.match import MIN_PREFIX_CHARS, Relation, norm, norm_head, paras, text_relation
 from mirror.reconstruct import DumpKind, NotADump, parse_dump
 from mirror.reconstruct.text import normalize
 
@@ -231,3 +231,33 @@ TEXT = st.text(alphabet=st.sampled_from(list("ab \n\t\u00a0\u2019\u201c\u2026.x"
 def test_the_normalised_head_is_the_head_of_the_normalised_text(body: str, chars: int) -> None:
     # Ids are made from it: any difference would give an item a second id.
     assert norm_head(body, chars) == norm(body)[:chars] == normalize(body)[:chars]
+
+
+def _relation_by_definition(a: str, b: str) -> Relation:
+    """text_relation as the module's docstring defines it: everything normalised first."""
+    if not a or not b:
+        return Relation.NONE
+    na, nb = norm(a), norm(b)
+    if na == nb:
+        return Relation.EQUAL
+    short, long = sorted((na, nb), key=len)
+    stripped = short[:-3].rstrip() if short.endswith("...") else short
+    if len(stripped) >= MIN_PREFIX_CHARS and long.startswith(stripped):
+        return Relation.PREFIX
+    small, big = sorted((paras(a), paras(b)), key=len)
+    rest = iter(big)
+    if len(small) >= 2 and small[0] == big[0] and all(p in rest for p in small):
+        return Relation.SUBSET
+    return Relation.NONE
+
+
+@given(whole=TEXT, cut=st.integers(min_value=0, max_value=900), tail=TEXT, swap=st.booleans())
+def test_text_relation_of_truncated_copies_is_the_normalised_relation(
+    whole: str, cut: int, tail: str, swap: bool
+) -> None:
+    # Truncated copies are often a raw prefix of the whole, which
+    # text_relation settles without normalising the whole.
+    a, b = whole[:cut] + tail[: cut % 7], whole
+    if swap:
+        a, b = b, a
+    assert text_relation(a, b) is _relation_by_definition(a, b)

@@ -71,12 +71,22 @@ def text_relation(a: str | None, b: str | None) -> Relation:
         return Relation.NONE
     if a == b:  # most copies match as they are: no need to normalise them
         return Relation.EQUAL
+    # Most truncated copies are a raw prefix of the whole, and normalising a
+    # prefix gives a prefix of the normalised whole (see norm_head): the
+    # long whole need not be normalised (benchmark: 1,200 of 1,600 prefixes,
+    # whole bodies of ~20,000 characters).
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if long.startswith(short):
+        if long[len(short) :].isspace():
+            return Relation.EQUAL
+        stripped = _unellipsed(norm(short))
+        if len(stripped) >= MIN_PREFIX_CHARS:
+            return Relation.PREFIX
     na, nb = norm(a), norm(b)
     if na == nb:
         return Relation.EQUAL
     short, long = (na, nb) if len(na) <= len(nb) else (nb, na)
-    # A truncated copy may end in an ellipsis (normalised to "...").
-    stripped = short[:-3].rstrip() if short.endswith("...") else short
+    stripped = _unellipsed(short)
     if len(stripped) >= MIN_PREFIX_CHARS and long.startswith(stripped):
         return Relation.PREFIX
     pa, pb = paras(a), paras(b)
@@ -84,6 +94,11 @@ def text_relation(a: str | None, b: str | None) -> Relation:
     if len(small) >= 2 and small[0] == big[0] and _is_subsequence(small, big):
         return Relation.SUBSET
     return Relation.NONE
+
+
+def _unellipsed(text: str) -> str:
+    """A normalised text without the ellipsis a truncated copy may end in."""
+    return text[:-3].rstrip() if text.endswith("...") else text
 
 
 def is_piece_of(piece: str | None, whole: str | None) -> bool:

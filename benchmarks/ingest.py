@@ -13,22 +13,17 @@ variant number, the same way in every seed, so copies still merge).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from proctree import hwm_mb  # noqa: E402
 
 from mirror.clock import SystemClock  # noqa: E402
 from mirror.db import migrate  # noqa: E402
@@ -71,30 +66,15 @@ def build_corpus(seeds: Path, folder: Path, megabytes: float) -> tuple[int, int]
     return total, files
 
 
-class _PeakMemory:
-    """The peak RSS of this process plus its children's, sampled while ingesting.
+def _peak_rss_mb() -> float:
+    """This process's peak RSS plus its ingest partner's (a forked child, reaped by now).
 
-    getrusage's figure for children would be a forked child's moment
-    before exec (this whole process), not the partner process's own peak.
+    A forked child's peak counts the pages it shares with this process, as
+    each process's own RSS would.
     """
-
-    def __init__(self) -> None:
-        self.peak = 0.0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self) -> None:
-        # VmHWM is each process's high-water mark, so sparse samples lose
-        # nothing while the child lives; a sample walks /proc (4 ms here),
-        # which every 50 ms would have taken a twelfth of a core from the run.
-        while not self.done.wait(0.5):
-            self.peak = max(self.peak, hwm_mb(os.getpid()))
-
-    def stop(self) -> float:
-        self.done.set()
-        self.thread.join()
-        return max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + child) / 1024
 
 
 def main() -> None:
@@ -128,7 +108,6 @@ def main() -> None:
     engine = make_engine(f"sqlite:///{database}")
     migrate.upgrade(engine)
     clock = SystemClock()
-    peak = _PeakMemory()
     started = time.perf_counter()
     stored = new = 0
     for report in ingest_paths(engine, [corpus], clock=clock, captured_at=captured):
@@ -137,7 +116,7 @@ def main() -> None:
         stored += report.posts + report.comments + report.merged
         new += report.posts + report.comments
     ingest_s = time.perf_counter() - started
-    peak_mb = peak.stop()
+    peak_mb = _peak_rss_mb()
     print(
         f"ingest: {stored / ingest_s:8.0f} items/s ({stored} items, {new} new, "
         f"{stored - new} merged, in {ingest_s:.2f} s, parse included)"

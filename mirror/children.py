@@ -2,10 +2,10 @@
 
 Both ends are fedimirror: the parent writes length-prefixed frames (each a
 pickle) on the child's stdin, the child answers with frames on
-its stdout. Used by the delivery worker's signing processes and by the
-ingest's partner process. A child imports only what its job needs, gets no
-MIRROR_* variables (the master key may be one) and exits when its stdin
-closes, so it never outlives its parent, even after SIGKILL.
+its stdout. Used by the delivery worker's signing processes (the ingest's
+partner process is forked and uses only the framing). A child imports
+only what its job needs, gets no MIRROR_* variables (the master key may
+be one) and exits when its stdin closes, so it never outlives its parent, even after SIGKILL.
 """
 
 from __future__ import annotations

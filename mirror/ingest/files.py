@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from mirror.clock import Clock
 from mirror.ingest.batch import FileReport
-from mirror.ingest.turns import Partner, can_share, ingest_in_turns
+from mirror.ingest.turns import Partner, can_fork, can_share, ingest_in_turns
 from mirror.reconstruct import DumpKind
 
 __all__ = ["FileReport", "find_dump_files", "ingest_file", "ingest_files", "ingest_paths"]
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".dump", ""})
 #: Dumps parsed and stored per transaction.
 BATCH_FILES = 128
-#: Take a partner process from this many batches on (starting one costs ~0.3 s).
-PARTNER_FROM = 3
 
 
 def find_dump_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -87,15 +85,18 @@ def ingest_files(
     batch_files: int = BATCH_FILES,
 ) -> list[FileReport]:
     """Ingest these files (no folder search); one report per file, in order."""
-    paths, size = list(files), max(1, batch_files)
-    batches = _batches(paths, size)
+    paths = list(files)
+    batches = [paths[i : i + batch_files] for i in range(0, len(paths), max(1, batch_files))]
     with contextlib.ExitStack() as stack:
         partner = None
-        if len(batches) >= PARTNER_FROM and (os.cpu_count() or 1) >= 2 and can_share(engine):
+        if len(batches) >= 2 and (os.cpu_count() or 1) >= 2 and can_share(engine) and can_fork():
             partner = stack.enter_context(Partner(engine, kind, captured_at))
-            # The partner joins between two batches once it has started: small
-            # first batches let it join soon after, not up to a batch later.
-            batches = _batches(paths[: 2 * size], max(1, size // 4)) + batches[2:]
+        log.info(
+            "ingesting %d files in %d batches%s",
+            len(paths),
+            len(batches),
+            " with a partner process" if partner else "",
+        )
         reports = ingest_in_turns(
             engine, partner, batches, kind=kind, captured_at=captured_at, clock=clock
         )
@@ -110,10 +111,6 @@ def ingest_files(
                 report.merged,
             )
     return reports
-
-
-def _batches(paths: list[Path], size: int) -> list[list[Path]]:
-    return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
 def ingest_file(

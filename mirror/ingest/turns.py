@@ -2,8 +2,7 @@
 
 Parsing a batch of dumps (reading, parsing, building rows) is pure work;
 storing it is one transaction that has to see every batch before it. A
-partner process (``python -m mirror.ingest.turns``, see
-:mod:`mirror.children`) takes every other batch: it parses its batch
+partner process (forked; see :class:`Partner`) takes every other batch: it parses its batch
 while this process stores the one before, waits for its turn, stores,
 and answers with the batch's reports. The database gets the batches in
 file order, one transaction each, as one process would write them.
@@ -25,19 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
-import select
-import subprocess
+import signal
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 from sqlalchemy.engine import Engine
 
 from mirror import children
 from mirror.clock import Clock
-from mirror.db.session import make_engine
 from mirror.ingest.batch import (
     Checkpoints,
     FileReport,
@@ -71,9 +73,8 @@ def ingest_in_turns(
 ) -> list[FileReport]:
     """Ingest the batches in order, every other one in ``partner``; reports in order.
 
-    The partner takes its first batch once it has started (Python, SQLAlchemy
-    and the parser take it about half a second to import); until then, after
-    it is lost, and without one, this process stores every batch itself.
+    After the partner is lost, and without one, this process stores every
+    batch itself.
     """
     reports: list[FileReport] = []
     theirs: int | None = None  # the batch the partner has, parsed or being parsed
@@ -89,10 +90,10 @@ def ingest_in_turns(
         while k < len(batches):
             if theirs != k:
                 checkpoints.settle()
-                parsed = parse_batch(batches[k], kind, captured_at)
-                if partner and theirs is None and k + 1 < len(batches) and partner.ready():
-                    partner.take(batches[k + 1])  # it parses k + 1 while k is stored
+                if partner and partner.alive and theirs is None and k + 1 < len(batches):
+                    partner.take(batches[k + 1])  # it parses k + 1 while k is done here
                     theirs = k + 1
+                parsed = parse_batch(batches[k], kind, captured_at)
                 reports += store_batch(engine, parsed, clock.now())
                 checkpoints.stored()
                 k += 1
@@ -117,40 +118,43 @@ def ingest_in_turns(
 
 
 class Partner:
-    """The partner process, started at once; a context manager that stops it."""
+    """The partner process, forked at once; a context manager that stops it.
+
+    Forked, not started as ``python -m``: a new interpreter spent half a
+    second of CPU importing SQLAlchemy and the parser, on a machine whose
+    cores both ingest (benchmark: 0.5 s less CPU, wall time -7% to -13%).
+    Only a process running no other thread forks (a lock another thread
+    held at the fork would stay held in the child): see :func:`can_fork`.
+    """
 
     def __init__(self, engine: Engine, kind: DumpKind | None, captured_at: datetime | None) -> None:
-        self.process = subprocess.Popen(
-            children.command(__name__),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=children.environment(),
-        )
+        # No database connection may cross the fork: the child would share
+        # a SQLite connection's lock and WAL bookkeeping, which SQLite keeps
+        # per process (https://sqlite.org/howtocorrupt.html, section 2.6).
+        engine.dispose()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the child's copy of their buffers would be written twice
+        requests_r, requests_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; coverage of it is not collected
+            os.close(requests_w)
+            os.close(answers_r)
+            _run_partner(engine, kind, captured_at, requests_r, answers_w)
+        os.close(requests_r)
+        os.close(answers_w)
+        self.pid = pid
+        self.requests = os.fdopen(requests_w, "wb")
+        self.answers = os.fdopen(answers_r, "rb")
         self.alive = True
-        self.started = False
         self.stored = 0  # batches it has stored
-        # The URL (password included) goes through the pipe, never on a command line.
-        url = engine.url.render_as_string(hide_password=False)
-        self._send((url, kind, captured_at))
+        self.exit_code: int | None = None
 
     def __enter__(self) -> Partner:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def ready(self) -> bool:
-        """Whether it has started (it says so once); never blocks."""
-        if self.started or not self.alive:
-            return self.started and self.alive
-        assert self.process.stdout is not None
-        if not select.select([self.process.stdout], [], [], 0)[0]:
-            return False
-        if children.read_frame(self.process.stdout) is None:
-            self._lost("the ingest partner process did not start; storing everything here")
-            return False
-        self.started = True
-        return True
 
     def take(self, paths: Sequence[Path]) -> None:
         """Its first batch: parse it and wait for its turn."""
@@ -162,8 +166,7 @@ class Partner:
 
     def answer(self) -> list[FileReport] | None:
         """The reports of the batch it stored; None if it failed or is gone."""
-        assert self.process.stdout is not None
-        frame = children.read_frame(self.process.stdout) if self.alive else None
+        frame = children.read_frame(self.answers) if self.alive else None
         if frame is None:
             self._lost("the ingest partner process stopped answering; storing the rest here")
             return None
@@ -176,32 +179,46 @@ class Partner:
             self.stored += 1
         return reports
 
+    def exited(self) -> bool:
+        """Whether it has exited (and been reaped); never blocks."""
+        if self.exit_code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_code = os.waitstatus_to_exitcode(status)
+        return self.exit_code is not None
+
     def close(self) -> None:
-        """Close its stdin and wait for it to exit (bounded)."""
+        """Close its requests and wait for it to exit (bounded; killed after that)."""
         self.alive = False
-        process = self.process
-        if process.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.close()
-        try:
-            process.wait(CLOSE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(BrokenPipeError):
+            self.requests.close()
+        self.answers.close()
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        while not self.exited():
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                self.exit_code = -signal.SIGKILL
+                return
+            time.sleep(0.005)
 
     def _send(self, message: object) -> None:
         if not self.alive:
             return
         try:
-            assert self.process.stdin is not None
-            self.process.stdin.write(children.frame(pickle.dumps(message)))
-            self.process.stdin.flush()
+            self.requests.write(children.frame(pickle.dumps(message)))
+            self.requests.flush()
         except OSError:  # a broken pipe: it is gone; answer() says so
             self.alive = False
 
     def _lost(self, why: str) -> None:
         log.warning(why)
         self.alive = False
+
+
+def can_fork() -> bool:
+    """Whether this process may fork a partner: POSIX, and no other thread running."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 # -- the partner ----------------------------------------------------------------
@@ -225,20 +242,45 @@ class _Records(logging.Handler):
         return taken
 
 
-def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """Parse a batch, wait for its turn, store it, answer; until stdin closes."""
-    setup = children.read_frame(requests)
-    if setup is None:
-        return
-    url, kind, captured_at = pickle.loads(setup)
+def _run_partner(
+    engine: Engine, kind: DumpKind | None, captured_at: datetime | None, requests: int, answers: int
+) -> NoReturn:
+    """The forked child's whole life: serve, then exit without the parent's exit handlers."""
+    code = 1
+    try:
+        # Ctrl-C and systemd's SIGTERM reach the whole process group; the
+        # parent decides when to stop and closes our requests.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with os.fdopen(requests, "rb") as inbox, os.fdopen(answers, "wb") as outbox:
+            serve(engine, kind, captured_at, inbox, outbox)
+        code = 0
+    except BrokenPipeError:  # the parent was killed: what was stored stays
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(
+    engine: Engine,
+    kind: DumpKind | None,
+    captured_at: datetime | None,
+    requests: BinaryIO,
+    answers: BinaryIO,
+) -> None:
+    """Parse a batch, wait for its turn, store it, answer; until the requests end."""
     records = _Records()
-    logging.getLogger("mirror").addHandler(records)
-    logging.getLogger("mirror").setLevel(logging.WARNING)
-    engine = make_engine(url)
+    # What the partner logs goes to the parent with its answers, not to the
+    # handlers it inherited (the parent logs it once, marked as the partner's).
+    mirror_log = logging.getLogger("mirror")
+    mirror_log.handlers = [records]
+    mirror_log.propagate = False
+    mirror_log.setLevel(logging.WARNING)
     checkpoints = Checkpoints(engine)
     try:
-        if not _answer(answers, b"ready"):
-            return
         paths = _load(children.read_frame(requests))
         with fewer_collections():
             while paths is not None:
@@ -278,7 +320,3 @@ def _answer(answers: BinaryIO, payload: bytes) -> bool:
 
 def _load(frame: bytes | None) -> Any:
     return None if frame is None else pickle.loads(frame)
-
-
-if __name__ == "__main__":
-    serve(*children.child_streams())

@@ -16,14 +16,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mirror.db import migrate
-from mirror.db.session import make_engine
+from mirror.db.session import make_engine, write_transaction
 from mirror.ingest.batch import FileReport
 from mirror.ingest.files import ingest_file, ingest_paths
-from mirror.ingest.turns import Partner, can_share, ingest_in_turns
+from mirror.ingest.turns import Partner, can_fork, can_share, ingest_in_turns
 from mirror.inspection import build_document
-from mirror.reconstruct import DumpKind
 from tests.conftest import CAPTURED
 from tests.ingest.test_files import THREAD
+
+#: One entry per fork this test process makes.
+FORKS: list[int] = []
+os.register_at_fork(after_in_parent=lambda: FORKS.append(1))
 
 TABLES = ("community", "author", "post", "comment", "alias", "observation", "fragment", "dump_file")
 
@@ -41,15 +44,6 @@ def _dumps(folder: Path, count: int) -> list[Path]:
             path.write_text(text.replace("POISON: ", "" if n % 2 else "POISON: "))
         paths.append(path)
     return paths
-
-
-def _started(engine: Engine, kind: DumpKind | None = None) -> Partner:
-    partner = Partner(engine, kind, CAPTURED)
-    deadline = time.monotonic() + 30
-    while not partner.ready():
-        assert time.monotonic() < deadline, "the partner process did not start"
-        time.sleep(0.01)
-    return partner
 
 
 def _in_turns(engine: Engine, partner: Partner, paths: list[Path], clock, size: int):
@@ -92,7 +86,7 @@ def test_turns_end_the_database_as_one_process_one_file_at_a_time_would(
 ) -> None:
     paths = _dumps(tmp_path / "dumps", 70)
     turns = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
-    partner = _started(turns)
+    partner = Partner(turns, None, CAPTURED)
     reports = _in_turns(turns, partner, paths, clock, size=4)
     assert partner.stored >= 5, "the partner stored every other batch"
     single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
@@ -101,7 +95,7 @@ def test_turns_end_the_database_as_one_process_one_file_at_a_time_would(
     assert reports == expected
     assert "not UTF-8" in (reports[4].error or "")
     assert _tables(turns) == _tables(single)
-    assert partner.process.poll() is not None  # gone once the ingest is over
+    assert partner.exited()  # gone once the ingest is over
 
 
 def test_a_partner_killed_midway_leaves_the_rest_to_this_process(
@@ -109,12 +103,13 @@ def test_a_partner_killed_midway_leaves_the_rest_to_this_process(
 ) -> None:
     paths = _dumps(tmp_path / "dumps", 80)
     turns = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
-    partner = _started(turns)
+    partner = Partner(turns, None, CAPTURED)
 
     def kill_after_its_first_batch() -> None:
-        while partner.stored < 1 and partner.process.poll() is None:
+        deadline = time.monotonic() + 60
+        while partner.stored < 1 and time.monotonic() < deadline:
             time.sleep(0.001)
-        os.kill(partner.process.pid, signal.SIGKILL)
+        os.kill(partner.pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_after_its_first_batch)
     killer.start()
@@ -131,18 +126,19 @@ def test_a_partner_killed_midway_leaves_the_rest_to_this_process(
     assert _tables(turns) == _tables(single)
 
 
-def test_a_partner_that_never_starts_leaves_everything_to_this_process(
+def test_a_partner_dead_from_the_start_leaves_everything_to_this_process(
     clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     paths = _dumps(tmp_path / "dumps", 12)
     turns = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
     partner = Partner(turns, None, CAPTURED)
-    partner.process.kill()
-    partner.process.wait()
+    os.kill(partner.pid, signal.SIGKILL)
+    while not partner.exited():
+        time.sleep(0.001)
     with caplog.at_level(logging.WARNING, logger="mirror.ingest.turns"):
         reports = _in_turns(turns, partner, paths, clock, size=2)
     assert partner.stored == 0
-    assert any("did not start" in m or "stopped answering" in m for m in caplog.messages)
+    assert any("stopped answering" in m for m in caplog.messages)
     single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
     assert reports == _one_at_a_time(single, paths, clock)
 
@@ -154,7 +150,7 @@ def test_a_batch_the_partner_fails_on_raises_here_as_without_a_partner(
     engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
     # Not a page kind: the parser raises KeyError (a bug, not a refusal).
     bogus = "no such kind"
-    partner = _started(engine, bogus)  # type: ignore[arg-type]
+    partner = Partner(engine, bogus, CAPTURED)  # type: ignore[arg-type]
     batches = [paths[:2], paths[2:4], paths[4:]]
     with pytest.raises(KeyError), partner:
         ingest_in_turns(
@@ -165,9 +161,60 @@ def test_a_batch_the_partner_fails_on_raises_here_as_without_a_partner(
             captured_at=CAPTURED,
             clock=clock,  # type: ignore[arg-type]
         )
-    assert partner.process.poll() is not None
+    assert partner.exited()
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM dump_file")) == 0
+
+
+def test_what_the_partner_logs_is_logged_here_once_and_marked(
+    clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths = _dumps(tmp_path / "dumps", 8)
+    engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    with write_transaction(engine) as conn:  # a real database refusal of some files
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER poison BEFORE INSERT ON comment WHEN NEW.body LIKE '%POISON%' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )
+        )
+    partner = Partner(engine, None, CAPTURED)
+    with caplog.at_level(logging.WARNING, logger="mirror"):
+        reports = _in_turns(engine, partner, paths, clock, size=2)
+    assert partner.stored == 2
+    failed = [r.path.name for r in reports if r.error and "poisoned row" in r.error]
+    assert failed == ["000.txt", "002.txt", "006.txt"]  # 004.txt is not UTF-8
+    # Batches 2 and 4 were the partner's: one of its files failed in each.
+    theirs = [m for m in caplog.messages if m.endswith("(in the ingest partner process)")]
+    assert sorted(m.splitlines()[0] for m in theirs) == [
+        "a batch of 2 dumps failed; storing them one at a time (in the ingest partner process)",
+        "a batch of 2 dumps failed; storing them one at a time (in the ingest partner process)",
+        f"storing {paths[2]} failed",
+        f"storing {paths[6]} failed",
+    ]
+    assert all("poisoned row" in m for m in theirs if m.startswith("storing"))
+
+
+def test_a_process_running_other_threads_ingests_alone(clock, tmp_path: Path) -> None:
+    # A lock another thread held at a fork would stay held in the child.
+    paths = _dumps(tmp_path / "dumps", 8)
+    engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    assert can_fork()
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)
+    waiting.start()
+    try:
+        assert not can_fork()
+        forks = len(FORKS)
+        reports = ingest_paths(
+            engine, [tmp_path / "dumps"], clock=clock, captured_at=CAPTURED, batch_files=2
+        )
+        assert len(FORKS) == forks
+    finally:
+        stop.set()
+        waiting.join()
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    assert reports == _one_at_a_time(single, paths, clock)
 
 
 def test_an_in_memory_database_is_not_shared() -> None:
@@ -180,7 +227,7 @@ def test_turns_on_postgresql_reconstruct_what_one_sqlite_process_does(
     pg_engine: Engine, clock, tmp_path: Path
 ) -> None:
     paths = _dumps(tmp_path / "dumps", 40)
-    partner = _started(pg_engine)
+    partner = Partner(pg_engine, None, CAPTURED)
     reports = _in_turns(pg_engine, partner, paths, clock, size=3)
     assert partner.stored >= 3
     single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
@@ -191,13 +238,13 @@ def test_turns_on_postgresql_reconstruct_what_one_sqlite_process_does(
 def test_ingest_paths_takes_a_partner_for_many_batches_and_ends_the_same(
     clock, tmp_path: Path
 ) -> None:
-    # Whether the partner starts in time to take a batch depends on the
-    # machine; the result may not.
     paths = _dumps(tmp_path / "dumps", 40)
     engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    forks = len(FORKS)
     reports = ingest_paths(
         engine, [tmp_path / "dumps"], clock=clock, captured_at=CAPTURED, batch_files=2
     )
+    assert len(FORKS) == forks + 1
     single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
     assert reports == _one_at_a_time(single, paths, clock)
     assert _tables(engine) == _tables(single)
@@ -223,7 +270,7 @@ def test_a_killed_ingest_leaves_whole_batches_and_its_partner_exits_quietly(
             return int(conn.scalar(sa.text("SELECT count(*) FROM dump_file")))
 
     deadline = time.monotonic() + 60
-    while stored() < 40:  # the partner has joined by then (it takes about half a second)
+    while stored() < 40:
         assert parent.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     parent.kill()

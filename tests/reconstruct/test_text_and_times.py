@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mirror.reconstruct import segment
 from mirror.reconstruct.handles import parse_community_handle, parse_handle, split_pronouns
-from mirror.reconstruct.text import first_sentence, normalize
+from mirror.reconstruct.text import collapse_whitespace, first_sentence, normalize
 from mirror.reconstruct.times import parse_moment
 
 NOW = datetime(2025, 7, 28, 12, tzinfo=UTC)
@@ -14,6 +18,29 @@ NOW = datetime(2025, 7, 28, 12, tzinfo=UTC)
 
 def test_normalize_maps_quote_styles_and_whitespace() -> None:
     assert normalize("I\u2019ve  read \u201cart\u201d\u00a0\n here") == 'I\'ve read "art" here'
+
+
+def test_every_whitespace_but_the_space_is_unprintable() -> None:
+    # collapse_whitespace's shortcut rests on this: a printable text holds
+    # no whitespace but spaces.
+    odd = [
+        hex(c)
+        for c in range(sys.maxunicode + 1)
+        if chr(c).isspace() and chr(c) != " " and chr(c).isprintable()
+    ]
+    assert odd == []
+
+
+SPACES = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+
+
+# Half the texts only of characters its shortcut takes (spaces, line breaks, printable ones).
+@given(
+    st.text(alphabet=st.sampled_from(list(" \nab\u00e9\u2019.")), max_size=60)
+    | st.text(alphabet=st.sampled_from(list(SPACES + "ab\u00e9\u2019.\x7f")), max_size=60)
+)
+def test_collapsed_whitespace_is_what_splitting_on_it_gives(text: str) -> None:
+    assert collapse_whitespace(text) == " ".join(text.split())
 
 
 def test_first_sentence_is_cut_at_200_characters() -> None:

@@ -24,7 +24,8 @@ class NotADump(ValueError):
 
 
 _TAG_LINE = re.compile(r"^\s*</?[A-Za-z!][^>]*>")
-_CODE_LINE = re.compile(r"[;{}]\s*$")
+#: A line of code ends in one of these (before any trailing whitespace).
+_CODE_ENDINGS = (";", "{", "}")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 #: ASCII bytes that are not letters (deleted to count the letters).
 _ASCII_NOT_LETTERS = bytes(b for b in range(128) if not chr(b).isalpha())
@@ -101,7 +102,9 @@ def _refuse_non_prose(lines: list[str], content: list[str]) -> None:
     tags = sum(1 for line in content if _TAG_LINE.match(line))
     if tags / len(content) >= 0.3:
         raise NotADump("not a page dump: the file is HTML or XML markup, not page text")
-    code = sum(1 for line in content if _CODE_LINE.search(line))
+    # line.rstrip() strips what the regex \s matches: a search for [;{}]\s*$
+    # tried every position of every line, a fifth of this check's time.
+    code = sum(1 for line in content if line.rstrip()[-1:] in _CODE_ENDINGS)
     if code / len(content) >= 0.3:
         raise NotADump("not a page dump: the file looks like source code")
     # A few pages of text settle the letter ratio; all 200 lines cost a tenth of parsing.

@@ -74,3 +74,21 @@ def test_letters_are_counted_as_the_letter_class_matches_them() -> None:
     assert [_count_letters(ch) for ch in chars] == [len(letter.findall(ch)) for ch in chars]
     text = "Straße, 3½ “quoted” über 12_000 naïve cafés — ２ Ω\u00a0ok"
     assert _count_letters(text) == len(letter.findall(text)) == 30
+
+
+def test_code_lines_are_told_as_the_code_line_pattern_tells_them() -> None:
+    import re
+
+    from mirror.reconstruct.detect import _CODE_ENDINGS
+
+    pattern = re.compile(r"[;{}]\s*$")  # the definition: ends in ; { or } and whitespace
+    spaces = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+    lines = [
+        f"{head}{end}{tail}"
+        for head in ("", "x", "a {", "b;")
+        for end in ("", ";", "{", "}", "x", ")")
+        for tail in ("", " ", "\t ", spaces, "\u00a0", " y")
+    ]
+    assert [line.rstrip()[-1:] in _CODE_ENDINGS for line in lines] == [
+        bool(pattern.search(line)) for line in lines
+    ]

@@ -86,7 +86,7 @@ def ingest_files(
 ) -> list[FileReport]:
     """Ingest these files (no folder search); one report per file, in order."""
     paths = list(files)
-    batches = [paths[i : i + batch_files] for i in range(0, len(paths), max(1, batch_files))]
+    batches = _batches(paths, max(1, batch_files))
     with contextlib.ExitStack() as stack:
         partner = None
         if len(batches) >= 2 and (os.cpu_count() or 1) >= 2 and can_share(engine) and can_fork():
@@ -111,6 +111,18 @@ def ingest_files(
                 report.merged,
             )
     return reports
+
+
+def _batches(paths: list[Path], size: int) -> list[list[Path]]:
+    """Batches of ``size`` files, but for a first one of half that.
+
+    With a partner, both processes parse their first batch at once and the
+    partner then waits while this process stores its own: a half batch
+    halves that wait (it parses the next one meanwhile).
+    """
+    starts = [0, *range(max(1, size // 2), len(paths), size)]
+    ends = [*starts[1:], len(paths)]
+    return [paths[a:b] for a, b in zip(starts, ends, strict=True) if b > a]
 
 
 def ingest_file(

@@ -109,12 +109,13 @@ def body_paragraphs(body: str) -> list[str]:
 
 
 def fingerprint(*parts: str) -> str:
-    """A short stable hash of its parts (hex, 64 bits)."""
-    digest = hashlib.blake2b(digest_size=8)
-    for part in parts:
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\x1f")
-    return digest.hexdigest()
+    """A short stable hash of its parts (hex, 64 bits).
+
+    Each part is followed by a unit separator: the hash of ``part1 US part2
+    US ...``, fed in one call (ids are made of it: it may never change).
+    """
+    data = "\x1f".join(parts) + "\x1f" if parts else ""
+    return hashlib.blake2b(data.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def first_sentence(text: str, limit: int = 200) -> str:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mirror.reconstruct import segment
 from mirror.reconstruct.handles import parse_community_handle, parse_handle, split_pronouns
-from mirror.reconstruct.text import collapse_whitespace, first_sentence, normalize
+from mirror.reconstruct.text import collapse_whitespace, fingerprint, first_sentence, normalize
 from mirror.reconstruct.times import parse_moment
 
 NOW = datetime(2025, 7, 28, 12, tzinfo=UTC)
@@ -93,3 +93,10 @@ def test_segmentation_rules() -> None:
     assert end == 3
     groups = segment.group_comments(paragraphs[end:])
     assert groups == [(0, 2), (3, 3), (4, 6), (7, 7)]
+
+
+def test_fingerprints_never_change() -> None:
+    # Every id is one: the same parts must give the same hash forever.
+    assert fingerprint() == "e4a6a0577479b2b4"
+    assert fingerprint("comment") == "79d6ec8de22bbf65"
+    assert fingerprint("post", "c/tea@x.example", "caf\u00e9 \u2019") == "ac1354b4cff022fd"

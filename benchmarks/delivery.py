@@ -7,8 +7,11 @@ RSS a tenth of the way in, to show it flat).
 Targets: ratio >= 0.8 for one worker process; two processes on PostgreSQL
 at least the one-process rate; memory flat as N grows.
 
-    python benchmarks/delivery.py [-n 20000] [--concurrency 256]
+    python benchmarks/delivery.py [-n 20000] [--concurrency 256] [--runs 1]
         [--backends sqlite,postgresql] [--pg-url URL] [--sizes 5000,20000]
+
+With --runs R every configuration runs R times, round after round, and the
+targets take each one's median ratio.
 
 The workers are real `mirror worker` processes (the product's path: claim,
 sign in the worker's signing processes, POST, record); the sink is another process, a bare
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -252,6 +256,9 @@ def main() -> None:
         default="",
         help="also run SQLite with these N, to show peak RSS flat as N grows (e.g. 5000,20000)",
     )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="rounds of every run; the targets take the median"
+    )
     args = parser.parse_args()
 
     print(f"RSA-2048 signatures, one core: {sign_rate():,.0f}/s")
@@ -263,47 +270,66 @@ def main() -> None:
     if "postgresql" in backends:
         runs.extend([("postgresql", 1, args.n), ("postgresql", 2, args.n)])
 
-    results: list[Result] = []
-    for backend, processes, n in runs:
-        with tempfile.TemporaryDirectory(prefix="fedimirror-bench-") as tmp:
-            if backend == "sqlite":
-                url, drop = f"sqlite:///{Path(tmp) / 'mirror.db'}", None
-            else:
-                url, drop = postgres_database(args.pg_url)
-            try:
-                # This machine's speed drifts by a fifth within minutes (shared
-                # cores): each run is set against the sign rate measured just
-                # before and just after it.
-                before = sign_rate(2.0)
-                result = run(url, backend, n, processes, args.concurrency)
-                result.sign_rate = (before + sign_rate(2.0)) / 2
-            finally:
-                if drop is not None:
-                    drop()
-        results.append(result)
-        print(
-            f"{backend:10} {processes} process{'es' if processes > 1 else '  '} "
-            f"N={n:>6}: {result.rate:7,.0f} deliveries/s  ratio {result.ratio:4.2f} "
-            f"(sign rate {result.sign_rate:,.0f}/s)  "
-            f"({result.seconds:5.1f} s; enqueue {result.enqueue_s:4.1f} s)  "
-            f"RSS {result.rss_early_mb:4.0f} MB at 10%, peak {result.rss_peak_mb:4.0f} MB",
-            flush=True,
-        )
+    results: dict[tuple[str, int, int], list[Result]] = {config: [] for config in runs}
+    # Round after round of every configuration, so that the machine's drift
+    # falls on each of them alike.
+    for _ in range(args.runs):
+        for backend, processes, n in runs:
+            result = measure(backend, processes, n, args)
+            results[(backend, processes, n)].append(result)
+            print(
+                f"{backend:10} {processes} process{'es' if processes > 1 else '  '} "
+                f"N={n:>6}: {result.rate:7,.0f} deliveries/s  ratio {result.ratio:4.2f} "
+                f"(sign rate {result.sign_rate:,.0f}/s)  "
+                f"({result.seconds:5.1f} s; enqueue {result.enqueue_s:4.1f} s)  "
+                f"RSS {result.rss_early_mb:4.0f} MB at 10%, peak {result.rss_peak_mb:4.0f} MB",
+                flush=True,
+            )
 
-    one = [r for r in results if r.processes == 1 and r.n == args.n]
-    for r in one:
-        verdict = "met" if r.ratio >= 0.8 else "NOT met"
-        print(f"target ratio >= 0.8, one process on {r.backend}: {verdict}")
-    pg = {r.processes: r for r in results if r.backend == "postgresql"}
-    if 1 in pg and 2 in pg:
+    ratio = {config: statistics.median(r.ratio for r in rs) for config, rs in results.items()}
+    if args.runs > 1:
+        for (backend, processes, n), rs in results.items():
+            print(
+                f"{backend:10} {processes} process{'es' if processes > 1 else '  '} N={n:>6}: "
+                f"median {statistics.median(r.rate for r in rs):7,.0f} deliveries/s, "
+                f"ratio {ratio[(backend, processes, n)]:4.2f} over {len(rs)} runs "
+                f"({min(r.ratio for r in rs):.2f}-{max(r.ratio for r in rs):.2f}), "
+                f"peak RSS {max(r.rss_peak_mb for r in rs):4.0f} MB"
+            )
+    for backend, processes, n in runs:
+        if processes == 1 and n == args.n:
+            verdict = "met" if ratio[(backend, 1, n)] >= 0.8 else "NOT met"
+            print(f"target ratio >= 0.8, one process on {backend}: {verdict}")
+    one, two = ("postgresql", 1, args.n), ("postgresql", 2, args.n)
+    if one in ratio and two in ratio:
         # Compared as ratios: each run against the sign rate measured around
         # it, since the machine's speed drifts between the two runs.
-        verdict = "met" if pg[2].ratio >= pg[1].ratio else "NOT met"
-        change = pg[2].ratio / pg[1].ratio - 1
+        verdict = "met" if ratio[two] >= ratio[one] else "NOT met"
+        change = ratio[two] / ratio[one] - 1
         print(
             f"target two processes >= one process on postgresql: {verdict} "
-            f"(ratio {pg[2].ratio:.2f} against {pg[1].ratio:.2f}, {change:+.0%})"
+            f"(ratio {ratio[two]:.2f} against {ratio[one]:.2f}, {change:+.0%})"
         )
+
+
+def measure(backend: str, processes: int, n: int, args: argparse.Namespace) -> Result:
+    """One run of one configuration, in a new database."""
+    with tempfile.TemporaryDirectory(prefix="fedimirror-bench-") as tmp:
+        if backend == "sqlite":
+            url, drop = f"sqlite:///{Path(tmp) / 'mirror.db'}", None
+        else:
+            url, drop = postgres_database(args.pg_url)
+        try:
+            # This machine's speed drifts by a fifth within minutes (shared
+            # cores): each run is set against the sign rate measured just
+            # before and just after it.
+            before = sign_rate(2.0)
+            result = run(url, backend, n, processes, args.concurrency)
+            result.sign_rate = (before + sign_rate(2.0)) / 2
+        finally:
+            if drop is not None:
+                drop()
+    return result
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def ingest_files(
     batches = _batches(paths, max(1, batch_files))
     with contextlib.ExitStack() as stack:
         partner = None
-        if len(batches) >= 2 and (os.cpu_count() or 1) >= 2 and can_share(engine) and can_fork():
+        worth_it = len(batches) >= 2 and (os.cpu_count() or 1) >= 2
+        if worth_it and can_share(engine) and can_fork(engine):
             partner = stack.enter_context(Partner(engine, kind, captured_at))
         log.info(
             "ingesting %d files in %d batches%s",

@@ -133,7 +133,8 @@ class Partner:
         # per process (https://sqlite.org/howtocorrupt.html, section 2.6).
         engine.dispose()
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # or the child's copy of their buffers would be written twice
+            with contextlib.suppress(ValueError, OSError):  # closed, or a broken pipe
+                stream.flush()  # or the child's copy of their buffers would be written twice
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
         pid = os.fork()
@@ -216,9 +217,19 @@ class Partner:
         self.alive = False
 
 
-def can_fork() -> bool:
-    """Whether this process may fork a partner: POSIX, and no other thread running."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+def can_fork(engine: Engine) -> bool:
+    """Whether this process may fork a partner for ``engine``'s database.
+
+    POSIX; no other thread running; and none of the engine's connections in
+    use (they could not be closed before the fork). Other connections to
+    the same database (another engine's) must not be open either: the
+    caller's to know.
+    """
+    return (
+        hasattr(os, "fork")
+        and threading.active_count() == 1
+        and getattr(engine.pool, "checkedout", lambda: 0)() == 0
+    )
 
 
 # -- the partner ----------------------------------------------------------------

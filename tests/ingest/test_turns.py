@@ -199,12 +199,12 @@ def test_a_process_running_other_threads_ingests_alone(clock, tmp_path: Path) ->
     # A lock another thread held at a fork would stay held in the child.
     paths = _dumps(tmp_path / "dumps", 8)
     engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
-    assert can_fork()
+    assert can_fork(engine)
     stop = threading.Event()
     waiting = threading.Thread(target=stop.wait)
     waiting.start()
     try:
-        assert not can_fork()
+        assert not can_fork(engine)
         forks = len(FORKS)
         reports = ingest_paths(
             engine, [tmp_path / "dumps"], clock=clock, captured_at=CAPTURED, batch_files=2
@@ -215,6 +215,15 @@ def test_a_process_running_other_threads_ingests_alone(clock, tmp_path: Path) ->
         waiting.join()
     single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
     assert reports == _one_at_a_time(single, paths, clock)
+
+
+def test_no_partner_while_a_connection_of_the_engine_is_in_use(tmp_path: Path) -> None:
+    # A connection in use cannot be closed before the fork: the child would
+    # share its SQLite locks.
+    engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    with engine.connect():
+        assert not can_fork(engine)
+    assert can_fork(engine)
 
 
 def test_an_in_memory_database_is_not_shared() -> None:

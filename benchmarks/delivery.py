@@ -7,7 +7,7 @@ RSS a tenth of the way in, to show it flat).
 Targets: ratio >= 0.8 for one worker process; two processes on PostgreSQL
 at least the one-process rate; memory flat as N grows.
 
-    python benchmarks/delivery.py [-n 20000] [--concurrency 256] [--runs 1]
+    python benchmarks/delivery.py [-n 20000] [--concurrency 256] [--runs 3]
         [--backends sqlite,postgresql] [--pg-url URL] [--sizes 5000,20000]
 
 With --runs R every configuration runs R times, round after round, and the
@@ -257,7 +257,7 @@ def main() -> None:
         help="also run SQLite with these N, to show peak RSS flat as N grows (e.g. 5000,20000)",
     )
     parser.add_argument(
-        "--runs", type=int, default=1, help="rounds of every run; the targets take the median"
+        "--runs", type=int, default=3, help="rounds of every run; the targets take the median"
     )
     args = parser.parse_args()
 

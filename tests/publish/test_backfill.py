@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from mirror.clock import FrozenClock
 from mirror.db.models import Delivery
 from mirror.db.session import write_transaction
+from mirror.delivery.queue import TooLarge
 from mirror.federation.actors import get_actor
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
@@ -543,3 +544,27 @@ async def test_created_objects_have_the_shapes_lemmy_sends(
         assert _types(ours, activity_keys) == _types(theirs, activity_keys)
         object_keys = set(theirs["object"]) - optional
         assert _types(ours["object"], object_keys) == _types(theirs["object"], object_keys)
+
+
+async def test_an_object_lemmy_would_not_fetch_is_refused_before_anything_is_queued(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any], tmp_path
+) -> None:
+    # Lemmy 0.19 fetches at most 200 KB of an object: a comment that long is
+    # refused with its size before the run queues anything.
+    from tests.ingest.test_files import THREAD
+
+    huge = " ".join(f"word{n}" for n in range(40_000))  # ~270 KB in one paragraph
+    dump = tmp_path / "huge.txt"
+    dump.write_text(THREAD.replace("POISON: black, no sugar", huge))
+    service = await service_factory()
+    reports = await asyncio.to_thread(
+        ingest_paths, service.engine, [dump], clock=FrozenClock(CAPTURED), captured_at=CAPTURED
+    )
+    assert reports[0].ok, reports[0].error
+    sandbox = await sandbox_factory()
+    with pytest.raises(TooLarge, match=r"comment \S+ makes a \d+-byte object; Lemmy fetches"):
+        await start_backfill(service.federation, to=handle(sandbox))
+    with service.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 0
+        assert conn.scalar(sa.select(sa.func.count()).select_from(PUBLICATIONS)) == 0
+    assert sandbox.threads() == []

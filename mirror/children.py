@@ -5,7 +5,8 @@ pickle) on the child's stdin, the child answers with frames on
 its stdout. Used by the delivery worker's signing processes (the ingest's
 partner process is forked and uses only the framing). A child imports
 only what its job needs, gets no MIRROR_* variables (the master key may
-be one) and exits when its stdin closes, so it never outlives its parent, even after SIGKILL.
+be one) and exits when its stdin closes, so it never outlives its
+parent, even after SIGKILL.
 """
 
 from __future__ import annotations

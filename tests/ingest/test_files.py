@@ -39,6 +39,17 @@ POISON: black, no sugar, strong enough to stand a spoon in it.\
 """
 
 
+def poison(engine: Engine) -> None:
+    """A real database refusal: SQLite refuses any comment whose body says POISON."""
+    with write_transaction(engine) as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER poison BEFORE INSERT ON comment WHEN NEW.body LIKE '%POISON%' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )
+        )
+
+
 def _count(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table}")))
@@ -49,13 +60,7 @@ def test_a_file_that_fails_while_storing_leaves_nothing(
 ) -> None:
     # A real database refusal halfway through the file: the post and the
     # first comment are written before the second comment is refused.
-    with write_transaction(engine) as conn:
-        conn.execute(
-            sa.text(
-                "CREATE TRIGGER poison BEFORE INSERT ON comment WHEN NEW.body LIKE '%POISON%' "
-                "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-            )
-        )
+    poison(engine)
     bad = tmp_path / "tea.txt"
     bad.write_text(THREAD)
     collector = gc.get_threshold()

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mirror.db import migrate
-from mirror.db.session import make_engine, write_transaction
+from mirror.db.session import make_engine
 from mirror.ingest.batch import FileReport
 from mirror.ingest.files import ingest_file, ingest_paths
 from mirror.ingest.turns import Partner, can_fork, can_share, ingest_in_turns
 from mirror.inspection import build_document
 from tests.conftest import CAPTURED
-from tests.ingest.test_files import THREAD
+from tests.ingest.test_files import THREAD, poison
 
 #: One entry per fork this test process makes.
 FORKS: list[int] = []
@@ -171,13 +171,7 @@ def test_what_the_partner_logs_is_logged_here_once_and_marked(
 ) -> None:
     paths = _dumps(tmp_path / "dumps", 8)
     engine = _engine(f"sqlite:///{tmp_path / 'turns.db'}")
-    with write_transaction(engine) as conn:  # a real database refusal of some files
-        conn.execute(
-            sa.text(
-                "CREATE TRIGGER poison BEFORE INSERT ON comment WHEN NEW.body LIKE '%POISON%' "
-                "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-            )
-        )
+    poison(engine)  # a real database refusal of the even-numbered files
     partner = Partner(engine, None, CAPTURED)
     with caplog.at_level(logging.WARNING, logger="mirror"):
         reports = _in_turns(engine, partner, paths, clock, size=2)

@@ -115,15 +115,20 @@ def ingest_files(
 
 
 def _batches(paths: list[Path], size: int) -> list[list[Path]]:
-    """Batches of ``size`` files, but for a first one of half that.
+    """Batches of ``size`` files, but smaller at either end.
 
-    With a partner, both processes parse their first batch at once and the
-    partner then waits while this process stores its own: a half batch
-    halves that wait (it parses the next one meanwhile).
+    With a partner, both processes parse their first batch at once, then
+    the partner waits while this process stores its own: a first batch of
+    half size halves that wait. At the end, one process has nothing left
+    to parse while the other stores: the last two to three batches' files
+    go in quarter batches, so that wait is a quarter batch's.
     """
-    starts = [0, *range(max(1, size // 2), len(paths), size)]
-    ends = [*starts[1:], len(paths)]
-    return [paths[a:b] for a, b in zip(starts, ends, strict=True) if b > a]
+    batches, at, step = [], 0, max(1, size // 2)
+    while at + step <= len(paths) - 2 * size:
+        batches.append(paths[at : at + step])
+        at, step = at + step, size
+    quarter = max(1, size // 4)
+    return batches + [paths[a : a + quarter] for a in range(at, len(paths), quarter)]
 
 
 def ingest_file(

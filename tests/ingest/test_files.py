@@ -130,13 +130,15 @@ def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: 
     assert str(captured).startswith("2025-07-28 12:00:00")
 
 
-def test_files_are_cut_into_batches_the_first_one_half_size() -> None:
+def test_files_are_cut_into_batches_smaller_at_either_end() -> None:
     from mirror.ingest.files import _batches
 
-    paths = [Path(f"{n:03d}.txt") for n in range(300)]
+    paths = [Path(f"{n:04d}.txt") for n in range(1000)]
     batches = _batches(paths, 128)
-    assert [len(b) for b in batches] == [64, 128, 108]
+    # Half a batch first, quarter batches for the last two to three batches' files.
+    assert [len(b) for b in batches] == [64, *[128] * 5, *[32] * 9, 8]
     assert [p for b in batches for p in b] == paths
+    assert [len(b) for b in _batches(paths[:100], 128)] == [32, 32, 32, 4]
     assert [len(b) for b in _batches(paths[:10], 128)] == [10]
     assert [len(b) for b in _batches(paths[:3], 1)] == [1, 1, 1]
     assert _batches([], 128) == []

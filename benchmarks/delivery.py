@@ -278,8 +278,8 @@ def main() -> None:
             result = measure(backend, processes, n, args)
             results[(backend, processes, n)].append(result)
             print(
-                f"{backend:10} {processes} process{'es' if processes > 1 else '  '} "
-                f"N={n:>6}: {result.rate:7,.0f} deliveries/s  ratio {result.ratio:4.2f} "
+                f"{_label(backend, processes, n)}: "
+                f"{result.rate:7,.0f} deliveries/s  ratio {result.ratio:4.2f} "
                 f"(sign rate {result.sign_rate:,.0f}/s)  "
                 f"({result.seconds:5.1f} s; enqueue {result.enqueue_s:4.1f} s)  "
                 f"RSS {result.rss_early_mb:4.0f} MB at 10%, peak {result.rss_peak_mb:4.0f} MB",
@@ -290,7 +290,7 @@ def main() -> None:
     if args.runs > 1:
         for (backend, processes, n), rs in results.items():
             print(
-                f"{backend:10} {processes} process{'es' if processes > 1 else '  '} N={n:>6}: "
+                f"{_label(backend, processes, n)}: "
                 f"median {statistics.median(r.rate for r in rs):7,.0f} deliveries/s, "
                 f"ratio {ratio[(backend, processes, n)]:4.2f} over {len(rs)} runs "
                 f"({min(r.ratio for r in rs):.2f}-{max(r.ratio for r in rs):.2f}), "
@@ -310,6 +310,10 @@ def main() -> None:
             f"target two processes >= one process on postgresql: {verdict} "
             f"(ratio {ratio[two]:.2f} against {ratio[one]:.2f}, {change:+.0%})"
         )
+
+
+def _label(backend: str, processes: int, n: int) -> str:
+    return f"{backend:10} {processes} process{'es' if processes > 1 else '  '} N={n:>6}"
 
 
 def measure(backend: str, processes: int, n: int, args: argparse.Namespace) -> Result:

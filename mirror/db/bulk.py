@@ -97,7 +97,8 @@ def _plan(
 
 def _keeping_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
-        return value if isinstance(value, JSONText) else process(value)
+        # As a plain str: a subclass would go through sqlite3's adapters.
+        return str(value) if isinstance(value, JSONText) else process(value)
 
     return convert
 

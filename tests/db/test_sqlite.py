@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from mirror.db.bulk import JSONText, bulk_insert
 from mirror.db.session import (
     WAL_CHECKPOINT_PAGES,
     checkpoint_wal,
@@ -85,4 +87,31 @@ def test_ingest_checkpoints_every_second_batch_when_nobody_waits(tmp_path: Path)
     # Copied into the database file at the second batch and the fourth only.
     assert sizes[0] < sizes[CHECKPOINT_EVERY - 1]
     assert sizes[CHECKPOINT_EVERY - 1] == sizes[CHECKPOINT_EVERY] < sizes[-1]
+    engine.dispose()
+
+
+def test_nulls_and_json_text_bind_without_sqlite3s_adapter_search(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    # Without a registered adapter, sqlite3.adapt has nothing for None.
+    assert sqlite3.adapt(None) is None
+    with write_transaction(engine) as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT, data JSON)")
+        table = sa.Table(
+            "t",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("note", sa.Text),
+            sa.Column("data", sa.JSON),
+        )
+        bulk_insert(
+            connection,
+            table,
+            [
+                {"id": 1, "note": None, "data": JSONText('{"a": 1}')},
+                {"id": 2, "note": "x", "data": {"b": 2}},
+            ],
+        )
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT id, note, data, typeof(note) FROM t").all()
+    assert rows == [(1, None, '{"a": 1}', "null"), (2, "x", '{"b": 2}', "text")]
     engine.dispose()

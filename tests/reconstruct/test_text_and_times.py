@@ -34,10 +34,13 @@ def test_every_whitespace_but_the_space_is_unprintable() -> None:
 SPACES = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
 
-# Half the texts only of characters its shortcut takes (spaces, line breaks, printable ones).
+# Texts only of characters its shortcuts take (spaces, line breaks,
+# printable ones; ASCII only, or not), and texts of any whitespace.
 @given(
     st.text(alphabet=st.sampled_from(list(" \nab\u00e9\u2019.")), max_size=60)
+    | st.text(alphabet=st.sampled_from(list(" \nab.\x00\x7f")), max_size=60)
     | st.text(alphabet=st.sampled_from(list(SPACES + "ab\u00e9\u2019.\x7f")), max_size=60)
+    | st.text(alphabet=st.sampled_from([chr(c) for c in range(128)]), max_size=60)
 )
 def test_collapsed_whitespace_is_what_splitting_on_it_gives(text: str) -> None:
     assert collapse_whitespace(text) == " ".join(text.split())

@@ -694,8 +694,9 @@ class DumpWriter:
         bulk_insert(self.conn, TABLES_ALIAS, rows, update_on="alias", update=("target",))
 
     def _write_observations(self) -> None:
-        rows = [{**o, "item_id": self.canon(o["item_id"])} for o in self.observations]
-        bulk_insert(self.conn, TABLES_OBSERVATION, rows, ignore_conflicts=True)
+        for row in self.observations:
+            row["item_id"] = self.canon(row["item_id"])
+        bulk_insert(self.conn, TABLES_OBSERVATION, self.observations, ignore_conflicts=True)
 
     def _write_paragraphs(self) -> None:
         rows: list[Row] = []

@@ -54,3 +54,7 @@ def test_references_join_an_empty_or_a_full_record() -> None:
     assert json.loads(with_references("{}", refs)) == refs
     assert json.loads(with_references('{"score": 3}', refs)) == {"score": 3, **refs}
     assert with_references('{"score": 3}', {}) == '{"score": 3}'
+    # Ids are written as json.dumps writes them; anything else is escaped by it.
+    assert with_references("{}", refs) == json.dumps(refs)
+    odd = {"post_id": 'p"1\\', "parent_id": "c\u00e92"}
+    assert with_references('{"score": 3}', odd) == json.dumps({"score": 3, **odd})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from mirror.clock import FrozenClock
 from mirror.db import migrate
 from mirror.db.session import make_engine
+from mirror.ingest import rows
 from mirror.ingest.files import ingest_file
 from mirror.ingest.match import MIN_PREFIX_CHARS, Relation, norm, norm_head, paras, text_relation
 from mirror.reconstruct import DumpKind, NotADump, parse_dump
@@ -261,3 +263,15 @@ def test_text_relation_of_truncated_copies_is_the_normalised_relation(
     if swap:
         a, b = b, a
     assert text_relation(a, b) is _relation_by_definition(a, b)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+        max_size=14,
+    )
+)
+def test_provenance_records_are_written_as_json_dumps_writes_them(record: dict) -> None:
+    assert rows._ENCODE is not None  # CPython: the encoder built once is in use
+    assert rows._dumps(record) == json.dumps(record)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
+from json import encoder as json_encoder
+from json.encoder import JSONEncoder, encode_basestring_ascii
 from typing import Any
 
 from mirror.ingest import identity
@@ -167,8 +170,33 @@ def observation_data(row: Row) -> str:
         for key, value in row.items()
         if value is not None and key not in _NOT_OBSERVED and key[0] != "_"
     }
-    # Plain dumps: json's C encoder; a default= hook would build an encoder per call.
-    return json.dumps(said)
+    return _dumps(said)
+
+
+def _c_encoder() -> Callable[[Any, int], Any] | None:
+    """json's C encoder with json.dumps's settings, or None where there is none."""
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
+    settings = (None, JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ")
+    try:
+        return make(*settings, False, False, True)
+    except TypeError:  # another signature: json.dumps it is
+        return None
+
+
+_ENCODE = _c_encoder()
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    """``json.dumps(obj)``, by one C encoder built once.
+
+    json.dumps builds its C encoder anew on every call (json/encoder.py,
+    JSONEncoder.iterencode): half the time of a provenance record's
+    dozen keys, and every copy of every dump has one.
+    """
+    return "".join(_ENCODE(obj, 0)) if _ENCODE is not None else json.dumps(obj)
 
 
 def with_references(data: str, references: dict[str, str]) -> str:

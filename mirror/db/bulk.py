@@ -56,25 +56,22 @@ def bulk_insert(
         else ""
     )
     sql, processors = _plan(connection.dialect, table, keys, conflict)
-    # Rows of a batch share many values (its times, flags): each distinct
-    # value is converted once.
-    converted = [
-        (n, _memoized(process)) for n, process in enumerate(processors) if process is not None
-    ]
-    # itemgetter reads a row's values in C; a row without some keys takes the slow way.
+    # itemgetter reads a row's values in C; rows without some keys take the slow way.
     take = itemgetter(*keys) if len(keys) > 1 else lambda row: (row[keys[0]],)
-    params = []
-    for row in rows:
-        try:
-            values = take(row)
-        except KeyError:
-            values = tuple(row.get(key) for key in keys)
-        if converted:
-            changed = list(values)
-            for n, process in converted:
-                changed[n] = process(changed[n])
-            values = tuple(changed)
-        params.append(values)
+    try:
+        params = list(map(take, rows))
+    except KeyError:
+        params = [tuple(row.get(key) for key in keys) for row in rows]
+    if any(process for process, _ in processors):
+        # Column by column: rows of a batch share most of their converted
+        # values (its times, flags), each distinct one converted once.
+        columns = list(zip(*params, strict=True))
+        for n, (process, documents) in enumerate(processors):
+            if process is not None:
+                # A JSON document is never repeated (nor hashable).
+                convert = process if documents else _memoized(process)
+                columns[n] = tuple(map(convert, columns[n]))
+        params = list(zip(*columns, strict=True))
     connection.exec_driver_sql(sql, params)  # type: ignore[arg-type]
 
 
@@ -88,10 +85,13 @@ def _plan(
         f"INSERT INTO {table.name} ({', '.join(keys)}) "
         f"VALUES ({', '.join([mark] * len(keys))}){conflict}"
     )
-    processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
-    for n, col in enumerate(columns):
-        if isinstance(col.type, sa.JSON) and processors[n] is not None:
-            processors[n] = _keeping_text(processors[n])
+    processors = []
+    for col in columns:
+        process = col.type.dialect_impl(dialect).bind_processor(dialect)
+        documents = isinstance(col.type, sa.JSON)
+        if documents and process is not None:
+            process = _keeping_text(process)
+        processors.append((process, documents))
     return sql, processors
 
 
@@ -162,18 +162,20 @@ def rows_params(
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    done: dict[Any, Any] = {}
+    """``process``, remembering its results: a dict lookup in C for a value seen before."""
+    return _Results(process).__getitem__
 
-    def convert(value: Any) -> Any:
-        try:
-            return done[value]
-        except KeyError:
-            done[value] = converted = process(value)
-            return converted
-        except TypeError:  # unhashable (a JSON document): never repeated anyway
-            return process(value)
 
-    return convert
+class _Results(dict[Any, Any]):
+    __slots__ = ("process",)
+
+    def __init__(self, process: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.process = process
+
+    def __missing__(self, value: Any) -> Any:
+        self[value] = converted = self.process(value)
+        return converted
 
 
 def mostly_true(dialect: Dialect, condition: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:

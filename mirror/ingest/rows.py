@@ -203,10 +203,11 @@ def with_references(data: str, references: dict[str, str]) -> str:
     """A provenance record (a JSON object's text) with these keys appended."""
     if not references:
         return data
-    if all(value.isascii() and value.isalnum() for value in references.values()):
+    ids = "".join(references.values())
+    if ids.isascii() and ids.isalnum():
         # Ids (ASCII letters and digits) need no escaping; json.dumps built an
         # encoder per call, for every copy stored.
-        extra = ", ".join(f'"{key}": "{value}"' for key, value in references.items())
+        extra = ", ".join([f'"{key}": "{value}"' for key, value in references.items()])
     else:
         extra = json.dumps(references)[1:-1]
     return f"{data[:-1]}, {extra}}}" if data != "{}" else f"{{{extra}}}"

@@ -635,10 +635,13 @@ class DumpWriter:
 
     def _flush(self) -> None:
         bulk_insert(self.conn, table_of(DumpFile), self.dump_files, ignore_conflicts=True)
+        new_by_kind: dict[str, list[Row]] = {kind: [] for kind in TABLES}
+        for item_id in self.new:
+            new_by_kind[kind_of(item_id)].append(self._refs(self.rows[item_id]))
         for kind in ("community", "author", "post", "comment"):
             table = TABLES[kind]
             columns = set(table.c.keys())
-            new = [self._refs(self.rows[i]) for i in self.new if kind_of(i) == kind]
+            new = new_by_kind[kind]
             if kind == "comment":
                 new = _parents_first(new)
             bulk_insert(self.conn, table, new)
@@ -655,6 +658,8 @@ class DumpWriter:
 
     def _refs(self, row: Row) -> Row:
         """The row with canonical references (bulk_insert takes only table columns)."""
+        if not self.redirect:
+            return row
         moved = {k: self.canon(v) for k in _REFERENCE_COLUMNS if (v := row.get(k)) in self.redirect}
         return row | moved if moved else row
 

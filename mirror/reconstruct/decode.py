@@ -24,7 +24,7 @@ def decode(data: bytes) -> str:
         ) from None
     if data.startswith(_BOM):
         text = text[1:]
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(), which copies the whole text
         raise NotADump("empty file (only whitespace)")
     # Counted on the bytes (control characters are single bytes in UTF-8):
     # bytes.translate is many times faster than a regex over the text.

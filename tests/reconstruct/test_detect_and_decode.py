@@ -31,6 +31,8 @@ def test_last_line_without_newline_is_kept() -> None:
     [
         (b"", "empty file"),
         (b"  \n\n\t\n", "empty file (only whitespace)"),
+        (b"\xef\xbb\xbf", "empty file (only whitespace)"),  # a BOM alone
+        ("\ufeff\u00a0\u2003\n".encode(), "empty file (only whitespace)"),
         (b"hello\x00world", "binary file (NUL byte at offset 5)"),
         ("caf\u00e9 ok\n".encode("latin-1") + b"rest", "not UTF-8: invalid byte 0xe9 at offset 3"),
     ],

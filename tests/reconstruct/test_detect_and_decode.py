@@ -65,17 +65,25 @@ def test_not_a_dump(text: str, words: str) -> None:
 
 
 def test_letters_are_counted_as_the_letter_class_matches_them() -> None:
-    # Detection's prose check counts letters fast; the definition is the
-    # regex class of letters ([^\W\d_]), for every kind of character.
+    # Detection's prose check counts letters and visible characters fast;
+    # the definitions are the regex class of letters ([^\W\d_]) and what
+    # splitting on whitespace leaves, for every kind of character.
     import re
 
-    from mirror.reconstruct.detect import _count_letters
+    from mirror.reconstruct.detect import _letters_and_visible
 
     letter = re.compile(r"[^\W\d_]")
+
+    def defined(text: str) -> tuple[int, int]:
+        return len(letter.findall(text)), len("".join(text.split()))
+
     chars = [chr(c) for c in range(0, 0x30000, 3) if not 0xD800 <= c < 0xE000]
-    assert [_count_letters(ch) for ch in chars] == [len(letter.findall(ch)) for ch in chars]
-    text = "Straße, 3½ “quoted” über 12_000 naïve cafés — ２ Ω\u00a0ok"
-    assert _count_letters(text) == len(letter.findall(text)) == 30
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    assert [_letters_and_visible(ch) for ch in chars + spaces] == [
+        defined(ch) for ch in chars + spaces
+    ]
+    text = "Straße, 3½ “quoted” über 12_000 naïve cafés — ２ Ω\u00a0ok\u2003\x1f\tend\ud800"
+    assert _letters_and_visible(text) == defined(text) == (33, 46)
 
 
 def test_code_lines_are_told_as_the_code_line_pattern_tells_them() -> None:

@@ -9,6 +9,7 @@ it is prose, and refused otherwise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -32,17 +33,23 @@ _ASCII_NOT_LETTERS = bytes(b for b in range(128) if not chr(b).isalpha())
 _ASCII_SPACES = bytes(b for b in range(128) if chr(b).isspace())
 _ASCII = bytes(range(128))
 _MAX_SCAN = 400
+#: Lines of content that tell prose from markup, code and data.
+_PROSE_LINES = 200
 
 
 def detect(lines: list[str]) -> DumpKind:
     """The page kind of a dump, or NotADump with the reason."""
     head = lines[:_MAX_SCAN]
     # NBSP-only lines are blank too (str.strip removes NBSP); is_blank inlined.
-    content = [line for line in lines if line.strip()]
+    # The prose checks read the first _PROSE_LINES lines of content only.
+    content = list(itertools.islice((line for line in lines if line.strip()), _PROSE_LINES))
     if not content:
         raise NotADump("empty file (only blank lines)")
 
-    if any(line.lstrip()[:1] == "[" and COMMENT_HEADER.match(line.strip()) for line in lines):
+    if any(
+        "[" in line and line.lstrip()[:1] == "[" and COMMENT_HEADER.match(line.strip())
+        for line in lines
+    ):
         return DumpKind.THREAD
     if any(SUBMITTED_ON.match(line.strip()) for line in head[:5]):
         return DumpKind.THREAD
@@ -54,7 +61,7 @@ def detect(lines: list[str]) -> DumpKind:
             return DumpKind.LISTING
         return DumpKind.THREAD
 
-    _refuse_non_prose(lines, content)
+    _refuse_non_prose(content)
     first = content[0].strip()
     if CROSS_POSTED.match(first) or (len(content) > 1 and _is_heading(first, content[1])):
         return DumpKind.FLAT
@@ -99,9 +106,9 @@ def _is_heading(line: str, following: str) -> bool:
     return capitals / len(words) >= 0.6 and len(following.strip()) >= 200
 
 
-def _refuse_non_prose(lines: list[str], content: list[str]) -> None:
-    # The first lines tell markup, code and data from prose; no need to read on.
-    content = content[:200]
+def _refuse_non_prose(content: list[str]) -> None:
+    # ``content``: the first _PROSE_LINES lines of content. They tell markup,
+    # code and data from prose; no need to read on.
     text = "\n".join(content).strip()
     if text[:1] in "{[":
         try:

@@ -50,7 +50,12 @@ def post_body_end(paras: list[str]) -> int:
         match = ENUMERATION.match(para)
         if match and match["n"] == "1":
             return index
-        if REPLY_ADDRESS.search(para[:200]):
+        head = para[:200]
+        # The address holds "op" or "your" in any case (no other character
+        # matches those letters case-insensitively: a test checks all of
+        # Unicode); most paragraphs hold neither, and the search is slow.
+        low = head.lower()
+        if ("op" in low or "your" in low) and REPLY_ADDRESS.search(head):
             return index
     return len(paras)
 

@@ -103,3 +103,34 @@ def test_fingerprints_never_change() -> None:
     assert fingerprint() == "e4a6a0577479b2b4"
     assert fingerprint("comment") == "79d6ec8de22bbf65"
     assert fingerprint("post", "c/tea@x.example", "caf\u00e9 \u2019") == "ac1354b4cff022fd"
+
+
+def test_only_o_p_y_u_r_match_themselves_case_insensitively() -> None:
+    # post_body_end skips the reply-address search where the lowered text
+    # holds neither "op" nor "your"; that rests on this.
+    import re
+
+    for letter in "opyur":
+        pattern = re.compile(letter, re.IGNORECASE)
+        odd = [c for c in range(sys.maxunicode + 1) if pattern.fullmatch(chr(c))]
+        assert odd == [ord(letter.upper()), ord(letter)]
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["OP", "op", "Your", "post", "posts", "yours", "(1)", "1)", "x", " "]),
+            max_size=8,
+        ).map(" ".join),
+        max_size=6,
+    )
+)
+def test_post_body_end_is_its_stated_rule(paras: list[str]) -> None:
+    def rule(paras: list[str]) -> int:
+        for index, para in enumerate(paras[1:], start=1):
+            match = segment.ENUMERATION.match(para)
+            if (match and match["n"] == "1") or segment.REPLY_ADDRESS.search(para[:200]):
+                return index
+        return len(paras)
+
+    assert segment.post_body_end(paras) == rule(paras)

@@ -133,7 +133,14 @@ def fingerprint(*parts: str) -> str:
     US ...``, fed in one call (ids are made of it: it may never change).
     """
     data = "\x1f".join(parts) + "\x1f" if parts else ""
-    return hashlib.blake2b(data.encode("utf-8"), digest_size=8).hexdigest()
+    # A copy of an empty hasher skips the constructor's parameter handling:
+    # a third of the time for the short texts hashed here.
+    hasher = _EMPTY_HASH.copy()
+    hasher.update(data.encode("utf-8"))
+    return hasher.hexdigest()
+
+
+_EMPTY_HASH = hashlib.blake2b(digest_size=8)
 
 
 def first_sentence(text: str, limit: int = 200) -> str:

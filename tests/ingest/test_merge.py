@@ -238,3 +238,21 @@ def test_items_sharing_a_long_opening_stay_apart(engine: Engine, clock, tmp_path
     document = build_document(engine)
     assert len(document["posts"]) == 3
     assert len({p["id"] for p in document["posts"]}) == 3
+
+
+def test_lookup_keys_go_in_statements_of_bounded_size_each_key_once() -> None:
+    from mirror.ingest.store import _LOOKUP_BATCH, _lookup_batches
+
+    wanted = {
+        "none": set(),
+        "one": {"a"},
+        "many": {f"k{n}" for n in range(2 * _LOOKUP_BATCH + 500)},
+    }
+    rounds = list(_lookup_batches(wanted))
+    assert len(rounds) == 3
+    assert all(set(r) == set(wanted) for r in rounds)
+    assert all(len(keys) <= _LOOKUP_BATCH for r in rounds for keys in r.values())
+    for name, keys in wanted.items():
+        seen = [key for r in rounds for key in r[name]]
+        assert sorted(seen) == sorted(keys)
+    assert list(_lookup_batches({"none": set()})) == []

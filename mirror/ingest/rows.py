@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from json import encoder as json_encoder
-from json.encoder import JSONEncoder, encode_basestring_ascii
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from mirror.ingest import identity
@@ -166,11 +166,18 @@ def observation_data(row: Row) -> str:
     it resolved (:func:`with_references`) and stores the text as it is.
     """
     said = {
-        key: value.isoformat() if isinstance(value, datetime) else value
+        key: value
         for key, value in row.items()
         if value is not None and key not in _NOT_OBSERVED and key[0] != "_"
     }
     return _dumps(said)
+
+
+def _times(value: Any) -> str:
+    """What json cannot write itself that a record holds: times, in ISO 8601."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _c_encoder() -> Callable[[Any, int], Any] | None:
@@ -179,7 +186,7 @@ def _c_encoder() -> Callable[[Any, int], Any] | None:
     if make is None:
         return None
     # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
-    settings = (None, JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ")
+    settings = (None, _times, encode_basestring_ascii, None, ": ", ", ")
     try:
         return make(*settings, False, False, True)
     except TypeError:  # another signature: json.dumps it is
@@ -190,13 +197,13 @@ _ENCODE = _c_encoder()
 
 
 def _dumps(obj: dict[str, Any]) -> str:
-    """``json.dumps(obj)``, by one C encoder built once.
+    """``json.dumps(obj)`` with times in ISO 8601, by one C encoder built once.
 
     json.dumps builds its C encoder anew on every call (json/encoder.py,
     JSONEncoder.iterencode): half the time of a provenance record's
     dozen keys, and every copy of every dump has one.
     """
-    return "".join(_ENCODE(obj, 0)) if _ENCODE is not None else json.dumps(obj)
+    return "".join(_ENCODE(obj, 0)) if _ENCODE is not None else json.dumps(obj, default=_times)
 
 
 def with_references(data: str, references: dict[str, str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -281,3 +281,11 @@ def test_provenance_records_are_written_as_json_dumps_writes_them(record: dict) 
     assert rows._ENCODE is not None  # CPython: the encoder built once is in use
     plain = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in record.items()}
     assert rows._dumps(record) == json.dumps(plain)
+
+
+def test_equal_times_in_other_offsets_keep_their_own_form() -> None:
+    utc = datetime(2025, 7, 28, tzinfo=UTC)
+    paris = utc.astimezone(timezone(timedelta(hours=2)))
+    assert utc == paris
+    assert rows._dumps({"at": utc}) == '{"at": "2025-07-28T00:00:00+00:00"}'
+    assert rows._dumps({"at": paris}) == '{"at": "2025-07-28T02:00:00+02:00"}'

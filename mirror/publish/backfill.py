@@ -14,6 +14,7 @@ import hashlib
 import html
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from mirror.delivery import queue
 from mirror.delivery.states import State, stored_in
 from mirror.federation.actors import PUPPET, create_actor, get_actor
 from mirror.federation.follows import list_followers
+from mirror.inspection import load_bodies
 from mirror.publish import render
 from mirror.publish.plan import Item, Plan
 from mirror.publish.target import Target
@@ -301,7 +303,7 @@ class Backfill:
     def dry_run(self, plan: Plan, show: int = 3) -> Report:
         report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
         self._match(plan)  # for the object ids a real run would keep (self._objects)
-        for item in plan.items[:show]:
+        for item in _with_bodies(self.conn, plan.items[:show]):
             prepared = self.prepare(item, self.now, create_actors=False)
             report.first.append(
                 build(self.urls, self.activity_recipe(prepared), activity_id="dry-run")
@@ -353,7 +355,7 @@ class Backfill:
         slot = 0
         interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
         post_due = self.now
-        for item in plan.items:
+        for item in _with_bodies(self.conn, plan.items):
             previous, duplicates = matched.get(item.id, (None, []))
             if updates_only and previous is None:
                 continue
@@ -548,6 +550,25 @@ def delete_publications(
             sa.update(OBJECTS).where(OBJECTS.c.id == row.id).values(deleted_at=now, updated_at=now)
         )
     return len(rows)
+
+
+def _with_bodies(
+    conn: sa.Connection, items: Sequence[Item], size: int = FLUSH_EVERY
+) -> Iterator[Item]:
+    """The items, each holding its body while it is built into an object.
+
+    A plan comes without bodies (see mirror.inspection.build_outline): read
+    here ``size`` at a time, and let go once their objects are built.
+    """
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        missing = [item for item in chunk if "body" not in item.data]
+        bodies = load_bodies(conn, [item.id for item in missing]) if missing else {}
+        for item in missing:
+            item.data["body"] = bodies.get(item.id)
+        yield from chunk
+        for item in missing:
+            del item.data["body"]
 
 
 def attribution(item: Item, *, actor_is_bot: bool) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mirror.db.session import write_transaction
-from mirror.inspection import build_document
+from mirror.inspection import build_outline
 from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill, Report
 from mirror.publish.plan import build_plan, options_from
 from mirror.publish.target import Target
@@ -26,7 +26,7 @@ def has_publications(engine: sa.Engine) -> bool:
 def queue_updates(federation: Any) -> list[Report]:
     """Queue Updates for every target; returns one report per target that got any."""
     options = options_from(federation.settings.backfill)
-    plan = build_plan(build_document(federation.engine), options)
+    plan = build_plan(build_outline(federation.engine), options)
     reports = []
     with write_transaction(federation.engine) as conn:
         # The latest inbox each target was reached at.

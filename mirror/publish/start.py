@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mirror.db.session import write_transaction
-from mirror.inspection import build_document
+from mirror.inspection import build_outline
 from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
 from mirror.publish.plan import build_plan, excluded_ids, options_from
 from mirror.publish.target import Target, TargetError, resolve
@@ -36,7 +36,7 @@ async def start_backfill(
     per_minute = config.rate_per_minute if rate is None else rate
 
     def work() -> Report:
-        document = build_document(federation.engine)
+        document = build_outline(federation.engine)
         plan = build_plan(document, options)
         with write_transaction(federation.engine) as conn:
             backfill = Backfill.of(conn, federation, target, per_minute)

@@ -24,7 +24,7 @@ from mirror.delivery.queue import TooLarge
 from mirror.federation.actors import get_actor
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
-from mirror.publish import runs
+from mirror.publish import render, runs
 from mirror.publish.backfill import (
     FOLLOWERS_ONLY,
     OBJECTS,
@@ -132,6 +132,13 @@ async def test_backfill_of_the_seeds_equals_the_reconstruction(
                 assert obj["attributedTo"] == urls.actor(puppet_username(author))
             else:
                 assert obj["attributedTo"] == urls.actor("mirror")
+    # Each object carries its own item's body (the plan held none: they are
+    # read as the backfill builds), then the attribution.
+    bodies = {url(i["id"]): i["body"] for i in [*document["posts"], *document["comments"]]}
+    for thread in sandbox.threads():
+        for obj in [thread, *thread["comments"]]:
+            assert obj["content"].startswith(render.to_html(bodies[obj["id"]] or "")), obj["id"]
+
     if attribution == "puppets":
         author = next(a for a in authors.values() if a)
         with service.engine.connect() as conn:

@@ -8,11 +8,13 @@ half, and ``mirror.ingest.batch`` puts the two together.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from mirror.ingest import identity, match
@@ -177,8 +179,20 @@ def _read(path: Path) -> tuple[bytes, datetime]:
             if stat.st_size > MAX_DUMP_BYTES:
                 size = stat.st_size
                 raise NotADump(f"too large for a page dump ({size} bytes > {MAX_DUMP_BYTES})")
-            return file.read(), datetime.fromtimestamp(stat.st_mtime, UTC)
+            # A pipe (`mirror ingest <(zcat dump.txt.gz)`) has no size to check first.
+            data = file.read() if S_ISREG(stat.st_mode) else _read_stream(file)
+            return data, datetime.fromtimestamp(stat.st_mtime, UTC)
     except FileNotFoundError:
         raise NotADump("no such file") from None
     except IsADirectoryError:
         raise NotADump("is a directory") from None
+
+
+def _read_stream(file: io.FileIO) -> bytes:
+    chunks, size = [], 0
+    while chunk := file.read(1 << 20):
+        size += len(chunk)
+        if size > MAX_DUMP_BYTES:
+            raise NotADump(f"too large for a page dump (over {MAX_DUMP_BYTES} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)

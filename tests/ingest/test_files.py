@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -111,6 +114,30 @@ def test_unreadable_and_missing_files(engine: Engine, clock, tmp_path: Path) -> 
     broken = tmp_path / "broken.txt"
     broken.symlink_to(tmp_path / "gone.txt")
     assert ingest_file(engine, broken, clock=clock).error == "no such file"
+
+
+def _pipe(data: bytes) -> tuple[Path, threading.Thread]:
+    """A pipe's read end as a path (what `<(command)` gives), fed by a thread."""
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), open(write_end, "wb") as out:
+            out.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    return Path(f"/dev/fd/{read_end}"), writer
+
+
+def test_a_pipe_is_read_to_its_end_within_the_size_limit(engine: Engine, clock) -> None:
+    path, writer = _pipe(SEED["thread"].read_bytes())
+    report = ingest_file(engine, path, clock=clock)
+    writer.join()
+    assert report.ok and report.kind == "thread" and report.comments > 0
+    path, writer = _pipe(b"word " * (MAX_DUMP_BYTES // 5 + 1))
+    report = ingest_file(engine, path, clock=clock)
+    writer.join()
+    assert report.error == f"too large for a page dump (over {MAX_DUMP_BYTES} bytes)"
 
 
 def test_folders_are_searched_recursively_for_text_files(tmp_path: Path) -> None:

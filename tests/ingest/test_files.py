@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -116,7 +117,8 @@ def test_unreadable_and_missing_files(engine: Engine, clock, tmp_path: Path) -> 
     assert ingest_file(engine, broken, clock=clock).error == "no such file"
 
 
-def _pipe(data: bytes) -> tuple[Path, threading.Thread]:
+@contextlib.contextmanager
+def _pipe(data: bytes) -> Iterator[Path]:
     """A pipe's read end as a path (what `<(command)` gives), fed by a thread."""
     read_end, write_end = os.pipe()
 
@@ -126,17 +128,19 @@ def _pipe(data: bytes) -> tuple[Path, threading.Thread]:
 
     writer = threading.Thread(target=feed)
     writer.start()
-    return Path(f"/dev/fd/{read_end}"), writer
+    try:
+        yield Path(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)  # the last reader gone, a writer still writing gets EPIPE
+        writer.join()
 
 
 def test_a_pipe_is_read_to_its_end_within_the_size_limit(engine: Engine, clock) -> None:
-    path, writer = _pipe(SEED["thread"].read_bytes())
-    report = ingest_file(engine, path, clock=clock)
-    writer.join()
+    with _pipe(SEED["thread"].read_bytes()) as path:
+        report = ingest_file(engine, path, clock=clock)
     assert report.ok and report.kind == "thread" and report.comments > 0
-    path, writer = _pipe(b"word " * (MAX_DUMP_BYTES // 5 + 1))
-    report = ingest_file(engine, path, clock=clock)
-    writer.join()
+    with _pipe(b"word " * (MAX_DUMP_BYTES // 4)) as path:
+        report = ingest_file(engine, path, clock=clock)
     assert report.error == f"too large for a page dump (over {MAX_DUMP_BYTES} bytes)"
 
 

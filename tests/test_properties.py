@@ -1,4 +1,4 @@
-"""Properties: the parser never crashes, and ingesting twice changes nothing."""
+"""Properties: the parser never crashes; ingesting twice changes nothing, in any order the same."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mirror.clock import FrozenClock
@@ -18,6 +18,7 @@ from mirror.db.session import make_engine
 from mirror.ingest import rows
 from mirror.ingest.files import ingest_file
 from mirror.ingest.match import MIN_PREFIX_CHARS, Relation, norm, norm_head, paras, text_relation
+from mirror.inspection import build_document
 from mirror.reconstruct import DumpKind, NotADump, parse_dump
 from mirror.reconstruct.text import normalize
 
@@ -119,23 +120,31 @@ handle = st.tuples(
 ).map("@".join)
 
 
+#: A post page's opening: submission line, score, sidebar; the post's body follows.
+THREAD_SIDEBAR = [
+    "this post was submitted on 3 Mar 2024",
+    "12 points (90% liked)",
+    "",
+    "Tea",
+    "",
+    "10 readers",
+    "1 users here now",
+    "",
+    "About tea.",
+    "",
+    "founded 2 years ago",
+    "MODERATORS",
+    "\u00a0",
+    "",
+]
+
+
 @st.composite
 def thread_page(draw: st.DrawFn) -> str:
     out = [
         "this post was submitted on 3 Mar 2024",
         f"{draw(st.integers(0, 500))} points (90% liked)",
-        "",
-        "Tea",
-        "",
-        "10 readers",
-        "1 users here now",
-        "",
-        "About tea.",
-        "",
-        "founded 2 years ago",
-        "MODERATORS",
-        "\u00a0",
-        "",
+        *THREAD_SIDEBAR[2:],
         *"\n\n".join(draw(body)).split("\n"),
         "",
     ]
@@ -225,6 +234,80 @@ def test_ingesting_generated_dumps_twice_changes_nothing(pages: list[str]) -> No
         engine.dispose()
 
 
+def _document_after(folder: Path, files: list[Path]) -> dict:
+    """The reconstruction after ingesting ``files`` in this order into a new database."""
+    folder.mkdir()
+    engine = make_engine(_fresh_database(folder))
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    captured = datetime(2025, 7, 1, tzinfo=UTC)
+    for path in files:
+        assert ingest_file(engine, path, clock=clock, captured_at=captured).ok
+    document = build_document(engine)
+    engine.dispose()
+    for key in ("posts", "comments"):
+        for item in document[key]:
+            item.pop("aliases")  # the ids an item was also known by depend on the order
+            item["sources"].sort(key=lambda s: (s["file"], s["first_line"]))
+    return document
+
+
+@st.composite
+def _copy_of(draw: st.DrawFn, paragraphs: list[str]) -> str:
+    """A body as another page may show it: whole, cut short, requoted, respaced, shortened."""
+    text = "\n\n".join(paragraphs)
+    way = draw(st.sampled_from(["whole", "cut", "quotes", "spaces", "paragraphs"]))
+    if way == "cut":
+        cut = draw(st.integers(min_value=min(len(text), 45), max_value=len(text)))
+        return text[:cut].rstrip() + ("..." if cut < len(text) else "")
+    if way == "quotes":
+        return text.replace("\u2019", "'").replace("\u201c", '"')
+    if way == "spaces":
+        return text.replace(" ", "  ")
+    if way == "paragraphs" and len(paragraphs) > 1:
+        return "\n\n".join(paragraphs[: draw(st.integers(1, len(paragraphs) - 1))])
+    return text
+
+
+@st.composite
+def overlapping_thread_pages(draw: st.DrawFn) -> list[str]:
+    """Two or three pages of one post, each showing some of the same comments, copied differently.
+
+    Openings are distinctive (the post's long enough to be matched when
+    cut short, each comment's its own), so that which copies are one item
+    is decided by the page, not by chance collisions.
+    """
+    post = draw(st.lists(paragraph, min_size=1, max_size=3))
+    post[0] = "A post about tea, long enough to be known by its opening. " + post[0]
+    comments = []
+    for n in range(draw(st.integers(1, 6))):
+        paragraphs = draw(st.lists(paragraph, min_size=1, max_size=3))
+        paragraphs[0] = f"Comment{n} {paragraphs[0]}"
+        comments.append((draw(handle), paragraphs))
+    pages = []
+    for _ in range(draw(st.integers(2, 3))):
+        lines = [*THREAD_SIDEBAR, *draw(_copy_of(post)).split("\n"), ""]
+        shown = draw(st.sets(st.integers(0, len(comments) - 1)))
+        for n in sorted(shown):
+            author, paragraphs = comments[n]
+            lines += [f"[\u2013] {author} 3 points 2 days ago", ""]
+            lines += [*draw(_copy_of(paragraphs)).split("\n"), ""]
+        pages.append("\n".join(lines).rstrip("\n"))
+    return list(dict.fromkeys(pages))  # the same page twice is one dump
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overlapping_thread_pages())
+def test_the_reconstruction_does_not_depend_on_the_order_of_ingesting(pages: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files = [folder / f"page{n}.txt" for n in range(len(pages))]
+        for path, text in zip(files, pages, strict=True):
+            path.write_text(text)
+        forward = _document_after(folder / "forward", files)
+        backward = _document_after(folder / "backward", files[::-1])
+        assert backward == forward
+
+
 # Whitespace of every kind, quotes that normalise, an ellipsis that grows.
 TEXT = st.text(alphabet=st.sampled_from(list("ab \n\t\u00a0\u2019\u201c\u2026.x")), max_size=900)
 
@@ -242,10 +325,11 @@ def _relation_by_definition(a: str, b: str) -> Relation:
     na, nb = norm(a), norm(b)
     if na == nb:
         return Relation.EQUAL
-    short, long = sorted((na, nb), key=len)
-    stripped = short[:-3].rstrip() if short.endswith("...") else short
-    if len(stripped) >= MIN_PREFIX_CHARS and long.startswith(stripped):
-        return Relation.PREFIX
+    # Either may be the truncated copy: "...garden don..." is as long as "...garden don't."
+    for short, long in ((na, nb), (nb, na)):
+        stripped = short[:-3].rstrip() if short.endswith("...") else short
+        if len(stripped) >= MIN_PREFIX_CHARS and long.startswith(stripped):
+            return Relation.PREFIX
     small, big = sorted((paras(a), paras(b)), key=len)
     rest = iter(big)
     if len(small) >= 2 and small[0] == big[0] and all(p in rest for p in small):
@@ -263,6 +347,26 @@ def test_text_relation_of_truncated_copies_is_the_normalised_relation(
     if swap:
         a, b = b, a
     assert text_relation(a, b) is _relation_by_definition(a, b)
+
+
+@example(whole="ab" * 30, short_by=3, tail="...")
+@given(
+    whole=TEXT,
+    short_by=st.one_of(st.integers(min_value=0, max_value=6), st.integers(min_value=0)),
+    tail=st.sampled_from(["", "...", " ...", "\u2026", "x", "."]),
+)
+def test_text_relation_is_symmetric(whole: str, short_by: int, tail: str) -> None:
+    # A copy cut short against the whole; cut a few characters short and
+    # marked "...", it is as long as the whole.
+    copy = whole[: max(0, len(whole) - short_by)] + tail
+    assert text_relation(copy, whole) is text_relation(whole, copy)
+
+
+def test_a_copy_cut_to_the_length_of_the_whole_is_a_prefix_either_way() -> None:
+    whole = "Post tea tea tea tea tea tea tea tea don't. Tea tea tea tea garden garden don't."
+    cut = whole[: whole.rindex("'")] + "..."
+    assert len(cut) == len(whole)
+    assert text_relation(cut, whole) is text_relation(whole, cut) is Relation.PREFIX
 
 
 @given(

@@ -79,16 +79,19 @@ def text_relation(a: str | None, b: str | None) -> Relation:
     if long.startswith(short):
         if long[len(short) :].isspace():
             return Relation.EQUAL
-        stripped = _unellipsed(norm(short))
+        stripped = unellipsed(norm(short))
         if len(stripped) >= MIN_PREFIX_CHARS:
             return Relation.PREFIX
     na, nb = norm(a), norm(b)
     if na == nb:
         return Relation.EQUAL
-    short, long = (na, nb) if len(na) <= len(nb) else (nb, na)
-    stripped = _unellipsed(short)
-    if len(stripped) >= MIN_PREFIX_CHARS and long.startswith(stripped):
-        return Relation.PREFIX
+    # Both ways: a copy cut short with "..." can be as long as the whole
+    # ("garden don..." against "garden don't."), so length does not tell
+    # which one is the truncated copy.
+    for short, long in ((na, nb), (nb, na)):
+        stripped = unellipsed(short)
+        if len(stripped) >= MIN_PREFIX_CHARS and long.startswith(stripped):
+            return Relation.PREFIX
     pa, pb = paras(a), paras(b)
     small, big = (pa, pb) if len(pa) <= len(pb) else (pb, pa)
     if len(small) >= 2 and small[0] == big[0] and _is_subsequence(small, big):
@@ -96,7 +99,7 @@ def text_relation(a: str | None, b: str | None) -> Relation:
     return Relation.NONE
 
 
-def _unellipsed(text: str) -> str:
+def unellipsed(text: str) -> str:
     """A normalised text without the ellipsis a truncated copy may end in."""
     return text[:-3].rstrip() if text.endswith("...") else text
 

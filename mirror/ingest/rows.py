@@ -11,7 +11,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from mirror.ingest import identity
-from mirror.ingest.match import BODIES_REMEMBERED, norm, norm_head, paras
+from mirror.ingest.match import BODIES_REMEMBERED, norm, norm_head, paras, unellipsed
 from mirror.reconstruct.model import (
     Confidence,
     ParsedAuthor,
@@ -260,10 +260,20 @@ def _typography(text: str) -> int:
     return sum(1 for ch in text if ord(ch) > 127)
 
 
-def _text_rank(row: Row, field: str) -> tuple[Any, ...]:
-    text = row.get(field) or ""
-    # Higher is better; the text itself breaks ties so the choice is total.
-    return (len(norm(text)), _typography(text), [-ord(ch) for ch in text[:64]])
+def _better_text(new: str, old: str) -> bool:
+    """Whether ``new`` is the better copy of a text than ``old``.
+
+    More text wins (the "..." that marks a copy cut short does not count:
+    "garden don..." is as long as "garden don't."), then more typography;
+    the smaller text breaks ties, so that the choice is a total order and
+    folding copies in any order keeps the same one.
+    """
+    new_rank, old_rank = _text_rank(new), _text_rank(old)
+    return new_rank > old_rank if new_rank != old_rank else new < old
+
+
+def _text_rank(text: str) -> tuple[int, int]:
+    return len(unellipsed(norm(text))), _typography(text)
 
 
 def _time_rank(row: Row, prefix: str) -> tuple[Any, ...]:
@@ -282,7 +292,7 @@ def _fold_item(kind: str, dst: Row, src: Row) -> None:
         if (
             not dst.get("title")
             or (src_real and not dst_real)
-            or (src_real == dst_real and _text_rank(src, "title") > _text_rank(dst, "title"))
+            or (src_real == dst_real and _better_text(src["title"], dst["title"]))
         ):
             dst["title"], dst["title_derived"] = src["title"], src.get("title_derived", False)
             dst["title_key"] = src.get("title_key")
@@ -336,4 +346,4 @@ def _better_body(dst: Row, src: Row) -> bool:
     dst_rank = confidence_rank(dst.get("confidence"))
     if src_rank != dst_rank:
         return src_rank > dst_rank
-    return _text_rank(src, "body") > _text_rank(dst, "body")
+    return _better_text(src["body"], dst["body"])

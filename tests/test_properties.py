@@ -257,40 +257,60 @@ def _copy_of(draw: st.DrawFn, paragraphs: list[str]) -> str:
     text = "\n\n".join(paragraphs)
     way = draw(st.sampled_from(["whole", "cut", "quotes", "spaces", "paragraphs"]))
     if way == "cut":
-        cut = draw(st.integers(min_value=min(len(text), 45), max_value=len(text)))
+        # Copies are looked up by their first 48 characters (identity.HEAD_CHARS):
+        # one cut shorter than that is not found as a truncated copy.
+        cut = draw(st.integers(min_value=min(len(text), 50), max_value=len(text)))
         return text[:cut].rstrip() + ("..." if cut < len(text) else "")
     if way == "quotes":
         return text.replace("\u2019", "'").replace("\u201c", '"')
     if way == "spaces":
         return text.replace(" ", "  ")
-    if way == "paragraphs" and len(paragraphs) > 1:
+    # Fewer paragraphs: the same item only if what is left is a clear prefix
+    # (match.MIN_PREFIX_CHARS); otherwise the page shows another item.
+    if way == "paragraphs" and len(paragraphs) > 1 and len(paragraphs[0]) >= 50:
         return "\n\n".join(paragraphs[: draw(st.integers(1, len(paragraphs) - 1))])
     return text
 
 
 @st.composite
 def overlapping_thread_pages(draw: st.DrawFn) -> list[str]:
-    """Two or three pages of one post, each showing some of the same comments, copied differently.
+    """Two or three pages of one post and its comment tree, copied differently.
 
-    Openings are distinctive (the post's long enough to be matched when
-    cut short, each comment's its own), so that which copies are one item
-    is decided by the page, not by chance collisions.
+    Each page shows some of the top-level comments, each with its whole
+    subtree (so `(N children)` counts what follows). Openings are
+    distinctive (the post's long enough to be matched when cut short, each
+    comment's its own), and copies keep enough to be recognised (see
+    _copy_of), so that which copies are one item is decided by the pages,
+    not by chance: two different items that share what identifies them are
+    the one case where the order decides ids.
     """
     post = draw(st.lists(paragraph, min_size=1, max_size=3))
     post[0] = "A post about tea, long enough to be known by its opening. " + post[0]
+    count = draw(st.integers(1, 7))
+    # Each comment replies to an earlier one or to the post (None).
+    parents = [
+        draw(st.one_of(st.none(), st.integers(0, n - 1))) if n else None for n in range(count)
+    ]
     comments = []
-    for n in range(draw(st.integers(1, 6))):
+    for n in range(count):
         paragraphs = draw(st.lists(paragraph, min_size=1, max_size=3))
         paragraphs[0] = f"Comment{n} {paragraphs[0]}"
         comments.append((draw(handle), paragraphs))
+
+    def subtree(n: int) -> list[int]:  # pre-order
+        return [n, *(m for child in range(count) if parents[child] == n for m in subtree(child))]
+
     pages = []
     for _ in range(draw(st.integers(2, 3))):
         lines = [*THREAD_SIDEBAR, *draw(_copy_of(post)).split("\n"), ""]
-        shown = draw(st.sets(st.integers(0, len(comments) - 1)))
-        for n in sorted(shown):
-            author, paragraphs = comments[n]
-            lines += [f"[\u2013] {author} 3 points 2 days ago", ""]
-            lines += [*draw(_copy_of(paragraphs)).split("\n"), ""]
+        tops = [n for n in range(count) if parents[n] is None]
+        for top in draw(st.lists(st.sampled_from(tops), unique=True).map(sorted)):
+            for n in subtree(top):
+                author, paragraphs = comments[n]
+                below = len(subtree(n)) - 1
+                children = f" ({below} children)" if below else ""
+                lines += [f"[\u2013] {author} 3 points 2 days ago{children}", ""]
+                lines += [*draw(_copy_of(paragraphs)).split("\n"), ""]
         pages.append("\n".join(lines).rstrip("\n"))
     return list(dict.fromkeys(pages))  # the same page twice is one dump
 

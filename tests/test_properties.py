@@ -274,10 +274,11 @@ def _copy_of(draw: st.DrawFn, paragraphs: list[str]) -> str:
 
 @st.composite
 def overlapping_thread_pages(draw: st.DrawFn) -> list[str]:
-    """Two or three pages of one post and its comment tree, copied differently.
+    """Two or three pages of one post and its comment tree, copied differently; maybe a listing.
 
     Each page shows some of the top-level comments, each with its whole
-    subtree (so `(N children)` counts what follows). Openings are
+    subtree (so `(N children)` counts what follows); a listing of the
+    community may show the post too. Openings are
     distinctive (the post's long enough to be matched when cut short, each
     comment's its own), and copies keep enough to be recognised (see
     _copy_of), so that which copies are one item is decided by the pages,
@@ -312,7 +313,25 @@ def overlapping_thread_pages(draw: st.DrawFn) -> list[str]:
                 lines += [f"[\u2013] {author} 3 points 2 days ago{children}", ""]
                 lines += [*draw(_copy_of(paragraphs)).split("\n"), ""]
         pages.append("\n".join(lines).rstrip("\n"))
+    if draw(st.booleans()):
+        pages.append(draw(_listing_with(draw(_copy_of(post)))))
     return list(dict.fromkeys(pages))  # the same page twice is one dump
+
+
+@st.composite
+def _listing_with(draw: st.DrawFn, post: str) -> str:
+    """A listing of the post's community showing the post among others, maybe with its author."""
+    lines = [*THREAD_SIDEBAR[3:-2]]  # the sidebar without the submission line and score
+    entries: list[tuple[str, str | None]] = [
+        ("\n\n".join(b), None) for b in draw(st.lists(body, max_size=3))
+    ]
+    entries.insert(draw(st.integers(0, len(entries))), (post, draw(st.one_of(st.none(), handle))))
+    for rank, (text, author) in enumerate(entries, start=1):
+        lines.append(str(rank))
+        if author:
+            lines += ["7", f"submitted 2 days ago by {author} to c/tea@tea.example"]
+        lines += ["\u00a0", "\u00a0", "", *text.split("\n"), ""]
+    return "\n".join(lines).rstrip("\n")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

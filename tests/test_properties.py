@@ -401,6 +401,17 @@ def test_text_relation_is_symmetric(whole: str, short_by: int, tail: str) -> Non
     assert text_relation(copy, whole) is text_relation(whole, copy)
 
 
+def test_folding_copies_keeps_the_whole_body_whichever_comes_first() -> None:
+    whole = "Post tea tea tea tea tea tea tea tea don't. Tea tea tea tea garden garden don't."
+    cut = whole[: whole.rindex("'")] + "..."  # as long as the whole
+    trailing = "Post tea tea tea tea tea tea tea tea don't. Tea tea tea tea, I wonder..."
+    for pair, kept in (((whole, cut), whole), ((trailing, trailing[:-3]), trailing)):
+        for first, second in (pair, pair[::-1]):
+            stored = {"body": first, "confidence": "high"}
+            rows.fold("comment", stored, {"body": second, "confidence": "high"})
+            assert stored["body"] == kept
+
+
 def test_a_copy_cut_to_the_length_of_the_whole_is_a_prefix_either_way() -> None:
     whole = "Post tea tea tea tea tea tea tea tea don't. Tea tea tea tea garden garden don't."
     cut = whole[: whole.rindex("'")] + "..."

@@ -263,7 +263,7 @@ def _typography(text: str) -> int:
 def _better_text(new: str, old: str) -> bool:
     """Whether ``new`` is the better copy of a text than ``old``.
 
-    More text wins (the "..." that marks a copy cut short does not count:
+    More text wins (first without the "..." that marks a copy cut short:
     "garden don..." is as long as "garden don't."), then more typography;
     the smaller text breaks ties, so that the choice is a total order and
     folding copies in any order keeps the same one.
@@ -272,8 +272,9 @@ def _better_text(new: str, old: str) -> bool:
     return new_rank > old_rank if new_rank != old_rank else new < old
 
 
-def _text_rank(text: str) -> tuple[int, int]:
-    return len(unellipsed(norm(text))), _typography(text)
+def _text_rank(text: str) -> tuple[int, int, int]:
+    normal = norm(text)
+    return len(unellipsed(normal)), len(normal), _typography(text)
 
 
 def _time_rank(row: Row, prefix: str) -> tuple[Any, ...]:

@@ -710,9 +710,11 @@ class DumpWriter:
             if row is None or item_id in self.gone or kind_of(item_id) != "comment":
                 continue
             hashes = _hashes(row)
-            # A sure comment with one paragraph is found by its head already;
-            # only pieces (low) and comments with several paragraphs need these.
-            if len(hashes) < 2 and row.get("confidence") != "low":
+            # A sure comment of one paragraph is found by its head already (a
+            # piece of it is all of it); pieces (low) and comments of several
+            # paragraphs need these, even when only one paragraph is long
+            # enough to be hashed: a piece of that paragraph alone has another head.
+            if not hashes or (row.get("confidence") != "low" and len(match.paras(row["body"])) < 2):
                 continue
             rows.extend(
                 {"para_hash": h, "kind": "comment", "item_id": item_id} for h in sorted(hashes)

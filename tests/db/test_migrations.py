@@ -110,3 +110,35 @@ def test_unknown_revision_is_one_clear_line(sqlite_url: str) -> None:
     with pytest.raises(DatabaseError) as info:
         migrate.ensure_schema(engine)
     assert "from_the_future" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_fragments_earlier_versions_left_out_are_added(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, clock
+) -> None:
+    from mirror.ingest.files import ingest_file
+    from tests.conftest import CAPTURED
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    thread = tmp_path / "thread.txt"
+    thread.write_text(
+        "this post was submitted on 3 Mar 2024\n12 points (90% liked)\n\nTea\n\n10 readers\n"
+        "1 users here now\n\nAbout tea.\n\nfounded 2 years ago\nMODERATORS\n\u00a0\n\n"
+        "A post about tea, long enough to be known by its opening.\n\n"
+        "[\u2013] ana@tea.example 3 points 2 days ago\n\nShort first.\n\n"
+        "A second paragraph, long enough to be indexed on its own."
+    )
+    assert ingest_file(engine, thread, clock=clock, captured_at=CAPTURED).ok
+    select = sa.text("SELECT para_hash, kind, item_id FROM fragment ORDER BY para_hash")
+    with engine.begin() as conn:
+        written = conn.execute(select).all()
+        # What a database filled by an earlier version holds: no fragment rows.
+        conn.execute(sa.text("DELETE FROM fragment"))
+    assert len(written) == 1
+    command.downgrade(migrate.alembic_config(engine), "8c41d7e2b5a3")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select).all() == written
+    engine.dispose()

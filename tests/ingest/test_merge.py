@@ -240,6 +240,32 @@ def test_items_sharing_a_long_opening_stay_apart(engine: Engine, clock, tmp_path
     assert len({p["id"] for p in document["posts"]}) == 3
 
 
+@pytest.mark.parametrize("bare_first", [False, True])
+def test_a_piece_of_a_later_paragraph_joins_its_comment_in_either_order(
+    tmp_path: Path, clock, bare_first: bool
+) -> None:
+    # The comment's first paragraph is too short to be indexed, its second
+    # is not: a bare dump holding only the second finds the comment by it.
+    second = "A second paragraph, long enough to be indexed on its own."
+    thread = tmp_path / "thread.txt"
+    thread.write_text(
+        "this post was submitted on 3 Mar 2024\n12 points (90% liked)\n\nTea\n\n10 readers\n"
+        "1 users here now\n\nAbout tea.\n\nfounded 2 years ago\nMODERATORS\n\u00a0\n\n"
+        "A post about tea, long enough to be known by its opening.\n\n"
+        f"[\u2013] ana@tea.example 3 points 2 days ago\n\nShort first.\n\n{second}"
+    )
+    bare = tmp_path / "bare.txt"
+    bare.write_text(second)
+    engine = make_engine(f"sqlite:///{tmp_path / 'order.db'}")
+    migrate.upgrade(engine)
+    for path in [bare, thread] if bare_first else [thread, bare]:
+        assert ingest_file(engine, path, clock=clock, captured_at=CAPTURED).ok
+    [comment] = build_document(engine)["comments"]
+    engine.dispose()
+    assert comment["author"] == "ana@tea.example" and comment["confidence"] == "high"
+    assert {s["file"] for s in comment["sources"]} == {"thread.txt", "bare.txt"}
+
+
 def test_lookup_keys_go_in_statements_of_bounded_size_each_key_once() -> None:
     from mirror.ingest.store import _LOOKUP_BATCH, _lookup_batches
 

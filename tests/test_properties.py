@@ -278,12 +278,12 @@ def overlapping_thread_pages(draw: st.DrawFn) -> list[str]:
 
     Each page shows some of the top-level comments, each with its whole
     subtree (so `(N children)` counts what follows); a listing of the
-    community may show the post too. Openings are
-    distinctive (the post's long enough to be matched when cut short, each
-    comment's its own), and copies keep enough to be recognised (see
-    _copy_of), so that which copies are one item is decided by the pages,
-    not by chance: two different items that share what identifies them are
-    the one case where the order decides ids.
+    community may show the post too. Openings are distinctive (the post's
+    long enough to be matched when cut short, each comment's its own), and
+    copies keep enough to be recognised (see _copy_of), so that which
+    copies are one item is decided by the pages, not by chance (README,
+    "Merging": where different items share what identifies them, the order
+    decides).
     """
     post = draw(st.lists(paragraph, min_size=1, max_size=3))
     post[0] = "A post about tea, long enough to be known by its opening. " + post[0]
@@ -321,7 +321,7 @@ def overlapping_thread_pages(draw: st.DrawFn) -> list[str]:
 @st.composite
 def _listing_with(draw: st.DrawFn, post: str) -> str:
     """A listing of the post's community showing the post among others, maybe with its author."""
-    lines = [*THREAD_SIDEBAR[3:-2]]  # the sidebar without the submission line and score
+    lines = THREAD_SIDEBAR[3:-2]  # the community's sidebar: title to MODERATORS
     entries: list[tuple[str, str | None]] = [
         ("\n\n".join(b), None) for b in draw(st.lists(body, max_size=3))
     ]

@@ -39,3 +39,15 @@ def publish_notes(conn, urls, inboxes: list[str], count: int, now: datetime) -> 
             inboxes=inboxes,
             now=now,
         )
+
+
+#: The paragraph a comment of MULTI_PARAGRAPH_THREAD holds after a short one: the
+#: only one long enough to be indexed.
+SECOND_PARAGRAPH = "A second paragraph, long enough to be indexed on its own."
+#: A post page with one comment of two paragraphs (the first too short to index).
+MULTI_PARAGRAPH_THREAD = (
+    "this post was submitted on 3 Mar 2024\n12 points (90% liked)\n\nTea\n\n10 readers\n"
+    "1 users here now\n\nAbout tea.\n\nfounded 2 years ago\nMODERATORS\n\u00a0\n\n"
+    "A post about tea, long enough to be known by its opening.\n\n"
+    f"[\u2013] ana@tea.example 3 points 2 days ago\n\nShort first.\n\n{SECOND_PARAGRAPH}"
+)

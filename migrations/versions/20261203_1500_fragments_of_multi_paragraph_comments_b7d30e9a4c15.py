@@ -9,8 +9,9 @@ comment with a single paragraph long enough to be hashed, even when it had
 other, shorter paragraphs; a later low-confidence piece holding only that
 paragraph then did not find the comment (it does when the piece came
 first). Fragments are written for such comments now (ingest, store.py
-`_write_paragraphs`); this adds the missing ones. The hashes are the
-ingest's own (`mirror.ingest.rows.paragraph_hashes`), stable by contract:
+`_write_paragraphs`, by `mirror.ingest.rows.needs_fragments`); this adds
+the missing ones, by the same rule and the ingest's own hashes
+(`mirror.ingest.rows.paragraph_hashes`), stable by contract:
 ids are made the same way. Nothing to undo on downgrade: the rows are
 valid index rows for every version.
 """
@@ -29,8 +30,7 @@ BATCH = 1000
 
 
 def upgrade() -> None:
-    from mirror.ingest.match import paras
-    from mirror.ingest.rows import paragraph_hashes
+    from mirror.ingest.rows import needs_fragments, paragraph_hashes
 
     conn = op.get_bind()
     fragment = sa.table("fragment", sa.column("para_hash"), sa.column("kind"), sa.column("item_id"))
@@ -45,7 +45,7 @@ def upgrade() -> None:
         wanted = {
             (h, item_id)
             for item_id, body in comments
-            if len(paras(body)) >= 2
+            if needs_fragments(body, low=False)
             for h in paragraph_hashes(body)
         }
         if not wanted:

@@ -59,6 +59,17 @@ def paragraph_hashes(body: str | None) -> frozenset[str]:
     return _paragraph_hashes(body) if body else frozenset()
 
 
+def needs_fragments(body: str | None, *, low: bool) -> bool:
+    """Whether a comment is indexed by its paragraphs (fragment rows), for pieces to find.
+
+    A sure comment of one paragraph is found by its head already (a piece
+    of it is all of it); pieces (low) and comments of several paragraphs
+    need them, even when only one paragraph is long enough to be hashed: a
+    piece of that paragraph alone has another head.
+    """
+    return bool(body) and (low or len(paras(body)) >= 2)
+
+
 @lru_cache(maxsize=BODIES_REMEMBERED)
 def _paragraph_hashes(body: str) -> frozenset[str]:
     return frozenset(fingerprint(p) for p in paras(body) if len(p) >= PARAGRAPH_INDEX_CHARS)

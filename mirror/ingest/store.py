@@ -34,6 +34,7 @@ from mirror.ingest.rows import (
     author_row,
     community_row,
     fold,
+    needs_fragments,
     paragraph_hashes,
     with_references,
 )
@@ -710,11 +711,7 @@ class DumpWriter:
             if row is None or item_id in self.gone or kind_of(item_id) != "comment":
                 continue
             hashes = _hashes(row)
-            # A sure comment of one paragraph is found by its head already (a
-            # piece of it is all of it); pieces (low) and comments of several
-            # paragraphs need these, even when only one paragraph is long
-            # enough to be hashed: a piece of that paragraph alone has another head.
-            if not hashes or (row.get("confidence") != "low" and len(match.paras(row["body"])) < 2):
+            if not hashes or not needs_fragments(row["body"], low=row.get("confidence") == "low"):
                 continue
             rows.extend(
                 {"para_hash": h, "kind": "comment", "item_id": item_id} for h in sorted(hashes)

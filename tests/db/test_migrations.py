@@ -118,18 +118,13 @@ def test_fragments_earlier_versions_left_out_are_added(
 ) -> None:
     from mirror.ingest.files import ingest_file
     from tests.conftest import CAPTURED
+    from tests.helpers import MULTI_PARAGRAPH_THREAD
 
     url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
     engine = make_engine(url)
     migrate.upgrade(engine)
     thread = tmp_path / "thread.txt"
-    thread.write_text(
-        "this post was submitted on 3 Mar 2024\n12 points (90% liked)\n\nTea\n\n10 readers\n"
-        "1 users here now\n\nAbout tea.\n\nfounded 2 years ago\nMODERATORS\n\u00a0\n\n"
-        "A post about tea, long enough to be known by its opening.\n\n"
-        "[\u2013] ana@tea.example 3 points 2 days ago\n\nShort first.\n\n"
-        "A second paragraph, long enough to be indexed on its own."
-    )
+    thread.write_text(MULTI_PARAGRAPH_THREAD)
     assert ingest_file(engine, thread, clock=clock, captured_at=CAPTURED).ok
     select = sa.text("SELECT para_hash, kind, item_id FROM fragment ORDER BY para_hash")
     with engine.begin() as conn:

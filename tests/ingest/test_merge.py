@@ -16,6 +16,7 @@ from mirror.ingest.files import ingest_file
 from mirror.inspection import build_document
 from mirror.reconstruct.text import normalize
 from tests.conftest import CAPTURED, SEED
+from tests.helpers import MULTI_PARAGRAPH_THREAD, SECOND_PARAGRAPH
 
 
 def ingest(engine: Engine, clock, *names: str) -> list:
@@ -246,16 +247,10 @@ def test_a_piece_of_a_later_paragraph_joins_its_comment_in_either_order(
 ) -> None:
     # The comment's first paragraph is too short to be indexed, its second
     # is not: a bare dump holding only the second finds the comment by it.
-    second = "A second paragraph, long enough to be indexed on its own."
     thread = tmp_path / "thread.txt"
-    thread.write_text(
-        "this post was submitted on 3 Mar 2024\n12 points (90% liked)\n\nTea\n\n10 readers\n"
-        "1 users here now\n\nAbout tea.\n\nfounded 2 years ago\nMODERATORS\n\u00a0\n\n"
-        "A post about tea, long enough to be known by its opening.\n\n"
-        f"[\u2013] ana@tea.example 3 points 2 days ago\n\nShort first.\n\n{second}"
-    )
+    thread.write_text(MULTI_PARAGRAPH_THREAD)
     bare = tmp_path / "bare.txt"
-    bare.write_text(second)
+    bare.write_text(SECOND_PARAGRAPH)
     engine = make_engine(f"sqlite:///{tmp_path / 'order.db'}")
     migrate.upgrade(engine)
     for path in [bare, thread] if bare_first else [thread, bare]:

@@ -141,6 +141,12 @@ class BackfillSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfirmSettings:
+    rate: float = 2.0
+    window_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     instance: InstanceSettings = field(default_factory=InstanceSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -151,6 +157,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
+    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     #: The file the settings came from, if any.
     source: Path | None = None

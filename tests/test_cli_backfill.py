@@ -85,7 +85,7 @@ def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> Non
 
     assert main(["runs", "--json"]) == 0
     (run,) = json.loads(capsys.readouterr().out)
-    assert run["state"] == "done" and run["done"] == run["total"] == 33
+    assert run["state"] == "done" and run["done"] == run["total"] == 39
 
     assert main(["backfill", "--to", f"sandbox@{sandbox}"]) == 0
     assert "0 new, 0 updated, 0 queued again, 39 already there" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from sqlalchemy.engine import Engine
@@ -20,6 +20,9 @@ from mirror.net.client import Signer, make_session
 from mirror.observe.metrics import Metrics
 from mirror.signatures import MasterKey
 from mirror.vocab.ids import Urls
+
+if TYPE_CHECKING:
+    from mirror.publish.job import PublicationJob
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Federation:
         self.metrics = Metrics(engine, clock.now)
         #: Set while a delivery worker runs in this process (for /readyz).
         self.worker: Worker | None = None
+        self.publication_job: PublicationJob | None = None
         self.allow_private = settings.network.allow_private_networks
         self._session: aiohttp.ClientSession | None = None
         #: Nudges the delivery worker after something was queued (set by `serve`).
@@ -94,6 +98,20 @@ class Federation:
         self.wake = worker.wake
         self.worker = worker
         return worker
+
+    def make_publication_job(self) -> PublicationJob:
+        """The job that confirms publications on their targets (one process at a time)."""
+        from mirror.publish.job import PublicationJob  # publish builds on federation
+
+        self.publication_job = PublicationJob(
+            engine=self.engine,
+            settings=self.settings,
+            urls=self.urls,
+            clock=self.clock,
+            session=lambda: self.session,
+            wake=lambda: self.wake(),
+        )
+        return self.publication_job
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         """Run a send in the background; the inbox answers without waiting for it."""

@@ -164,6 +164,36 @@ async def fetch_json(
     raise FetchError("redirects", f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
+async def query_api(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+) -> tuple[int, Any]:
+    """GET a server's JSON API anonymously; returns (status, data), errors included.
+
+    APIs answer their refusals as JSON with a 4xx (Lemmy's `{"error": ...}`,
+    PieFed's `{"message": ...}`), and which refusal it is matters to the
+    caller; data is None when the body is not JSON. Redirects are not followed.
+    """
+    check_url(url, allow_private=allow_private)
+    try:
+        async with session.get(
+            url, headers={"Accept": "application/json"}, allow_redirects=False
+        ) as response:
+            body = await read_limited(response, max_bytes)
+            status = response.status
+    except FetchError:
+        raise
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise failure(url, exc) from None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
+
+
 async def post_activity(
     session: aiohttp.ClientSession,
     url: str,

@@ -30,8 +30,11 @@ from mirror.delivery.states import State, stored_in
 from mirror.federation.actors import PUPPET, create_actor, get_actor
 from mirror.federation.follows import list_followers
 from mirror.inspection import load_bodies
-from mirror.publish import render
+from mirror.publish import publications, render
 from mirror.publish.plan import Item, Plan
+from mirror.publish.servers import server_for
+from mirror.publish.states import HOLDS_REPLIES
+from mirror.publish.states import State as Published
 from mirror.publish.target import Target
 from mirror.signatures import MasterKey
 from mirror.vocab.activities import build, recipe
@@ -53,6 +56,21 @@ PUPPET_NAME = re.compile(r"[^a-z0-9_]+")
 #: Activities a backfill builds before writing them (bounds its memory).
 FLUSH_EVERY = 500
 _OBJECT_UPDATE = ("actor", "type", "json", "created_at", "updated_at", "deleted_at")
+#: A publication sent again as an Update: queued, about the new activity.
+_PUBLICATION_UPDATED = (
+    sa.update(PUBLICATIONS)
+    .where(PUBLICATIONS.c.id == sa.bindparam("b_id"))
+    .values(
+        content_hash=sa.bindparam("content_hash"),
+        run_id=sa.bindparam("run_id"),
+        activity_id=sa.bindparam("activity_id"),
+        state=Published.QUEUED.value,
+        reason=None,
+        due_at=None,
+        checks=0,
+        sends=PUBLICATIONS.c.sends + 1,
+    )
+)
 
 
 def object_id_for(item_id: str, target: str) -> str:
@@ -80,6 +98,8 @@ class Prepared:
     depends_on: str | None
     due_at: datetime
     inboxes: list[str]
+    #: The parent's publication (a comment's post or parent comment).
+    parent_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -93,6 +113,8 @@ class Report:
     deleted: int = 0
     unchanged: int = 0
     deliveries: int = 0
+    #: Queued but held back: until their parent is confirmed, or a known limit passes.
+    waiting: int = 0
     left_out: dict[str, int] = field(default_factory=dict)
     first: list[dict[str, Any]] = field(default_factory=list)
 
@@ -107,6 +129,7 @@ class Report:
             "deleted": self.deleted,
             "unchanged": self.unchanged,
             "deliveries": self.deliveries,
+            "waiting": self.waiting,
             "left_out": self.left_out,
         }
 
@@ -124,6 +147,7 @@ class Backfill:
         target: Target,
         now: datetime,
         rate_per_minute: float,
+        attribution: str | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings
@@ -133,7 +157,15 @@ class Backfill:
         self.now = now
         self.rate = rate_per_minute
         self.bot = settings.instance.username
+        self.attribution = attribution or settings.backfill.attribution
         self.post_type = target.post_type(settings.backfill.post_type)
+        self.server = server_for(target.software)
+        #: Replies wait for their parent's confirmation where the target can be asked.
+        self.confirms = self.server.lookup_path is not None
+        #: States of publications stored before this run (see _match).
+        self._states: dict[str, str] = {}
+        #: Posts each actor has on the target's server, counting this run's.
+        self._posts: dict[str, int] = {}
         self._followers: dict[str, list[str]] = {}
         self._actors: set[str] = set()
         #: Object ids of items already published under another id (see _match).
@@ -142,9 +174,17 @@ class Backfill:
         self._outbox = queue.Outbox(conn, urls=urls)
         self._new_objects: list[dict[str, Any]] = []
         self._new_publications: list[dict[str, Any]] = []
+        self._updated: list[dict[str, Any]] = []
 
     @classmethod
-    def of(cls, conn: sa.Connection, federation: Any, target: Target, rate: float) -> Backfill:
+    def of(
+        cls,
+        conn: sa.Connection,
+        federation: Any,
+        target: Target,
+        rate: float,
+        attribution: str | None = None,
+    ) -> Backfill:
         """A backfill by this service (its settings, ids, keys and clock)."""
         return cls(
             conn,
@@ -154,13 +194,14 @@ class Backfill:
             target=target,
             now=federation.clock.now(),
             rate_per_minute=rate,
+            attribution=attribution,
         )
 
     # -- building (no writes) -------------------------------------------------
 
     def actor_for(self, item: Item, *, create: bool) -> str:
         handle = item.data.get("author")
-        if self.settings.backfill.attribution != "puppets" or not handle:
+        if self.attribution != "puppets" or not handle:
             return self.bot
         username = puppet_username(handle)
         if create and username not in self._actors:
@@ -186,9 +227,15 @@ class Backfill:
     def target_key(self, item: Item) -> str:
         return FOLLOWERS_ONLY if item.kind == "orphan" else self.target.id
 
-    def prepare(self, item: Item, due_at: datetime, *, create_actors: bool) -> Prepared:
+    def prepare(
+        self, item: Item, due_at: datetime, *, create_actors: bool, actor: str | None = None
+    ) -> Prepared:
+        """Build the item's object; ``actor`` keeps the author it was first published with.
+
+        (PieFed silently denies an Update from another actor than the Create's.)
+        """
         data = item.data
-        actor = self.actor_for(item, create=create_actors)
+        actor = actor or self.actor_for(item, create=create_actors)
         object_id = self._objects.get(item.id) or object_id_for(item.id, self.target_key(item))
         url = self.urls.object(object_id)
         community = None if item.kind == "orphan" else self.target.id
@@ -214,7 +261,7 @@ class Backfill:
             "language": data.get("language"),
             "followers": followers if item.kind == "orphan" else None,
         }
-        depends_on = None
+        depends_on = parent_id = None
         if item.kind == "post":
             title = data.get("title") or _derived_title(body) or "(untitled)"
             document = build_post(kind=self.post_type, name=title, **common)
@@ -226,6 +273,7 @@ class Backfill:
                 )
                 in_reply_to = self.urls.object(parent)
                 depends_on = in_reply_to
+                parent_id = parent
             document = build_comment(in_reply_to=in_reply_to, **common)
         size = len(json.dumps(document).encode())
         if size > MAX_OBJECT_BYTES:
@@ -247,6 +295,7 @@ class Backfill:
             depends_on=depends_on,
             due_at=due_at,
             inboxes=sorted(set(inboxes), key=lambda i: (i != self.target.inbox, i)),
+            parent_id=parent_id,
         )
 
     def activity_recipe(self, prepared: Prepared, kind: str = "Create") -> dict[str, Any]:
@@ -278,6 +327,7 @@ class Backfill:
             .where(PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY)))
         ).all()
         published = {(row.item_id, row.target): row for row in rows}
+        self._states = {row.id: row.state for row in rows}
         matched = {}
         for item in plan.items:
             key = self.target_key(item)
@@ -322,6 +372,8 @@ class Backfill:
                     options=options,
                     state="active",
                     items=len(plan.items),
+                    software=self.target.software,
+                    version=self.target.version,
                     created_at=self.now,
                     updated_at=self.now,
                 )
@@ -368,15 +420,24 @@ class Backfill:
                 if previous is None:
                     slot += 1
             due = post_due if item.kind != "orphan" else self.now
-            prepared = self.prepare(item, due, create_actors=True)
+            prepared = self.prepare(
+                item,
+                due,
+                create_actors=True,
+                actor=previous.actor if previous is not None else None,
+            )
             if updates_only and previous.content_hash == prepared.content_hash:
                 report.unchanged += 1
                 continue
             run_id = this_run()
             if previous is None:
-                self._create(prepared, run_id)
+                if self._create(prepared, run_id):
+                    report.waiting += 1
+                    if item.kind == "post":
+                        slot -= 1  # a held post takes no pacing slot
+                else:
+                    report.deliveries += len(prepared.inboxes)
                 report.queued += 1
-                report.deliveries += len(prepared.inboxes)
             elif previous.content_hash != prepared.content_hash:
                 self._update(prepared, previous, run_id)
                 report.updated += 1
@@ -391,7 +452,37 @@ class Backfill:
         queue.refresh_statistics(self.conn)
         return report
 
-    def _publish(self, prepared: Prepared, run_id: int, kind: str = "Create") -> str:
+    def _hold(self, prepared: Prepared) -> tuple[str, datetime | None] | None:
+        """Why a new publication must wait before it is sent (reason, until), if it must.
+
+        Only where the target can be asked: a reply waits for its parent's
+        confirmation (PieFed refuses a reply to a post it does not hold, for
+        good), and a post waits for a known new-account limit to pass.
+        """
+        if not self.confirms or prepared.item.kind == "orphan":
+            return None
+        if prepared.parent_id is not None:
+            if self._states.get(prepared.parent_id) in HOLDS_REPLIES:
+                return None
+            return "waits for its parent to be confirmed", None
+        if prepared.item.kind != "post":
+            return None
+        count = self._posts.get(prepared.actor)
+        if count is None:
+            count = publications.posts_sent(self.conn, prepared.actor, self.target.host)
+        hold = publications.young_account_due(
+            self.conn, self.server, prepared.actor, count=count, now=self.now
+        )
+        if hold is None:
+            self._posts[prepared.actor] = count + 1
+            return None
+        self._posts[prepared.actor] = count
+        due, reason = hold
+        return reason, due
+
+    def _publish(
+        self, prepared: Prepared, run_id: int, kind: str = "Create", *, held: bool = False
+    ) -> str:
         document = prepared.document
         self._new_objects.append(
             {
@@ -409,7 +500,8 @@ class Backfill:
         return self._outbox.publish(
             username=prepared.actor,
             recipe=self.activity_recipe(prepared, kind),
-            inboxes=prepared.inboxes,
+            # A held publication's activity is stored and queued when released.
+            inboxes=[] if held else prepared.inboxes,
             now=self.now,
             public=True,
             depends_on=prepared.depends_on,
@@ -417,8 +509,11 @@ class Backfill:
             run_id=run_id,
         )
 
-    def _create(self, prepared: Prepared, run_id: int) -> None:
-        activity_id = self._publish(prepared, run_id)
+    def _create(self, prepared: Prepared, run_id: int) -> bool:
+        """Publish a new item; returns whether it is held back (waiting)."""
+        hold = self._hold(prepared)
+        activity_id = self._publish(prepared, run_id, held=hold is not None)
+        reason, due = hold if hold is not None else (None, None)
         self._new_publications.append(
             {
                 "id": prepared.object_id,
@@ -429,10 +524,17 @@ class Backfill:
                 "run_id": run_id,
                 "activity_id": activity_id,
                 "content_hash": prepared.content_hash,
+                "parent_id": prepared.parent_id,
+                "state": (Published.WAITING if hold else Published.QUEUED).value,
+                "reason": reason,
+                "due_at": due,
+                "sends": 0 if hold else 1,
+                "checks": 0,
                 "created_at": self.now,
                 "updated_at": self.now,
             }
         )
+        return hold is not None
 
     def _flush(self) -> None:
         """Write what the run built so far: objects, activities and deliveries, publications."""
@@ -442,6 +544,9 @@ class Backfill:
         self._outbox.flush()
         publications, self._new_publications = self._new_publications, []
         bulk_insert(self.conn, PUBLICATIONS, publications)
+        updated, self._updated = self._updated, []
+        if updated:
+            self.conn.execute(_PUBLICATION_UPDATED.values(updated_at=self.now), updated)
 
     def _update(self, prepared: Prepared, previous: Any, run_id: int) -> None:
         """The reconstruction changed: an Update with a newer `updated`, same object id.
@@ -454,11 +559,17 @@ class Backfill:
             or document["type"]
         )
         prepared.document = document
-        self._publish(prepared, run_id, "Update")
-        self.conn.execute(
-            sa.update(PUBLICATIONS)
-            .where(PUBLICATIONS.c.id == previous.id)
-            .values(content_hash=prepared.content_hash, run_id=run_id, updated_at=self.now)
+        activity_id = self._publish(prepared, run_id, "Update")
+        # Its confirmation is about the Update now (a target that never
+        # stored the Create takes an Update of it as a new object). Written
+        # at the flush, after the activity it names.
+        self._updated.append(
+            {
+                "b_id": previous.id,
+                "content_hash": prepared.content_hash,
+                "run_id": run_id,
+                "activity_id": activity_id,
+            }
         )
 
     def _requeue(self, activity_id: str, run_id: int) -> bool:
@@ -475,6 +586,13 @@ class Backfill:
             # It now counts in this run's progress.
             self.conn.execute(
                 sa.update(ACTIVITIES).where(ACTIVITIES.c.id == activity_id).values(run_id=run_id)
+            )
+            self.conn.execute(
+                sa.update(PUBLICATIONS)
+                .where(PUBLICATIONS.c.activity_id == activity_id)
+                .values(
+                    state=Published.QUEUED.value, reason=None, run_id=run_id, updated_at=self.now
+                )
             )
         return bool(result.rowcount)
 

@@ -1,4 +1,4 @@
-"""Backfill runs: progress from their deliveries, and pause, resume, cancel."""
+"""Backfill runs: progress from their publications and deliveries; pause, resume, cancel."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from mirror.delivery.states import (
     stored_in,
 )
 from mirror.errors import MirrorError
+from mirror.publish import publications
 
 RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
@@ -32,7 +33,13 @@ def _run_deliveries(run_id: int) -> sa.ColumnElement[bool]:
 
 
 def progress(conn: sa.Connection, run_id: int, now: datetime) -> dict[str, Any]:
-    """Counts of the run's deliveries by operator state, and whether it is done."""
+    """What the run's items became on the target, its deliveries, and whether it is done.
+
+    A run is done when the job has nothing left to do by itself: no item is
+    waiting, queued, sent and not yet checked, or missing with a
+    re-publication planned, and no delivery is outstanding. What waits for
+    an operator (parked, failed, refused) does not keep it open.
+    """
     view = operator_state_sql(DELIVERIES, now)
     counts = dict(
         conn.execute(
@@ -40,20 +47,23 @@ def progress(conn: sa.Connection, run_id: int, now: datetime) -> dict[str, Any]:
         ).all()
     )
     by_state = {name: int(counts.get(name, 0)) for name in OPERATOR_STATES}
-    total = sum(by_state.values())
     outstanding = sum(by_state[s] for s in OUTSTANDING)
+    items = publications.counts(conn, run_id=run_id)
+    still_open = publications.open_count(conn, run_id=run_id)
     due_later = conn.scalar(
         sa.select(sa.func.max(DELIVERIES.c.next_attempt_at)).where(
             _run_deliveries(run_id), stored_in(DELIVERIES.c.state, State.PENDING)
         )
     )
+    total = sum(items.values())
     return {
+        "publications": items,
         "by_state": by_state,
-        "total": total,
-        "done": by_state["delivered"],
-        "outstanding": outstanding,
-        # Parked rows wait for an operator (a dead host, a failed parent, a pause).
-        "finished": outstanding == 0,
+        # Items when it published any; a run of Deletes only counts deliveries.
+        "total": total or sum(by_state.values()),
+        "done": items["confirmed"] + items["unverifiable"] if total else by_state["delivered"],
+        "outstanding": outstanding + still_open,
+        "finished": outstanding == 0 and still_open == 0,
         "last_scheduled_at": due_later.isoformat() if due_later else None,
     }
 
@@ -143,8 +153,8 @@ def resume(conn: sa.Connection, run_id: int, now: datetime) -> int:
 
 
 def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
-    """Give up the run's outstanding deliveries; what was delivered stays."""
-    return _move(
+    """Give up the run's outstanding deliveries and unsent items; what was delivered stays."""
+    moved = _move(
         conn,
         run_id,
         now,
@@ -152,3 +162,5 @@ def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
         where=[stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED)],
         values={"state": State.CANCELLED, "locked_by": None, "locked_until": None},
     )
+    publications.cancel_unsent(conn, run_id, now)
+    return moved

@@ -76,6 +76,9 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     worker = federation.make_worker() if with_worker else None
     worker_task = asyncio.create_task(worker.run(stop)) if worker is not None else None
+    job_task = (
+        asyncio.create_task(federation.make_publication_job().run(stop)) if with_worker else None
+    )
     runner = web.AppRunner(make_app(federation))
     runners: list[web.AppRunner] = []
     try:
@@ -101,6 +104,8 @@ async def serve(
         stop.set()
         if worker_task is not None:
             await asyncio.gather(worker_task, return_exceptions=True)
+        if job_task is not None:
+            await asyncio.gather(job_task, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         for extra in runners:
@@ -114,9 +119,12 @@ async def run_worker(federation: Federation) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    job = asyncio.create_task(federation.make_publication_job().run(stop))
     try:
         await federation.make_worker().run(stop)
     finally:
+        stop.set()
+        await asyncio.gather(job, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await federation.close()

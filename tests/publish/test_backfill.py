@@ -433,8 +433,14 @@ async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(
     states = done["by_state"]
     # At most the requests already in flight (per-host limit 2) were refused.
     assert 1 <= states["failed"] <= 2 and states["delivered"] == 0
-    assert states["parked"] == done["total"] - states["failed"]
+    posts, comments = report.planned["posts"], report.planned["comments"]
+    assert states["parked"] == posts - states["failed"]
     assert {r["error"] for r in sandbox.refused} == {"site_ban"}
+    # The refused posts are refused, the rest held by the queue, and the
+    # comments, which wait for their posts, parked behind them.
+    items = done["publications"]
+    assert items["refused"] == states["failed"] and items["held"] == states["parked"]
+    assert items["parked"] == comments
 
     sandbox.banned.clear()
     with write_transaction(service.engine) as conn:
@@ -443,7 +449,8 @@ async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(
         )
     service.federation.wake()
     done = await wait_for_run(service, report.run_id)
-    assert done["by_state"]["delivered"] == done["total"]
+    assert done["by_state"]["delivered"] == posts + comments
+    assert done["done"] == done["total"]
 
 
 async def test_followers_receive_the_same_creates_and_the_orphans(
@@ -497,7 +504,11 @@ async def test_backfill_on_postgresql(
     sandbox = await sandbox_factory()
     _, report = await start_backfill(service.federation, to=handle(sandbox))
     done = await wait_for_run(service, report.run_id)
-    assert sandbox.refused == [] and done["by_state"]["delivered"] == done["total"] > 0
+    assert (
+        sandbox.refused == []
+        and done["by_state"]["delivered"] == report.planned["posts"] + report.planned["comments"]
+    )
+    assert done["done"] == done["total"] == sum(report.planned.values())
     _, again = await start_backfill(service.federation, to=handle(sandbox))
     assert again.queued == again.updated == again.requeued == 0
 

@@ -82,6 +82,8 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             "backoff_base_s": 0.2,
             **sections["delivery"],
         }
+        # Lookups of a sandbox on loopback need no pacing.
+        sections["confirm"] = {"rate": 100.0, **sections.get("confirm", {})}
         settings = make_settings(tmp_path / str(port), port, **sections)
         engine = make_engine(settings.database_url)
         migrate.upgrade(engine)
@@ -100,6 +102,7 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             stop = asyncio.Event()
             delivery_worker = federation.make_worker()
             workers.append((stop, asyncio.create_task(delivery_worker.run(stop, grace_s=5))))
+            workers.append((stop, asyncio.create_task(federation.make_publication_job().run(stop))))
             # It takes its claimer lock and reads statistics in threads first;
             # a test starts once it runs (as /readyz would say), not before.
             async with asyncio.timeout(30):

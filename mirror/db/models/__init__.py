@@ -9,6 +9,7 @@ from mirror.db.models.federation import (
     ReceivedActivity,
     RemoteActor,
 )
+from mirror.db.models.jobs import JobLease
 from mirror.db.models.publication import BackfillRun, Publication
 from mirror.db.models.reconstruction import (
     Alias,
@@ -34,6 +35,7 @@ __all__ = [
     "DumpFile",
     "Follower",
     "Fragment",
+    "JobLease",
     "LocalActor",
     "Observation",
     "Post",

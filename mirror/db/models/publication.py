@@ -13,6 +13,8 @@ from mirror.db.types import UTCDateTime
 
 URL = sa.String(2048)
 TZ = UTCDateTime()
+#: Publications the job may still move (the others wait for an operator or are done).
+OPEN_ROWS = "state IN ('waiting', 'queued', 'sent', 'missing')"
 
 
 class BackfillRun(Base):
@@ -29,6 +31,12 @@ class BackfillRun(Base):
     #: active, paused or cancelled (done is derived from its deliveries).
     state: Mapped[str] = mapped_column(sa.String(16))
     items: Mapped[int] = mapped_column(sa.Integer)
+    #: The target's software and version from its NodeInfo (None: unknown),
+    #: which decides how publications are confirmed (mirror.publish.servers).
+    software: Mapped[str | None] = mapped_column(sa.String(64))
+    version: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Why the target cannot be asked after all (its lookup answered so), if it cannot.
+    unverifiable: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
 
@@ -38,10 +46,24 @@ class Publication(Base):
 
     A post lives in one community, so the object id is made from the item
     and the target; the object JSON is built once and served unchanged.
+    Each row is a small state machine (mirror.publish.states) that the
+    publication job advances: from its delivery, and from asking the target
+    whether it stored the object.
     """
 
     __tablename__ = "publication"
-    __table_args__ = (sa.UniqueConstraint("item_id", "target"),)
+    __table_args__ = (
+        sa.UniqueConstraint("item_id", "target"),
+        # The job looks only at rows it may have to move.
+        sa.Index(
+            "ix_publication_open",
+            "state",
+            "due_at",
+            sqlite_where=sa.text(OPEN_ROWS),
+            postgresql_where=sa.text(OPEN_ROWS),
+        ),
+        sa.Index("ix_publication_parent", "parent_id"),
+    )
 
     #: The object's id (its URL is Urls.object(id)).
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -51,9 +73,23 @@ class Publication(Base):
     target: Mapped[str] = mapped_column(URL)
     actor: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("local_actor.username"))
     run_id: Mapped[int] = mapped_column(sa.Integer, sa.ForeignKey("backfill_run.id"), index=True)
-    #: The activity that created it.
+    #: The activity whose delivery to the target decides the state: the
+    #: Create, a later Update, or the Create of a re-publication.
     activity_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("activity.id"))
     #: What the object was built from, to notice a changed item later.
     content_hash: Mapped[str] = mapped_column(sa.String(64))
+    #: The publication of the parent (a comment's post or parent comment).
+    parent_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: mirror.publish.states.State; `reason` says why it is not confirmed.
+    state: Mapped[str] = mapped_column(sa.String(16), server_default="queued")
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: When the job looks at it next: a lookup, a release, a re-publication.
+    due_at: Mapped[datetime | None] = mapped_column(TZ)
+    #: Times its activities were queued (0: held before the first).
+    sends: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    #: Lookups since it was last sent.
+    checks: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    confirmed_at: Mapped[datetime | None] = mapped_column(TZ)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)

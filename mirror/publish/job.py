@@ -1,0 +1,168 @@
+"""The publication job: moves publications from their deliveries, asks targets, releases.
+
+It runs in `mirror serve` and `mirror worker`; one process at a time does
+the work (a lease row, mirror.db.lease), however many run. Each cycle:
+publications whose delivery finished become sent (or refused, failed...);
+sent ones due for a lookup are asked about, at most `[confirm].rate` per
+second per target server; waiting ones whose time or parent came are
+queued, and the delivery worker is woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy.engine import Engine
+
+from mirror.clock import Clock
+from mirror.config import Settings
+from mirror.db import lease
+from mirror.db.session import write_transaction
+from mirror.delivery.backoff import Policy
+from mirror.publish import lookup, publications
+from mirror.publish.servers import server_for
+from mirror.publish.states import State
+from mirror.vocab.ids import Urls
+
+log = logging.getLogger(__name__)
+NAME = "publications"
+#: How long a lease lasts without renewal (a dead holder's job moves on after it).
+LEASE_S = 30.0
+#: Time between cycles, in seconds.
+TICK_S = 0.5
+
+
+@dataclass
+class _Bucket:
+    """Lookups a host may still get now: `rate` per second, at most one second's worth."""
+
+    rate: float
+    tokens: float = 1.0
+    last: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class PublicationJob:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        urls: Urls,
+        clock: Clock,
+        session: Callable[[], aiohttp.ClientSession],
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.engine = engine
+        self.urls = urls
+        self.clock = clock
+        self.session = session
+        self.wake = wake
+        self.allow_private = settings.network.allow_private_networks
+        self.rate = settings.confirm.rate
+        d = settings.delivery
+        self.rules = publications.Rules(
+            window=publications.Window(settings.confirm.window_s),
+            policy=Policy(
+                base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
+            ),
+        )
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._buckets: dict[str, _Bucket] = {}
+        self.running = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Cycle until ``stop``; a cycle that fails is logged and the next one tries again."""
+        self.running = True
+        try:
+            while not stop.is_set():
+                try:
+                    await self.run_once()
+                except Exception:
+                    log.exception("publication job: a cycle failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=TICK_S)
+        finally:
+            self.running = False
+            await asyncio.to_thread(self._give_up)
+
+    async def run_once(self) -> bool:
+        """One cycle; False when another process holds the job."""
+        if not await asyncio.to_thread(self._hold):
+            return False
+        released = await asyncio.to_thread(self._advance)
+        if released:
+            self.wake()
+        checks = await asyncio.to_thread(self._due)
+        if checks:
+            answers = await asyncio.gather(*(self._ask(check) for check in checks))
+            answered = list(zip(checks, answers, strict=True))
+            if await asyncio.to_thread(self._record, answered):
+                # Replies released by their parent's confirmation go at once.
+                self.wake()
+        return True
+
+    # -- steps ---------------------------------------------------------------------
+
+    def _hold(self) -> bool:
+        with write_transaction(self.engine) as conn:
+            return lease.hold(conn, NAME, self.id, now=self.clock.now(), seconds=LEASE_S)
+
+    def _give_up(self) -> None:
+        with write_transaction(self.engine) as conn:
+            lease.give_up(conn, NAME, self.id)
+
+    def _advance(self) -> int:
+        """Deliveries into states, then releases; returns how many were queued."""
+        with write_transaction(self.engine) as conn:
+            now = self.clock.now()
+            publications.advance_from_deliveries(conn, now=now, window=self.rules.window)
+            return publications.release(conn, now=now, urls=self.urls)
+
+    def _due(self) -> list[publications.Check]:
+        with self.engine.connect() as conn:
+            return publications.due_checks(conn, now=self.clock.now())
+
+    async def _ask(self, check: publications.Check) -> lookup.Answer | None:
+        """The lookup's answer, or None when the host's pace leaves it for a later cycle."""
+        bucket = self._buckets.get(check.host)
+        server = server_for(check.software)
+        if bucket is None:
+            rate = min(self.rate, server.lookup_rate or self.rate)
+            bucket = self._buckets[check.host] = _Bucket(rate)
+        if not bucket.take(asyncio.get_running_loop().time()):
+            return None
+        return await lookup.ask(
+            self.session(),
+            server,
+            check.target,
+            self.urls.object(check.id),
+            allow_private=self.allow_private,
+        )
+
+    def _record(self, answered: list[tuple[publications.Check, lookup.Answer | None]]) -> int:
+        """Record the answers and release what they let go; returns how many were queued."""
+        with write_transaction(self.engine) as conn:
+            now = self.clock.now()
+            for check, answer in answered:
+                if answer is None:
+                    continue
+                state = publications.record_check(conn, check, answer, now=now, rules=self.rules)
+                if state not in (State.SENT, State.CONFIRMED):
+                    log.info("publication %s: %s", check.id, state.value)
+            return publications.release(conn, now=now, urls=self.urls)

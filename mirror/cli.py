@@ -552,11 +552,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.delivery import queue
+    from mirror.delivery import operate
 
     engine = _engine(settings)
     with engine.connect() as conn:
-        report = queue.status(conn, SystemClock().now())
+        report = operate.status(conn, SystemClock().now())
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -588,44 +588,46 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.delivery import queue
+    from mirror.delivery import operate
 
     engine = _engine(settings)
     with write_transaction(engine) as conn:
-        count = queue.retry(conn, now=SystemClock().now(), failed=args.failed, host=args.host)
+        count = operate.retry(conn, now=SystemClock().now(), failed=args.failed, host=args.host)
     print(f"{count} deliveries queued again")
     return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.delivery import queue
+    from mirror.delivery import operate
 
     if not (args.host or args.activity or args.all):
         raise UsageError("cancel needs --host HOST, --activity ID or --all")
     engine = _engine(settings)
     with write_transaction(engine) as conn:
-        count = queue.cancel(conn, now=SystemClock().now(), host=args.host, activity=args.activity)
+        count = operate.cancel(
+            conn, now=SystemClock().now(), host=args.host, activity=args.activity
+        )
     print(f"{count} deliveries cancelled")
     return EXIT_OK
 
 
 def cmd_hosts_revive(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.delivery import queue
+    from mirror.delivery import operate
 
     engine = _engine(settings)
     with write_transaction(engine) as conn:
-        count = queue.revive(conn, args.host, SystemClock().now())
+        count = operate.revive(conn, args.host, SystemClock().now())
     print(f"{args.host}: revived; {count} parked deliveries queued again")
     return EXIT_OK
 
 
 def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.delivery import queue
+    from mirror.delivery import operate
 
     days = args.older_than if args.older_than is not None else settings.delivery.retention_days
     engine = _engine(settings)
     with write_transaction(engine) as conn:
-        deliveries, received = queue.prune(conn, now=SystemClock().now(), retention_days=days)
+        deliveries, received = operate.prune(conn, now=SystemClock().now(), retention_days=days)
     print(f"pruned {deliveries} delivered rows and {received} inbox records older than {days} days")
     return EXIT_OK
 

@@ -11,7 +11,15 @@ from mirror.db.base import table_of
 from mirror.db.models import Follower, ReceivedActivity
 from mirror.delivery import hosts as health
 from mirror.delivery.record import revive_parked
-from mirror.delivery.states import PARKED_DEAD, PARKED_PAUSED, State, operator_state_sql, stored_in
+from mirror.delivery.states import (
+    OPERATOR_STATES,
+    OUTSTANDING,
+    PARKED_DEAD,
+    PARKED_PAUSED,
+    State,
+    operator_state_sql,
+    stored_in,
+)
 from mirror.delivery.tables import DELIVERIES, HOSTS
 from mirror.errors import MirrorError
 
@@ -19,18 +27,7 @@ from mirror.errors import MirrorError
 def status(conn: sa.Connection, now: datetime) -> dict[str, Any]:
     view = operator_state_sql(DELIVERIES, now)
     counts = dict(conn.execute(sa.select(view, sa.func.count()).group_by(view)).all())
-    by_state = {
-        name: int(counts.get(name, 0))
-        for name in (
-            "pending",
-            "in_flight",
-            "retrying",
-            "delivered",
-            "failed",
-            "cancelled",
-            "parked",
-        )
-    }
+    by_state = {name: int(counts.get(name, 0)) for name in OPERATOR_STATES}
     oldest = conn.scalar(
         sa.select(sa.func.min(DELIVERIES.c.next_attempt_at)).where(
             stored_in(DELIVERIES.c.state, State.PENDING),
@@ -65,7 +62,7 @@ def status(conn: sa.Connection, now: datetime) -> dict[str, Any]:
     return {
         "deliveries": {
             "by_state": by_state,
-            "outstanding": sum(by_state[s] for s in ("pending", "in_flight", "retrying")),
+            "outstanding": sum(by_state[s] for s in OUTSTANDING),
             "oldest_due_at": _iso(oldest),
             "oldest_due_age_s": (now - oldest).total_seconds() if oldest and oldest <= now else 0,
         },

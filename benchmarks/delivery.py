@@ -45,7 +45,7 @@ from proctree import hwm_mb, rss_mb  # noqa: E402
 
 from mirror.db import migrate  # noqa: E402
 from mirror.db.session import make_engine, write_transaction  # noqa: E402
-from mirror.delivery import queue  # noqa: E402
+from mirror.delivery import enqueue  # noqa: E402
 from mirror.federation.actors import BOT, create_actor  # noqa: E402
 from mirror.signatures import MasterKey  # noqa: E402
 from mirror.vocab.activities import recipe  # noqa: E402
@@ -143,7 +143,7 @@ def prepare(url: str, inbox: str, n: int) -> MasterKey:
     with write_transaction(engine) as conn:
         create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=now)
         # As a backfill queues: through an Outbox, written every 500 activities.
-        outbox = queue.Outbox(conn, urls=urls)
+        outbox = enqueue.Outbox(conn, urls=urls)
         for i in range(n):
             note = {"id": urls.object(f"o{i}"), "type": "Note", "content": TEXT}
             outbox.publish(
@@ -155,7 +155,7 @@ def prepare(url: str, inbox: str, n: int) -> MasterKey:
             if len(outbox) >= 500:
                 outbox.flush()
         outbox.flush()
-        queue.refresh_statistics(conn)
+        enqueue.refresh_statistics(conn)
     engine.dispose()
     return master_key
 

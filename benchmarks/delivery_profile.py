@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import delivery as bench
 
-from mirror import cli
+from mirror.cli.wiring import federation_for
 from mirror.config import load_settings
 from mirror.delivery.worker import Worker
 from mirror.signatures.processes import _Child
@@ -99,7 +99,7 @@ def main() -> None:
                 "MIRROR_DELIVERY__POLL_INTERVAL_S": "0.05",
             }
         )
-        federation = cli._federation(load_settings(None, os.environ))
+        federation = federation_for(load_settings(None, os.environ))
         statements: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
         @sa.event.listens_for(federation.engine, "before_cursor_execute")

@@ -25,13 +25,13 @@ def body_starts(items, prefix: str):
 
 def publish_notes(conn, urls, inboxes: list[str], count: int, now: datetime) -> None:  # type: ignore[no-untyped-def]
     """Queue ``count`` Creates of small Notes by the bot to ``inboxes``."""
-    from mirror.delivery import queue
+    from mirror.delivery import enqueue
     from mirror.vocab.activities import recipe
     from mirror.vocab.context import PUBLIC
 
     for n in range(count):
         note = {"id": urls.object(f"n{n}"), "type": "Note", "content": f"<p>{n}</p>"}
-        queue.publish(
+        enqueue.publish(
             conn,
             urls=urls,
             username="mirror",

@@ -13,8 +13,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from mirror.clock import Clock
+from mirror.delivery.claim import Claimed
 from mirror.delivery.outcome import REFUSED, UNSIGNED
-from mirror.delivery.queue import Attempt, Claimed
+from mirror.delivery.record import Attempt
 from mirror.net.client import ERROR_EXCERPT, FetchError, Signer
 from mirror.net.http1 import Http1Client
 from mirror.signatures.processes import Key, Post, SigningError, SigningPool

@@ -32,6 +32,12 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.DELIVERED: frozenset(),
 }
 
+#: How a parked row's last_error begins: why it is held (what may unpark it).
+PARKED_DEAD = "parked: host dead since"
+PARKED_BEHIND = "parked: waits for"
+PARKED_PAUSED = "parked: run paused"
+PARKED_REFUSED = "parked: the host refuses"
+
 #: What `mirror status` shows.
 OPERATOR_STATES = ("pending", "in_flight", "retrying", "delivered", "failed", "cancelled", "parked")
 #: Work still to do: a drained queue has none of these.

@@ -25,8 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from mirror.clock import Clock
 from mirror.config import Settings
 from mirror.db.session import is_sqlite, write_transaction
-from mirror.delivery import queue
+from mirror.delivery import enqueue, record
 from mirror.delivery.backoff import Policy
+from mirror.delivery.claim import Claimed, Limits, claim
 from mirror.delivery.hosts import BreakerPolicy
 from mirror.delivery.outcome import Delivered, Failed
 from mirror.delivery.sender import Sender
@@ -93,10 +94,10 @@ class Worker:
         self.urls = urls
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.limits = queue.Limits(
+        self.limits = Limits(
             per_host=d.per_host_concurrency, interval_ms=d.per_host_interval_ms, lease_s=d.lease_s
         )
-        self.rules = queue.Rules(
+        self.rules = record.Rules(
             policy=Policy(
                 base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
             ),
@@ -122,7 +123,7 @@ class Worker:
         self.metrics = metrics
         self._bodies: dict[str, bytes] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._finished: list[queue.Attempt] = []
+        self._finished: list[record.Attempt] = []
         self._wake = asyncio.Event()
         #: Finished requests (or free slots) worth a trip round the loop.
         self._refill = 1
@@ -202,14 +203,14 @@ class Worker:
         finally:
             stopping.cancel()
 
-    def _start(self, batch: list[queue.Claimed]) -> None:
+    def _start(self, batch: list[Claimed]) -> None:
         loop = asyncio.get_running_loop()
         for send in self.sender.sends(batch):
             task = loop.create_task(send)
             self._in_flight.add(task)
             task.add_done_callback(self._finish)
 
-    def _finish(self, task: asyncio.Task[queue.Attempt]) -> None:
+    def _finish(self, task: asyncio.Task[record.Attempt]) -> None:
         self._in_flight.discard(task)
         if task.cancelled():
             return  # a shutdown past its grace: the lease is given back
@@ -242,10 +243,10 @@ class Worker:
 
     # -- database ---------------------------------------------------------------
 
-    async def _claim(self, limit: int) -> list[queue.Claimed]:
+    async def _claim(self, limit: int) -> list[Claimed]:
         return await asyncio.to_thread(self._claim_sync, limit)
 
-    async def _commit_and_claim(self, limit: int) -> list[queue.Claimed]:
+    async def _commit_and_claim(self, limit: int) -> list[Claimed]:
         """Record what finished, then claim: outcomes are committed before the next claim."""
         finished, self._finished = self._finished, []
         results, claimed = await asyncio.to_thread(self._commit_and_claim_sync, finished, limit)
@@ -253,8 +254,8 @@ class Worker:
         return claimed
 
     def _commit_and_claim_sync(
-        self, finished: list[queue.Attempt], limit: int
-    ) -> tuple[list[tuple[queue.Attempt, object]], list[queue.Claimed]]:
+        self, finished: list[record.Attempt], limit: int
+    ) -> tuple[list[tuple[record.Attempt, object]], list[Claimed]]:
         if not finished:
             return [], self._claim_sync(limit)
         try:
@@ -268,14 +269,14 @@ class Worker:
             log.warning("record-and-claim failed; recording alone", exc_info=True)
             return self._complete_sync(finished), []
 
-    def _claim_sync(self, limit: int) -> list[queue.Claimed]:
+    def _claim_sync(self, limit: int) -> list[Claimed]:
         with write_transaction(self.engine) as conn:
             return self._claim_in(conn, limit)
 
-    def _claim_in(self, conn: Connection, limit: int) -> list[queue.Claimed]:
+    def _claim_in(self, conn: Connection, limit: int) -> list[Claimed]:
         if len(self._bodies) > BODY_CACHE:
             self._bodies.clear()
-        return queue.claim(
+        return claim(
             conn,
             worker=self.id,
             now=self.clock.now(),
@@ -291,7 +292,7 @@ class Worker:
         finished, self._finished = self._finished, []
         self._count(await asyncio.to_thread(self._complete_sync, finished))
 
-    def _count(self, results: list[tuple[queue.Attempt, object]]) -> None:
+    def _count(self, results: list[tuple[record.Attempt, object]]) -> None:
         counts: dict[tuple[str, str], int] = {}
         for attempt, outcome in results:
             if isinstance(outcome, Delivered):
@@ -311,15 +312,15 @@ class Worker:
             for (name, host), count in counts.items():
                 self.metrics.deliveries.labels(name, host).inc(count)
 
-    def _complete_sync(self, finished: list[queue.Attempt]) -> list[tuple[queue.Attempt, object]]:
+    def _complete_sync(self, finished: list[record.Attempt]) -> list[tuple[record.Attempt, object]]:
         with write_transaction(self.engine) as conn:
             return self._record(conn, finished)
 
     def _record(
-        self, conn: Connection, finished: list[queue.Attempt]
-    ) -> list[tuple[queue.Attempt, object]]:
+        self, conn: Connection, finished: list[record.Attempt]
+    ) -> list[tuple[record.Attempt, object]]:
         return list(
-            queue.complete(
+            record.complete(
                 conn,
                 finished,
                 worker=self.id,
@@ -332,8 +333,8 @@ class Worker:
     def _refresh_statistics(self) -> None:
         # A worker often starts right after a large enqueue (a backfill).
         with write_transaction(self.engine) as conn:
-            queue.refresh_statistics(conn)
+            enqueue.refresh_statistics(conn)
 
     def _release(self) -> int:
         with write_transaction(self.engine) as conn:
-            return queue.release(conn, self.id)
+            return record.release(conn, self.id)

@@ -13,7 +13,7 @@ from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
 from mirror.db.models import Follower, LocalActor
 from mirror.db.session import write_transaction
-from mirror.delivery.queue import publish
+from mirror.delivery.enqueue import publish
 from mirror.federation.service import Federation
 from mirror.vocab.activities import recipe
 from mirror.vocab.parse import Inbound, RemoteActorDoc

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from mirror.db.base import table_of
 from mirror.db.models import LocalActor
 from mirror.db.session import write_transaction
-from mirror.delivery.queue import publish
+from mirror.delivery.enqueue import publish
 from mirror.federation.actors import actor_document, profile_hash
 from mirror.federation.follows import list_followers
 from mirror.federation.service import Federation

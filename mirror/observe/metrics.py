@@ -76,10 +76,10 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from mirror.db.models import Comment, Post
-        from mirror.delivery import queue
+        from mirror.delivery import operate
 
         with self.engine.connect() as conn:
-            report = queue.status(conn, self.now())
+            report = operate.status(conn, self.now())
             posts = conn.scalar(sa.select(sa.func.count()).select_from(Post))
             comments = conn.scalar(sa.select(sa.func.count()).select_from(Comment))
         depth = GaugeMetricFamily(

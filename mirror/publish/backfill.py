@@ -25,7 +25,7 @@ from mirror.config import Settings
 from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Delivery, Publication
-from mirror.delivery import queue
+from mirror.delivery import enqueue
 from mirror.delivery.states import State, stored_in
 from mirror.federation.actors import PUPPET, create_actor, get_actor
 from mirror.federation.follows import list_followers
@@ -170,8 +170,8 @@ class Backfill:
         self._actors: set[str] = set()
         #: Object ids of items already published under another id (see _match).
         self._objects: dict[str, str] = {}
-        # Written in bulk every FLUSH_EVERY activities (see queue.Outbox).
-        self._outbox = queue.Outbox(conn, urls=urls)
+        # Written in bulk every FLUSH_EVERY activities (see enqueue.Outbox).
+        self._outbox = enqueue.Outbox(conn, urls=urls)
         self._new_objects: list[dict[str, Any]] = []
         self._new_publications: list[dict[str, Any]] = []
         self._updated: list[dict[str, Any]] = []
@@ -277,7 +277,7 @@ class Backfill:
             document = build_comment(in_reply_to=in_reply_to, **common)
         size = len(json.dumps(document).encode())
         if size > MAX_OBJECT_BYTES:
-            raise queue.TooLarge(
+            raise enqueue.TooLarge(
                 f"{item.kind} {item.id} makes a {size}-byte object; Lemmy fetches at most "
                 f"{MAX_OBJECT_BYTES} bytes"
             )
@@ -449,7 +449,7 @@ class Backfill:
         for item_id in deletions:
             report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, this_run())
         self._flush()
-        queue.refresh_statistics(self.conn)
+        enqueue.refresh_statistics(self.conn)
         return report
 
     def _hold(self, prepared: Prepared) -> tuple[str, datetime | None] | None:
@@ -647,7 +647,7 @@ def delete_publications(
         }
         if community in inbox_for:
             inboxes.add(inbox_for[community])
-        queue.publish(
+        enqueue.publish(
             conn,
             urls=urls,
             username=row.actor,

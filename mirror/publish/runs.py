@@ -9,10 +9,10 @@ import sqlalchemy as sa
 
 from mirror.db.base import table_of
 from mirror.db.models import Activity, BackfillRun, Delivery
-from mirror.delivery.queue import PARKED_PAUSED
 from mirror.delivery.states import (
     OPERATOR_STATES,
     OUTSTANDING,
+    PARKED_PAUSED,
     State,
     operator_state_sql,
     stored_in,

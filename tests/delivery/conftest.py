@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from mirror.clock import FrozenClock
 from mirror.db import migrate
 from mirror.db.session import make_engine, write_transaction
-from mirror.delivery import queue
+from mirror.delivery import enqueue, operate
+from mirror.delivery.tables import DELIVERIES
 from mirror.delivery.worker import Worker
 from mirror.federation.actors import BOT, create_actor
 from mirror.federation.service import Federation
@@ -61,7 +62,7 @@ class Env:
         if depends_on:
             note["inReplyTo"] = urls.object(depends_on)
         with write_transaction(self.engine) as conn:
-            return queue.publish(
+            return enqueue.publish(
                 conn,
                 urls=urls,
                 username="mirror",
@@ -81,9 +82,7 @@ class Env:
         with self.engine.connect() as conn:
             return [
                 dict(r)
-                for r in conn.execute(
-                    sa.select(queue.DELIVERIES).order_by(queue.DELIVERIES.c.id)
-                ).mappings()
+                for r in conn.execute(sa.select(DELIVERIES).order_by(DELIVERIES.c.id)).mappings()
             ]
 
     def row(self) -> dict[str, Any]:
@@ -92,7 +91,7 @@ class Env:
 
     def status(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            return queue.status(conn, self.clock.now())
+            return operate.status(conn, self.clock.now())
 
 
 async def make_env(

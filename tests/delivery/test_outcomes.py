@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from mirror.delivery.queue import TooLarge
+from mirror.delivery.enqueue import TooLarge
 from tests.delivery.conftest import START, Env
 from tests.sink import Answer
 
@@ -155,11 +155,11 @@ async def test_gives_up_after_the_horizon(env: Env) -> None:
 
 async def test_enqueueing_twice_is_a_no_op_and_shared_inboxes_group(env: Env) -> None:
     from mirror.db.session import write_transaction
-    from mirror.delivery import queue
+    from mirror.delivery import enqueue
 
     activity = env.publish("p1", inboxes=[env.sink.inbox, env.sink.inbox])
     with write_transaction(env.engine) as conn:
-        queue.enqueue(
+        enqueue.enqueue(
             conn,
             activity_id=activity,
             ordering_key="k",
@@ -174,12 +174,12 @@ async def test_oversized_activities_are_refused_before_sending(env: Env) -> None
     import pytest
 
     from mirror.db.session import write_transaction
-    from mirror.delivery import queue
+    from mirror.delivery import enqueue
     from mirror.vocab.activities import recipe
 
     note = {"id": env.federation.urls.object("big"), "type": "Note", "content": "x" * 300_000}
     with pytest.raises(TooLarge, match="bytes"), write_transaction(env.engine) as conn:
-        queue.publish(
+        enqueue.publish(
             conn,
             urls=env.federation.urls,
             username="mirror",
@@ -229,7 +229,7 @@ async def test_a_delivery_that_cannot_be_signed_is_retried_without_blaming_the_h
     # the attempt is recorded and backed off (not left to loop on its lease),
     # and the host's health is untouched.
     from mirror.db.session import write_transaction
-    from mirror.delivery import queue
+    from mirror.delivery import enqueue
     from mirror.federation.actors import BOT, create_actor
     from mirror.signatures import MasterKey
     from mirror.vocab.activities import recipe
@@ -238,7 +238,7 @@ async def test_a_delivery_that_cannot_be_signed_is_retried_without_blaming_the_h
     note = {"id": urls.object("g1"), "type": "Note", "content": "<p>g1</p>"}
     with write_transaction(env.engine) as conn:
         create_actor(conn, username="ghost", kind=BOT, master_key=MasterKey.generate(), now=START)
-        queue.publish(
+        enqueue.publish(
             conn,
             urls=urls,
             username="ghost",

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from mirror.db import migrate
 from mirror.db.models import Activity, Delivery
 from mirror.db.session import make_engine, write_transaction
-from mirror.delivery import queue
+from mirror.delivery import enqueue, operate
 from mirror.federation.actors import BOT, create_actor
 from mirror.signatures import MasterKey
 from mirror.vocab.ids import Urls
@@ -35,7 +35,7 @@ def _prepare(url: str, sink: Sink, count: int) -> MasterKey:
     with write_transaction(engine) as conn:
         create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=now)
         publish_notes(conn, urls, [sink.inbox], count, now)
-        queue.refresh_statistics(conn)
+        enqueue.refresh_statistics(conn)
     engine.dispose()
     return master_key
 
@@ -69,7 +69,7 @@ async def _start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
 def _outstanding(url: str) -> int:
     engine = make_engine(url)
     with engine.connect() as conn:
-        report = queue.status(conn, datetime.now(UTC))
+        report = operate.status(conn, datetime.now(UTC))
     engine.dispose()
     return int(report["deliveries"]["outstanding"])
 

@@ -12,8 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg
 
 from mirror.db.session import write_transaction
-from mirror.delivery import queue
-from mirror.delivery.states import ALLOWED, State, stored_in
+from mirror.delivery import enqueue, operate
+from mirror.delivery.claim import _CLAIMABLE, claim
+from mirror.delivery.states import ALLOWED, PARKED_DEAD, State, stored_in
+from mirror.delivery.tables import ACTIVITIES, DELIVERIES
 from mirror.delivery.worker import ClaimerLock
 from mirror.errors import MirrorError
 from mirror.vocab.activities import recipe
@@ -61,7 +63,7 @@ async def test_an_outbox_writes_at_flush_in_call_order(env: Env) -> None:
         return recipe("create", username="mirror", object=note, to=[PUBLIC], cc=[])
 
     with write_transaction(env.engine) as conn:
-        outbox = queue.Outbox(conn, urls=urls)
+        outbox = enqueue.Outbox(conn, urls=urls)
         ids = [
             outbox.publish(
                 username="mirror",
@@ -72,15 +74,15 @@ async def test_an_outbox_writes_at_flush_in_call_order(env: Env) -> None:
             )
             for name, parent in [("post", None), ("c1", "post"), ("c2", "c1")]
         ]
-        with pytest.raises(queue.TooLarge):
+        with pytest.raises(enqueue.TooLarge):
             outbox.publish(
                 username="mirror",
-                recipe=create("huge" + "x" * queue.MAX_ACTIVITY_BYTES),
+                recipe=create("huge" + "x" * enqueue.MAX_ACTIVITY_BYTES),
                 inboxes=[env.sink.inbox],
                 now=env.clock.now(),
             )
         assert len(outbox) == 3
-        assert conn.scalar(sa.select(sa.func.count()).select_from(queue.ACTIVITIES)) == 0
+        assert conn.scalar(sa.select(sa.func.count()).select_from(ACTIVITIES)) == 0
         outbox.flush()
     assert [r["activity_id"] for r in env.rows()] == ids
     for _ in range(4):
@@ -117,7 +119,7 @@ async def test_a_failed_parent_parks_its_dependants(env: Env) -> None:
 async def test_a_request_cut_short_is_repeated_with_the_same_id(env: Env) -> None:
     activity = env.publish("p1")
     with write_transaction(env.engine) as conn:
-        claimed = queue.claim(
+        claimed = claim(
             conn,
             worker="crashed",
             now=START,
@@ -165,10 +167,10 @@ async def test_dead_host_parks_new_deliveries_until_revived(tmp_path) -> None:
         assert env.status()["hosts"][0]["dead"]
         env.publish("p2")
         parked = env.rows()[1]
-        assert parked["state"] == "parked" and parked["last_error"].startswith(queue.PARKED_DEAD)
+        assert parked["state"] == "parked" and parked["last_error"].startswith(PARKED_DEAD)
         await sink.start()
         with write_transaction(env.engine) as conn:
-            assert queue.revive(conn, sink.base.removeprefix("http://"), env.clock.now()) == 1
+            assert operate.revive(conn, sink.base.removeprefix("http://"), env.clock.now()) == 1
         await env.cycle()
         assert env.rows()[1]["state"] == "delivered"
     finally:
@@ -185,16 +187,16 @@ async def test_retry_cancel_and_prune(env: Env) -> None:
     states = sorted(r["state"] for r in env.rows())
     assert states == ["delivered", "failed"]
     with write_transaction(env.engine) as conn:
-        assert queue.retry(conn, now=env.clock.now(), failed=True, host=None) == 1
+        assert operate.retry(conn, now=env.clock.now(), failed=True, host=None) == 1
     await env.cycle()
     assert {r["state"] for r in env.rows()} == {"delivered"}
     env.publish("p3")
     with write_transaction(env.engine) as conn:
-        assert queue.cancel(conn, now=env.clock.now(), host=None, activity=None) == 1
+        assert operate.cancel(conn, now=env.clock.now(), host=None, activity=None) == 1
     assert await env.cycle() == 0
     env.clock.advance(timedelta(days=30))
     with write_transaction(env.engine) as conn:
-        deliveries, _ = queue.prune(conn, now=env.clock.now(), retention_days=14)
+        deliveries, _ = operate.prune(conn, now=env.clock.now(), retention_days=14)
     assert deliveries == 2
     assert [r["state"] for r in env.rows()] == ["cancelled"]
 
@@ -226,9 +228,9 @@ async def test_per_host_limit_holds_across_workers(tmp_path) -> None:
             env.publish(f"p{n}")
         limits, urls = env.worker.limits, env.federation.urls
         with write_transaction(env.engine) as conn:
-            first = queue.claim(conn, worker="w1", now=START, limit=10, limits=limits, urls=urls)
+            first = claim(conn, worker="w1", now=START, limit=10, limits=limits, urls=urls)
         with write_transaction(env.engine) as conn:
-            second = queue.claim(conn, worker="w2", now=START, limit=10, limits=limits, urls=urls)
+            second = claim(conn, worker="w2", now=START, limit=10, limits=limits, urls=urls)
         assert len(first) == 2 and second == []
     finally:
         await sink.stop()
@@ -346,7 +348,7 @@ async def test_claims_walk_the_partial_indexes_of_outstanding_rows(env: Env) -> 
     with write_transaction(env.engine) as conn:
         plan = _plan(
             conn,
-            queue._CLAIMABLE,
+            _CLAIMABLE,
             {"host": "127.0.0.1", "now": env.clock.now(), "quota": 8},
         )
     assert "ix_delivery_host_pending" in plan
@@ -354,7 +356,7 @@ async def test_claims_walk_the_partial_indexes_of_outstanding_rows(env: Env) -> 
     with env.engine.connect() as conn:
         delivered = conn.scalar(
             sa.select(sa.func.count())
-            .select_from(queue.DELIVERIES)
-            .where(stored_in(queue.DELIVERIES.c.state, State.DELIVERED))
+            .select_from(DELIVERIES)
+            .where(stored_in(DELIVERIES.c.state, State.DELIVERED))
         )
     assert delivered == 3

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from mirror.clock import FrozenClock
 from mirror.db.models import Delivery
 from mirror.db.session import write_transaction
-from mirror.delivery.queue import TooLarge
+from mirror.delivery.enqueue import TooLarge
 from mirror.federation.actors import get_actor
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
@@ -423,7 +423,7 @@ async def test_a_comment_placed_later_replaces_its_followers_only_copy(
 async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(
     service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
 ) -> None:
-    from mirror.delivery import queue
+    from mirror.delivery import operate
 
     service = await mirror_service(service_factory, rate_per_minute=0.0)
     sandbox = await sandbox_factory()
@@ -444,7 +444,7 @@ async def test_a_ban_stops_the_run_and_retry_sends_the_rest_after_it_is_lifted(
 
     sandbox.banned.clear()
     with write_transaction(service.engine) as conn:
-        queue.retry(
+        operate.retry(
             conn, now=service.federation.clock.now(), failed=True, host=sandbox.host.lower()
         )
     service.federation.wake()

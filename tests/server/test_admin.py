@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from mirror.db.models import Community
-from mirror.delivery import queue
+from mirror.delivery import operate
 from tests.server.conftest import Service
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -53,7 +53,7 @@ async def test_admin_page_in_chromium_shows_what_the_database_holds(
     _, report = await start_backfill(service.federation, to=handle(sandbox), limit=2)
     await wait_for_run(service, report.run_id)
     with service.engine.connect() as conn:
-        delivered = queue.status(conn, service.federation.clock.now())["deliveries"]["by_state"][
+        delivered = operate.status(conn, service.federation.clock.now())["deliveries"]["by_state"][
             "delivered"
         ]
         titles = [t for t in conn.scalars(sa.select(Community.title)) if t]

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from mirror.db.base import table_of
 from mirror.db.models import Activity, Community, Delivery, Post, Publication
-from mirror.delivery import queue
+from mirror.delivery import operate
 from mirror.delivery.states import operator_state
 from mirror.federation.follows import list_followers
 from mirror.publish import runs
@@ -104,7 +104,7 @@ def _gather(federation: Any) -> dict[str, Any]:
     deliveries = table_of(Delivery)
     activities = table_of(Activity)
     with federation.engine.connect() as conn:
-        status = queue.status(conn, now)
+        status = operate.status(conn, now)
         recent = [
             {
                 **dict(row),

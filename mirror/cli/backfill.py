@@ -1,0 +1,213 @@
+"""Backfills: start one (and follow it with --wait), list and steer runs, retract;
+the sandbox to backfill into, and the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from mirror.cli.wiring import (
+    EXIT_FAILED,
+    EXIT_OK,
+    INIT_REMINDER,
+    UsageError,
+    engine_for,
+    federation_for,
+)
+from mirror.clock import SystemClock
+from mirror.config import Settings
+from mirror.db.session import write_transaction
+from mirror.errors import MirrorError
+
+log = logging.getLogger("mirror")
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.publish.start import start_backfill
+
+    federation = federation_for(settings)
+
+    async def start():  # type: ignore[no-untyped-def]
+        try:
+            return await start_backfill(
+                federation,
+                to=args.to,
+                source=args.source,
+                since=args.since,
+                limit=args.limit,
+                rate=args.rate,
+                dry_run=args.dry_run,
+            )
+        finally:
+            await federation.close()
+
+    target, report = asyncio.run(start())
+    planned = report.planned
+    print(
+        f"target: {target.id} ({target.software or 'unknown software'} "
+        f"{target.version or ''}, posts as {target.post_type(settings.backfill.post_type)}); "
+        f"inbox {target.inbox}"
+    )
+    print(
+        f"plan: {planned['posts']} posts, {planned['comments']} comments, "
+        f"{planned['followers_only']} comments of unknown posts (followers only)"
+    )
+    for reason, count in report.left_out.items():
+        print(f"left out: {count} ({reason})")
+    if args.dry_run:
+        print("dry run: nothing was queued. The first activities:")
+        json.dump(report.first, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(
+        f"run {report.run_id}: {report.queued} new, {report.updated} updated, "
+        f"{report.requeued} queued again, {report.unchanged} already there, "
+        f"{report.deleted} deleted; {report.deliveries} deliveries queued"
+    )
+    if not args.wait:
+        print("`mirror serve` or `mirror worker` delivers them; `mirror runs` shows progress")
+        return EXIT_OK
+    return _wait_for_run(federation.engine, report.run_id)
+
+
+def _wait_for_run(engine: Engine, run_id: int) -> int:
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from mirror.publish.runs import progress
+
+    def read() -> dict:  # type: ignore[type-arg]
+        with engine.connect() as conn:
+            return progress(conn, run_id, SystemClock().now())
+
+    report = read()
+    if sys.stderr.isatty():
+        columns = (
+            TextColumn(f"run {run_id}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} delivered"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        started, first = time.monotonic(), report["done"]
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("deliver", total=report["total"], rate="")
+            while not report["finished"]:
+                elapsed = time.monotonic() - started
+                rate = (report["done"] - first) / elapsed if elapsed > 0 else 0
+                bar.update(task, completed=report["done"], rate=f"{rate:.1f}/s")
+                time.sleep(0.5)
+                report = read()
+            bar.update(task, completed=report["done"])
+    else:
+        last = 0.0
+        while not report["finished"]:
+            if time.monotonic() - last >= 10:
+                log.warning("run %d: %d/%d delivered", run_id, report["done"], report["total"])
+                last = time.monotonic()
+            time.sleep(0.5)
+            report = read()
+    states = report["by_state"]
+    print(
+        f"run {run_id} done: {states['delivered']} delivered, {states['failed']} failed, "
+        f"{states['cancelled']} cancelled, {states['parked']} parked"
+    )
+    return EXIT_OK if states["failed"] == 0 else EXIT_FAILED
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.publish import runs
+
+    engine = engine_for(settings)
+    now = SystemClock().now()
+    if args.action == "list":
+        with engine.connect() as conn:
+            listing = runs.list_runs(conn, now)
+        if args.json:
+            json.dump(listing, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return EXIT_OK
+        table = Table(title="backfill runs")
+        for column in ("run", "target", "state", "delivered", "outstanding", "failed", "parked"):
+            table.add_column(column)
+        for run in listing:
+            table.add_row(
+                str(run["id"]),
+                run["target"],
+                run["state"],
+                f"{run['done']}/{run['total']}",
+                str(run["outstanding"]),
+                str(run["by_state"]["failed"]),
+                str(run["by_state"]["parked"]),
+            )
+        Console(highlight=False).print(table)
+        return EXIT_OK
+    if args.run is None:
+        raise UsageError(f"runs {args.action} needs a RUN number")
+    action = {"pause": runs.pause, "resume": runs.resume, "cancel": runs.cancel}[args.action]
+    with write_transaction(engine) as conn:
+        count = action(conn, args.run, now)
+    verb = {"pause": "held", "resume": "released", "cancel": "cancelled"}[args.action]
+    print(f"run {args.run}: {count} deliveries {verb}")
+    return EXIT_OK
+
+
+def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.publish.backfill import PUBLICATIONS, delete_publications
+    from mirror.vocab.ids import Urls
+
+    if (args.item is None) == (args.run is None):
+        raise UsageError("retract needs an ITEM or --run RUN")
+    if not settings.instance.base_url:
+        raise UsageError(f"no [instance].base_url configured: {INIT_REMINDER}")
+    engine = engine_for(settings)
+    where = PUBLICATIONS.c.item_id == args.item if args.item else PUBLICATIONS.c.run_id == args.run
+    with write_transaction(engine) as conn:
+        count = delete_publications(
+            conn,
+            urls=Urls.from_base_url(settings.instance.base_url),
+            now=SystemClock().now(),
+            where=where,
+            inbox_for={},
+        )
+    if count == 0:
+        raise MirrorError(f"nothing mirrored matches {args.item or f'run {args.run}'}")
+    print(f"{count} objects: Deletes queued; their URLs answer 410 now")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.sandbox.serve import run_sandbox
+    from mirror.server.app import parse_listen
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    software, _, version = args.software.partition("/")
+    asyncio.run(
+        run_sandbox(
+            host=host, port=port, community=args.community, software=software, version=version
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.demo import run_demo
+
+    return asyncio.run(run_demo(settings, exit_when_done=args.exit))

@@ -1,0 +1,208 @@
+"""Setting up and running the service: init, db, serve, worker, followers,
+config check, doctor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mirror.cli.wiring import EXIT_FAILED, EXIT_OK, UsageError, engine_for, federation_for
+from mirror.clock import SystemClock
+from mirror.config import DEFAULT_CONFIG_NAME, Settings, load_settings
+from mirror.db import migrate
+from mirror.db.session import write_transaction
+from mirror.errors import MirrorError
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    engine = engine_for(settings, upgrade=False)
+    migrate.upgrade(engine, args.revision)
+    print(f"database at {migrate.current_revision(engine)}")
+    return EXIT_OK
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    engine = engine_for(settings, upgrade=False)
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    state = "up to date" if current == head else f"behind head {head}"
+    print(f"{current or 'empty'} ({state})")
+    return EXIT_OK
+
+
+def _config_target(args: argparse.Namespace) -> Path:
+    """Where `init` writes: --config, else $MIRROR_CONFIG, else ./mirror.toml."""
+    named = getattr(args, "config", None) or os.environ.get("MIRROR_CONFIG")
+    return Path(named).expanduser() if named else Path(DEFAULT_CONFIG_NAME)
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.federation.actors import BOT, create_actor, get_actor
+    from mirror.signatures import MasterKey, create_master_key_file, load_master_key
+    from mirror.vocab.ids import Urls
+
+    urls = Urls.from_base_url(args.base_url)
+    target = _config_target(args)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; pass --force to overwrite it (keys are never replaced)")
+    template = (resources.files("mirror") / "mirror.example.toml").read_text()
+    written = template.replace('base_url = ""', f'base_url = "{urls.base}"', 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(written)
+    settings = load_settings(target)
+
+    if os.environ.get("MIRROR_MASTER_KEY"):
+        master_key: MasterKey = load_master_key(os.environ, settings.master_key_path)
+        key_note = "master key: from MIRROR_MASTER_KEY"
+    elif settings.master_key_path.exists():
+        master_key = load_master_key(os.environ, settings.master_key_path)
+        key_note = f"master key: kept {settings.master_key_path}"
+    else:
+        master_key = create_master_key_file(settings.master_key_path)
+        key_note = f"master key: created {settings.master_key_path} (mode 0600)"
+
+    engine = engine_for(settings)
+    username = settings.instance.username
+    with write_transaction(engine) as conn:
+        existing = get_actor(conn, username)
+        if existing is None:
+            create_actor(
+                conn, username=username, kind=BOT, master_key=master_key, now=SystemClock().now()
+            )
+            actor_note = f"bot @{username}: created with a new RSA-2048 key"
+        else:
+            # Verify the master key opens the stored key, but never replace it.
+            master_key.decrypt(existing.private_key)
+            actor_note = f"bot @{username}: exists; its key was kept"
+    print(f"config: wrote {target}")
+    print(key_note)
+    print(actor_note)
+    print(f"actor: {urls.actor(username)}  (acct:{username}@{urls.host})")
+    print(
+        "warning: the base URL is permanent: every id published is built on it, and "
+        "followers and Lemmy instances keep those ids."
+    )
+    if urls.base.startswith("http://") or ":" in urls.host:
+        print(
+            "warning: a real Lemmy federates only with https on the default port; "
+            f"{urls.base} is fine for local tests only."
+        )
+    print(
+        "back up the master key (and the database): without it the private keys in the "
+        "database cannot be decrypted."
+    )
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.server.app import parse_listen, serve
+
+    federation = federation_for(settings)
+    try:
+        host, port = parse_listen(args.listen or settings.server.listen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    asyncio.run(serve(federation, host=host, port=port))
+    return EXIT_OK
+
+
+def cmd_followers_list(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.federation.follows import ACTIVE, BLOCKED, REMOVED, list_followers
+
+    federation = federation_for(settings)
+    states = (ACTIVE, REMOVED, BLOCKED) if args.all else (ACTIVE,)
+    with federation.engine.connect() as conn:
+        rows = list_followers(conn, settings.instance.username, states=states)
+    console = Console(highlight=False)
+    table = Table(title=f"followers of @{settings.instance.username}")
+    for column in ("actor", "state", "since", "inbox"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.actor_url,
+            row.state,
+            row.created_at.strftime("%Y-%m-%d %H:%M"),
+            row.shared_inbox or row.inbox,
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_followers_change(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.federation.actors import get_actor
+    from mirror.federation.follows import reject_follower, set_state
+
+    federation = federation_for(settings)
+    username = settings.instance.username
+    with write_transaction(federation.engine) as conn:
+        previous = set_state(conn, username, args.actor, args.state, federation.clock.now())
+        told = False
+        if previous is not None and previous.state == "active":
+            bot = get_actor(conn, username)
+            assert bot is not None
+            told = reject_follower(conn, federation, bot, previous)
+    if previous is None and args.state != "blocked":
+        raise MirrorError(f"{args.actor} does not follow @{username}")
+    note = " (a Reject is queued; `serve` or `worker` delivers it)" if told else ""
+    print(f"{args.actor}: {args.state}{note}")
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from mirror.server.app import run_worker
+
+    asyncio.run(run_worker(federation_for(settings)))
+    return EXIT_OK
+
+
+SECRET_KEYS = {("admin", "token"), ("metrics", "token")}
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.engine import make_url
+
+    from mirror.config import iter_options
+    from mirror.vocab.ids import Urls
+
+    settings.backfill.check()
+    if settings.instance.base_url:
+        Urls.from_base_url(settings.instance.base_url)
+    print(f"# effective configuration ({settings.source or 'no config file: defaults'})")
+    section = None
+    for name, key, value in iter_options(settings):
+        if name != section:
+            print(f"\n[{name}]")
+            section = name
+        if (name, key) in SECRET_KEYS and value:
+            value = "********"
+        elif (name, key) == ("database", "url") and value:
+            value = make_url(value).render_as_string(hide_password=True)
+        print(f"{key} = {json.dumps(value)}")
+    print(f"\n# database: {make_url(settings.database_url).render_as_string(hide_password=True)}")
+    key_source = (
+        "MIRROR_MASTER_KEY" if os.environ.get("MIRROR_MASTER_KEY") else settings.master_key_path
+    )
+    print(f"# master key: {key_source}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.doctor import run_doctor
+
+    checks = run_doctor(settings)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    return EXIT_FAILED if failed else EXIT_OK

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from mirror.db.base import table_of
 from mirror.db.models import Activity, BackfillRun, Delivery, LocalActor, Publication
-from mirror.delivery import queue
+from mirror.delivery import enqueue
 from mirror.delivery.backoff import Policy, next_attempt_at
 from mirror.delivery.states import State as DeliveryState
 from mirror.federation.follows import list_followers
@@ -409,7 +409,7 @@ def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
     if row.sends == 0:
         # Held before its first send: the followers get it now too.
         inboxes = {row.inbox, *(f.shared_inbox or f.inbox for f in list_followers(conn, row.actor))}
-        queue.enqueue(
+        enqueue.enqueue(
             conn,
             activity_id=row.activity_id,
             ordering_key=object_id,
@@ -419,7 +419,7 @@ def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
         )
         activity_id = row.activity_id
     else:
-        activity_id = queue.publish(
+        activity_id = enqueue.publish(
             conn,
             urls=urls,
             username=row.actor,

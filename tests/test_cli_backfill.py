@@ -77,7 +77,7 @@ def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> Non
     assert main(["backfill", "--to", f"sandbox@{sandbox}", "--wait"]) == 0
     out = capsys.readouterr().out
     assert "plan: 12 posts, 21 comments, 6 comments of unknown posts" in out
-    assert "run 1 done: 33 delivered, 0 failed" in out
+    assert "deliveries: 33 delivered, 0 failed, 0 parked" in out
 
     with urllib.request.urlopen(f"http://{sandbox}/api/threads") as response:
         received = json.loads(response.read())

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.cli.parser import build_parser
-from mirror.cli.wiring import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from mirror.cli.wiring import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from mirror.config import Settings, load_settings
 from mirror.errors import ConfigError, MirrorError
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mirror: error: database: {reason}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`mirror inspect | head`): not an error.
         sys.stdout = None  # type: ignore[assignment]

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from mirror.cli.wiring import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     INIT_REMINDER,
     UsageError,
@@ -46,6 +47,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
                 limit=args.limit,
                 rate=args.rate,
                 dry_run=args.dry_run,
+                attribution=args.attribution,
             )
         finally:
             await federation.close()
@@ -73,13 +75,22 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.requeued} queued again, {report.unchanged} already there, "
         f"{report.deleted} deleted; {report.deliveries} deliveries queued"
     )
+    if report.waiting:
+        print(
+            f"{report.waiting} wait before they are sent (a reply for its parent's "
+            "confirmation, a post for the target's new-account limit); `mirror runs` says why"
+        )
     if not args.wait:
-        print("`mirror serve` or `mirror worker` delivers them; `mirror runs` shows progress")
+        print(
+            "`mirror serve` or `mirror worker` delivers them and asks the target what it "
+            "stored; `mirror runs` shows progress"
+        )
         return EXIT_OK
     return _wait_for_run(federation.engine, report.run_id)
 
 
 def _wait_for_run(engine: Engine, run_id: int) -> int:
+    """Show the run until it is done; Ctrl-C stops watching, not the run."""
     import time
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -91,42 +102,68 @@ def _wait_for_run(engine: Engine, run_id: int) -> int:
             return progress(conn, run_id, SystemClock().now())
 
     report = read()
-    if sys.stderr.isatty():
-        columns = (
-            TextColumn(f"run {run_id}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} delivered"),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-        )
-        started, first = time.monotonic(), report["done"]
-        with Progress(*columns, transient=False) as bar:
-            task = bar.add_task("deliver", total=report["total"], rate="")
+    try:
+        if sys.stderr.isatty():
+            columns = (
+                TextColumn(f"run {run_id}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} confirmed"),
+                TextColumn("{task.fields[states]}"),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, transient=False) as bar:
+                task = bar.add_task("confirm", total=report["total"], states="")
+                while not report["finished"]:
+                    bar.update(task, completed=report["done"], states=_open_states(report))
+                    time.sleep(0.5)
+                    report = read()
+                bar.update(task, completed=report["done"], states="")
+        else:
+            last = 0.0
             while not report["finished"]:
-                elapsed = time.monotonic() - started
-                rate = (report["done"] - first) / elapsed if elapsed > 0 else 0
-                bar.update(task, completed=report["done"], rate=f"{rate:.1f}/s")
+                if time.monotonic() - last >= 10:
+                    log.warning(
+                        "run %d: %d/%d confirmed; %s",
+                        run_id,
+                        report["done"],
+                        report["total"],
+                        _open_states(report),
+                    )
+                    last = time.monotonic()
                 time.sleep(0.5)
                 report = read()
-            bar.update(task, completed=report["done"])
-    else:
-        last = 0.0
-        while not report["finished"]:
-            if time.monotonic() - last >= 10:
-                log.warning("run %d: %d/%d delivered", run_id, report["done"], report["total"])
-                last = time.monotonic()
-            time.sleep(0.5)
-            report = read()
-    states = report["by_state"]
-    print(
-        f"run {run_id} done: {states['delivered']} delivered, {states['failed']} failed, "
-        f"{states['cancelled']} cancelled, {states['parked']} parked"
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped watching: run {run_id} goes on in `mirror serve`/`mirror worker`; "
+            "`mirror runs` shows it"
+        )
+        return EXIT_INTERRUPTED
+    print(f"run {run_id} done: {_summary(report)}")
+    items = report["publications"]
+    unsettled = sum(items[s] for s in ("refused", "failed", "parked", "held", "missing"))
+    return EXIT_OK if unsettled == 0 and report["by_state"]["failed"] == 0 else EXIT_FAILED
+
+
+def _open_states(report: dict) -> str:  # type: ignore[type-arg]
+    items = report["publications"]
+    shown = ("sent", "queued", "waiting", "missing", "held")
+    return ", ".join(f"{items[s]} {s}" for s in shown if items[s])
+
+
+def _summary(report: dict) -> str:  # type: ignore[type-arg]
+    """Every non-zero count of the run's items, then its deliveries."""
+    items = report["publications"]
+    parts = [f"{count} {state}" for state, count in items.items() if count]
+    deliveries = report["by_state"]
+    parts.append(
+        f"deliveries: {deliveries['delivered']} delivered, {deliveries['failed']} failed, "
+        f"{deliveries['parked']} parked"
     )
-    return EXIT_OK if states["failed"] == 0 else EXIT_FAILED
+    return ", ".join(parts)
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.publish import runs
+    from mirror.publish import publications, runs
 
     engine = engine_for(settings)
     now = SystemClock().now()
@@ -138,19 +175,35 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write("\n")
             return EXIT_OK
         table = Table(title="backfill runs")
-        for column in ("run", "target", "state", "delivered", "outstanding", "failed", "parked"):
+        columns = ("run", "target", "state", "confirmed", "sent", "waiting", "missing")
+        for column in (*columns, "refused", "failed", "held/parked", "unverifiable"):
             table.add_column(column)
         for run in listing:
+            items = run["publications"]
             table.add_row(
                 str(run["id"]),
                 run["target"],
                 run["state"],
-                f"{run['done']}/{run['total']}",
-                str(run["outstanding"]),
-                str(run["by_state"]["failed"]),
-                str(run["by_state"]["parked"]),
+                f"{items['confirmed']}/{run['total']}",
+                str(items["sent"] + items["queued"]),
+                str(items["waiting"]),
+                str(items["missing"]),
+                str(items["refused"]),
+                str(items["failed"]),
+                str(items["held"] + items["parked"]),
+                str(items["unverifiable"]),
             )
-        Console(highlight=False).print(table)
+        console = Console(highlight=False)
+        console.print(table)
+        with engine.connect() as conn:
+            attention = publications.waiting(conn, run_id=args.run)
+        if attention:
+            console.print("not confirmed (newest first):")
+            for row in attention:
+                due = f" (next: {row['due_at']})" if row["due_at"] else ""
+                console.print(
+                    f"  {row['kind']} {row['item_id']}: {row['state']}{due}: {row['reason'] or ''}"
+                )
         return EXIT_OK
     if args.run is None:
         raise UsageError(f"runs {args.action} needs a RUN number")

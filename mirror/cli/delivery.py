@@ -17,10 +17,15 @@ from mirror.db.session import write_transaction
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from mirror.delivery import operate
+    from mirror.publish import publications
 
     engine = engine_for(settings)
     with engine.connect() as conn:
         report = operate.status(conn, SystemClock().now())
+        report["publications"] = {
+            "by_state": publications.counts(conn),
+            "not_confirmed": publications.waiting(conn, limit=10),
+        }
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -33,6 +38,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         console.print(
             f"oldest due: {oldest} ({report['deliveries']['oldest_due_age_s']:.0f} s ago)"
         )
+    items = report["publications"]["by_state"]
+    console.print(
+        "published items: "
+        + ", ".join(f"{name} {count}" for name, count in items.items() if count)
+        if any(items.values())
+        else "published items: none"
+    )
+    for row in report["publications"]["not_confirmed"]:
+        console.print(f"  {row['kind']} {row['item_id']}: {row['state']}: {row['reason'] or ''}")
     console.print(f"followers: {report['followers']}")
     if report["hosts"]:
         table = Table(title="hosts")
@@ -55,6 +69,20 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     from mirror.delivery import operate
 
     engine = engine_for(settings)
+    if args.unconfirmed:
+        from mirror.publish import publications
+
+        if args.failed or args.host:
+            raise UsageError("--unconfirmed goes with --run only")
+        with write_transaction(engine) as conn:
+            count = publications.retry_unconfirmed(conn, now=SystemClock().now(), run_id=args.run)
+        print(
+            f"{count} items published again by the next cycle of `mirror serve`/`mirror worker` "
+            "(new activity ids; replies still wait for their parent's confirmation)"
+        )
+        return EXIT_OK
+    if args.run is not None:
+        raise UsageError("--run goes with --unconfirmed")
     with write_transaction(engine) as conn:
         count = operate.retry(conn, now=SystemClock().now(), failed=args.failed, host=args.host)
     print(f"{count} deliveries queued again")

@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("--failed", action="store_true", help="failed and cancelled deliveries too")
     retry.add_argument("--host", help="only deliveries to this host")
+    retry.add_argument(
+        "--unconfirmed",
+        action="store_true",
+        help="publish again, now, what the targets have not confirmed "
+        "(missing, refused, failed, parked, waiting)",
+    )
+    retry.add_argument(
+        "--run", type=int, metavar="RUN", help="with --unconfirmed: only this run's items"
+    )
     retry.set_defaults(handler=cmd_retry)
 
     cancel = commands.add_parser("cancel", parents=[common], help="give up outstanding deliveries")
@@ -144,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="POSTS_PER_MINUTE",
         help="pace (default [backfill].rate_per_minute; 0: unpaced)",
+    )
+    backfill.add_argument(
+        "--attribution",
+        choices=("bot", "puppets"),
+        help="who new objects are attributed to (default [backfill].attribution); "
+        "an object keeps the author it was first published with",
     )
     backfill.add_argument("--wait", action="store_true", help="stay and show progress")
     backfill.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")

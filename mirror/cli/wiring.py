@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mirror.federation.service import Federation
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(MirrorError):

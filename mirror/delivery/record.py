@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +20,7 @@ from mirror.db.bulk import mostly_true, rows_params, rows_table
 from mirror.delivery import hosts as health
 from mirror.delivery.backoff import Policy, next_attempt_at
 from mirror.delivery.claim import Claimed
-from mirror.delivery.outcome import Delivered, Failed, Outcome, Retry, classify
+from mirror.delivery.outcome import REASON_BYTES, Delivered, Failed, Outcome, Retry, classify
 from mirror.delivery.states import PARKED_BEHIND, PARKED_DEAD, PARKED_REFUSED, State, stored_in
 from mirror.delivery.tables import ACTIVITIES, DELIVERIES, HOSTS
 
@@ -105,6 +105,7 @@ def complete(
     """
     results: list[tuple[Attempt, Outcome]] = []
     delivered: list[dict[str, Any]] = []
+    answering = _answering_since(conn, attempts)
     for attempt in attempts:
         c = attempt.claimed
         outcome = classify(
@@ -118,6 +119,8 @@ def complete(
             network_error=attempt.error,
             unsent=attempt.unsent,
         )
+        if isinstance(outcome, Retry) and _object_error(attempt, answering):
+            outcome = _per_object(attempt)
         if isinstance(outcome, Retry):
             at = next_attempt_at(
                 policy=rules.policy,
@@ -162,6 +165,59 @@ def complete(
         )
     _record_hosts(conn, results, now, rules.breaker)
     return results
+
+
+#: Attempts of one object that a host answers with a server error while it
+#: answers others: then the error is the object's, not the host's.
+PER_OBJECT_ATTEMPTS = 3
+
+
+def _server_error(attempt: Attempt) -> bool:
+    # 503 says the whole server is unavailable: that is the host's.
+    return attempt.status is not None and attempt.status >= 500 and attempt.status != 503
+
+
+def _answering_since(conn: sa.Connection, attempts: Sequence[Attempt]) -> dict[str, datetime]:
+    """When each host that answered a server error here last took a delivery.
+
+    Read only for such hosts (a rare path); a delivery taken in this very
+    batch counts as now.
+    """
+    hosts = {a.claimed.host for a in attempts if _server_error(a)}
+    if not hosts:
+        return {}
+    found = {
+        host: at
+        for host, at in conn.execute(
+            sa.select(HOSTS.c.host, HOSTS.c.last_success_at).where(HOSTS.c.host.in_(hosts))
+        )
+        if at is not None
+    }
+    for a in attempts:
+        if a.claimed.host in hosts and a.status is not None and 200 <= a.status < 300:
+            found[a.claimed.host] = datetime.max.replace(tzinfo=UTC)
+    return found
+
+
+def _object_error(attempt: Attempt, answering: dict[str, datetime]) -> bool:
+    """A server error for this object while the host took others since it started failing.
+
+    PieFed answers 500 for one object it cannot store (a field too long for
+    its column) and takes the rest: retrying that object for days would hold
+    its replies back, and counting it against the host would open the
+    breaker for everything else.
+    """
+    c = attempt.claimed
+    since = answering.get(c.host)
+    return _server_error(attempt) and since is not None and since > c.first_attempt_at
+
+
+def _per_object(attempt: Attempt) -> Outcome:
+    status, c = attempt.status, attempt.claimed
+    first = (attempt.body.strip().splitlines() or [""])[0][:REASON_BYTES]
+    if c.attempts >= PER_OBJECT_ATTEMPTS:
+        return Failed(f"HTTP {status} for this object ({c.attempts} times): {first}".rstrip())
+    return Retry(f"HTTP {status}: {first}".rstrip())
 
 
 def _finish(

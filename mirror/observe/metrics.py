@@ -77,9 +77,11 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from mirror.db.models import Comment, Post
         from mirror.delivery import operate
+        from mirror.publish import publications
 
         with self.engine.connect() as conn:
             report = operate.status(conn, self.now())
+            published = publications.counts(conn)
             posts = conn.scalar(sa.select(sa.func.count()).select_from(Post))
             comments = conn.scalar(sa.select(sa.func.count()).select_from(Comment))
         depth = GaugeMetricFamily(
@@ -117,3 +119,11 @@ class DatabaseCollector(Collector):
         items.add_metric(["post"], posts or 0)
         items.add_metric(["comment"], comments or 0)
         yield items
+        states = GaugeMetricFamily(
+            "mirror_publications",
+            "Published items by state on their targets (confirmed: the target shows it).",
+            labels=["state"],
+        )
+        for state, count in published.items():
+            states.add_metric([state], count)
+        yield states

@@ -22,6 +22,7 @@ async def start_backfill(
     limit: int | None = None,
     rate: float | None = None,
     dry_run: bool = False,
+    attribution: str | None = None,
 ) -> tuple[Target, Report]:
     settings = federation.settings
     settings.backfill.check()
@@ -39,7 +40,7 @@ async def start_backfill(
         document = build_outline(federation.engine)
         plan = build_plan(document, options)
         with write_transaction(federation.engine) as conn:
-            backfill = Backfill.of(conn, federation, target, per_minute)
+            backfill = Backfill.of(conn, federation, target, per_minute, attribution)
             if dry_run:
                 return backfill.dry_run(plan)
             published = set(
@@ -54,6 +55,7 @@ async def start_backfill(
                     "since": since.isoformat() if since else None,
                     "limit": limit,
                     "rate": per_minute,
+                    "attribution": backfill.attribution,
                 },
                 deletions,
             )

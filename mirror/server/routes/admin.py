@@ -21,7 +21,7 @@ from mirror.db.models import Activity, Community, Delivery, Post, Publication
 from mirror.delivery import operate
 from mirror.delivery.states import operator_state
 from mirror.federation.follows import list_followers
-from mirror.publish import runs
+from mirror.publish import publications, runs
 from mirror.server.appkeys import FEDERATION
 from mirror.server.templates import render
 
@@ -131,6 +131,7 @@ def _gather(federation: Any) -> dict[str, Any]:
         ]
         followers = list_followers(conn, federation.bot_username)
         backfills = runs.list_runs(conn, now)
+        not_confirmed = publications.waiting(conn, limit=RECENT)
         communities = [
             dict(row)
             for row in conn.execute(
@@ -156,6 +157,7 @@ def _gather(federation: Any) -> dict[str, Any]:
         "recent": recent,
         "followers": followers,
         "runs": backfills,
+        "not_confirmed": not_confirmed,
         "communities": communities,
         "published": published,
         "now": now,

@@ -69,9 +69,13 @@ def _is_local(host: str) -> bool:
         return False
 
 
-def scheme_for(host: str, *, allow_private: bool) -> str:
-    """https, except plain http for a private host when private networks are allowed (a sandbox)."""
-    return "http" if allow_private and _is_local(host) else "https"
+def schemes_for(host: str, *, allow_private: bool) -> tuple[str, ...]:
+    """https first; plain http too for a private host when private networks are allowed.
+
+    A real server (PieFed on loopback with TLS, say) takes https; a local
+    sandbox may speak http only.
+    """
+    return ("https", "http") if allow_private and _is_local(host) else ("https",)
 
 
 async def resolve(federation: Any, spec: str) -> Target:
@@ -106,12 +110,20 @@ async def resolve(federation: Any, spec: str) -> Target:
                 f"{spec!r} is not a community: use !name@host, name@host or the community's URL"
             )
         name, host = match.groups()
-        scheme = scheme_for(host, allow_private=allow_private)
         resource = quote(f"acct:{name}@{host}", safe=":@")
-        jrd = await get(
-            f"{scheme}://{host}/.well-known/webfinger?resource={resource}",
-            accept="application/jrd+json",
-        )
+        schemes = schemes_for(host, allow_private=allow_private)
+        errors: list[TargetError] = []
+        for scheme in schemes:
+            try:
+                jrd = await get(
+                    f"{scheme}://{host}/.well-known/webfinger?resource={resource}",
+                    accept="application/jrd+json",
+                )
+                break
+            except TargetError as exc:
+                errors.append(exc)
+        else:
+            raise errors[0]  # what https said is what the operator needs to read
         links = jrd.get("links") if isinstance(jrd, dict) else None
         hrefs = [
             link.get("href")

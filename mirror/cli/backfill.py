@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from mirror.cli.delivery import _reason_line
 from mirror.cli.wiring import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -174,36 +175,32 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
             json.dump(listing, sys.stdout, indent=2)
             sys.stdout.write("\n")
             return EXIT_OK
-        table = Table(title="backfill runs")
-        columns = ("run", "target", "state", "confirmed", "sent", "waiting", "missing")
-        for column in (*columns, "refused", "failed", "held/parked", "unverifiable"):
+        table = Table(title="backfill runs (items)")
+        columns = ("run", "target", "state", "confirmed", "sent", "waiting", "not stored")
+        for column in (*columns, "unverifiable"):
             table.add_column(column)
         for run in listing:
             items = run["publications"]
+            # Missing, refused, failed, held or parked: the lines below say why.
+            not_stored = sum(items[s] for s in ("missing", "refused", "failed", "held", "parked"))
             table.add_row(
                 str(run["id"]),
-                run["target"],
+                _community(run["target"]),
                 run["state"],
                 f"{items['confirmed']}/{run['total']}",
                 str(items["sent"] + items["queued"]),
                 str(items["waiting"]),
-                str(items["missing"]),
-                str(items["refused"]),
-                str(items["failed"]),
-                str(items["held"] + items["parked"]),
+                str(not_stored),
                 str(items["unverifiable"]),
             )
         console = Console(highlight=False)
         console.print(table)
         with engine.connect() as conn:
-            attention = publications.waiting(conn, run_id=args.run)
+            attention = publications.not_confirmed(conn, run_id=args.run)
         if attention:
-            console.print("not confirmed (newest first):")
+            console.print("not confirmed, and why:")
             for row in attention:
-                due = f" (next: {row['due_at']})" if row["due_at"] else ""
-                console.print(
-                    f"  {row['kind']} {row['item_id']}: {row['state']}{due}: {row['reason'] or ''}"
-                )
+                console.print(_reason_line(row))
         return EXIT_OK
     if args.run is None:
         raise UsageError(f"runs {args.action} needs a RUN number")
@@ -213,6 +210,15 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     verb = {"pause": "held", "resume": "released", "cancel": "cancelled"}[args.action]
     print(f"run {args.run}: {count} deliveries {verb}")
     return EXIT_OK
+
+
+def _community(actor_id: str) -> str:
+    """!name@host for a community's actor URL (what operators typed)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(actor_id)
+    name = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    return f"!{name}@{parts.netloc}" if name else actor_id
 
 
 def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:

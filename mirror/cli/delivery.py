@@ -24,7 +24,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         report = operate.status(conn, SystemClock().now())
         report["publications"] = {
             "by_state": publications.counts(conn),
-            "not_confirmed": publications.waiting(conn, limit=10),
+            "not_confirmed": publications.not_confirmed(conn, limit=10),
         }
     if args.json:
         json.dump(report, sys.stdout, indent=2)
@@ -46,7 +46,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         else "published items: none"
     )
     for row in report["publications"]["not_confirmed"]:
-        console.print(f"  {row['kind']} {row['item_id']}: {row['state']}: {row['reason'] or ''}")
+        console.print(_reason_line(row))
     console.print(f"followers: {report['followers']}")
     if report["hosts"]:
         table = Table(title="hosts")
@@ -63,6 +63,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             )
         console.print(table)
     return EXIT_OK
+
+
+def _reason_line(row: dict) -> str:  # type: ignore[type-arg]
+    """One group of items not confirmed: how many, what they are, why."""
+    kind = row["kind"] + ("s" if row["count"] != 1 else "")
+    due = f" (next at {row['next_at']})" if row["next_at"] else ""
+    return f"  {row['count']} {kind} {row['state']}{due}: {row['reason'] or ''}"
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:

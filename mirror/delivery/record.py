@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -170,11 +170,16 @@ def complete(
 #: Attempts of one object that a host answers with a server error while it
 #: answers others: then the error is the object's, not the host's.
 PER_OBJECT_ATTEMPTS = 3
+#: "Answers others": it took a delivery this long before the object's first attempt, or since.
+ANSWERING_WITHIN = timedelta(hours=1)
+#: A proxy's answers for a server that is down or overloaded: the host's, never the object's.
+GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
 def _server_error(attempt: Attempt) -> bool:
-    # 503 says the whole server is unavailable: that is the host's.
-    return attempt.status is not None and attempt.status >= 500 and attempt.status != 503
+    """An error of the application itself (500 and the like), not of a gateway."""
+    status = attempt.status
+    return status is not None and status >= 500 and status not in GATEWAY_ERRORS
 
 
 def _answering_since(conn: sa.Connection, attempts: Sequence[Attempt]) -> dict[str, datetime]:
@@ -200,16 +205,21 @@ def _answering_since(conn: sa.Connection, attempts: Sequence[Attempt]) -> dict[s
 
 
 def _object_error(attempt: Attempt, answering: dict[str, datetime]) -> bool:
-    """A server error for this object while the host took others since it started failing.
+    """An application error for this object from a host that takes other deliveries.
 
     PieFed answers 500 for one object it cannot store (a field too long for
     its column) and takes the rest: retrying that object for days would hold
     its replies back, and counting it against the host would open the
-    breaker for everything else.
+    breaker for everything else. A host that took nothing for an hour
+    before the object's first attempt may be down: that stays the host's.
     """
     c = attempt.claimed
     since = answering.get(c.host)
-    return _server_error(attempt) and since is not None and since > c.first_attempt_at
+    return (
+        _server_error(attempt)
+        and since is not None
+        and since > c.first_attempt_at - ANSWERING_WITHIN
+    )
 
 
 def _per_object(attempt: Attempt) -> Outcome:

@@ -574,35 +574,38 @@ def _moves_due(conn: sa.Connection, run_id: int | None) -> int:
     return total
 
 
-def waiting(
+def not_confirmed(
     conn: sa.Connection, *, run_id: int | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
-    """Publications not confirmed, with their reasons: what an operator looks at."""
+    """What is not confirmed and why, grouped by (state, kind, reason), largest first.
+
+    An operator reads one line for the 23 posts a new-account limit holds,
+    not 23 lines.
+    """
+    shown = [
+        s.value
+        for s in State
+        if s not in (State.CONFIRMED, State.UNVERIFIABLE, State.QUEUED, State.SENT)
+    ]
+    count = sa.func.count().label("count")
     query = (
         sa.select(
-            PUBLICATIONS.c.id,
-            PUBLICATIONS.c.item_id,
-            PUBLICATIONS.c.kind,
             PUBLICATIONS.c.state,
+            PUBLICATIONS.c.kind,
             PUBLICATIONS.c.reason,
-            PUBLICATIONS.c.due_at,
+            count,
+            sa.func.min(PUBLICATIONS.c.due_at).label("next_at"),
+            sa.func.min(PUBLICATIONS.c.item_id).label("example"),
         )
-        .where(
-            PUBLICATIONS.c.state.in_(
-                [
-                    s.value
-                    for s in State
-                    if s not in (State.CONFIRMED, State.UNVERIFIABLE, State.QUEUED, State.SENT)
-                ]
-            )
-        )
-        .order_by(PUBLICATIONS.c.updated_at.desc(), PUBLICATIONS.c.id)
+        .where(PUBLICATIONS.c.state.in_(shown))
+        .group_by(PUBLICATIONS.c.state, PUBLICATIONS.c.kind, PUBLICATIONS.c.reason)
+        .order_by(count.desc(), PUBLICATIONS.c.state, PUBLICATIONS.c.kind)
         .limit(limit)
     )
     if run_id is not None:
         query = query.where(PUBLICATIONS.c.run_id == run_id)
     return [
-        {**row._asdict(), "due_at": _iso(row.due_at) if row.due_at else None}
+        {**row._asdict(), "next_at": _iso(row.next_at) if row.next_at else None}
         for row in conn.execute(query)
     ]
 

@@ -131,7 +131,7 @@ def _gather(federation: Any) -> dict[str, Any]:
         ]
         followers = list_followers(conn, federation.bot_username)
         backfills = runs.list_runs(conn, now)
-        not_confirmed = publications.waiting(conn, limit=RECENT)
+        not_confirmed = publications.not_confirmed(conn, limit=RECENT)
         communities = [
             dict(row)
             for row in conn.execute(

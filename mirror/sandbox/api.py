@@ -351,7 +351,8 @@ async def resolve_v3(request: web.Request) -> web.Response:
         # 0.19 hides every deleted object; 1.0 shows a deleted comment, and a
         # deleted post that has comments (crates/db_views/post/src/impls.rs).
         lemmy_0 = instance.version.startswith("0.")
-        if lemmy_0 or (item.kind == "post" and not _comments(instance, item)):
+        held = [c for c in _comments(instance, item) if not c.deleted]
+        if lemmy_0 or (item.kind == "post" and not held):
             return _lemmy_not_found(instance, deleted=True)
     if item.kind == "post":
         return _json({"post": _lemmy_post_view(instance, item)})

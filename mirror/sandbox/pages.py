@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -108,6 +109,20 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/post/{number}", post_page)
 
 
+def _when(value: str | datetime | None) -> str:
+    """A time as a reader wants it: to the minute, in UTC; an unreadable one as it came."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _byline(instance: Instance, item: Stored) -> str:
     """Author, bot tag and the date this server gives the item."""
     parts = [html.escape(str(item.object.get("attributedTo") or ""))]
@@ -115,15 +130,21 @@ def _byline(instance: Instance, item: Stored) -> str:
         parts.append('<span class="tag">bot</span>')
         if instance.software == "piefed":
             parts[-1] += " (PieFed hides it from logged-out visitors)"
-    date = instance.shown_date(item)
-    if date:
-        parts.append(html.escape(date))
-        published = item.object.get("published")
-        if not instance.keeps_published and published:
-            parts.append(f"received, not the published {html.escape(str(published))}")
+    published = item.object.get("published")
+    if instance.keeps_published and published:
+        parts.append(html.escape(_when(published)))
+    else:
+        received = f"received {_when(item.received_at)}"
+        if published:
+            received += f" (its published {_when(published)} is not kept)"
+        parts.append(html.escape(received))
     if item.deleted:
         parts.append("deleted")
     return "<small>" + " · ".join(parts) + "</small>"
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:g} h"
 
 
 def describe(instance: Instance) -> str:
@@ -134,9 +155,11 @@ def describe(instance: Instance) -> str:
     )
     if instance.new_account_limit:
         said.append(
-            f"accounts younger than {instance.new_account_age} may hold "
+            f"an account younger than {_hours(instance.new_account_age)} may hold "
             f"{instance.new_account_posts} posts"
         )
+    if instance.long_language_fails:
+        said.append("a language identifier over 5 characters answers 500")
     return " · ".join(said)
 
 

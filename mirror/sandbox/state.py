@@ -120,7 +120,8 @@ class Instance:
     _seen_at: dict[str, datetime] = field(default_factory=dict)
     _people: dict[str, int] = field(default_factory=dict)
     _domains: dict[str, int] = field(default_factory=dict)
-    _languages: dict[str, int] = field(default_factory=dict)
+    #: PieFed's language rows; "und" is there from its setup.
+    _languages: dict[str, int] = field(default_factory=lambda: {"und": 1})
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:

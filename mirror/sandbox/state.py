@@ -178,7 +178,8 @@ class Instance:
         """Whether the id was seen within the duplicate window; if not, it is recorded now."""
         now = self.clock.now()
         first = self._seen_at.get(activity_id)
-        if first is not None and now - first < self.duplicate_window:  # type: ignore[operator]
+        window = timedelta.max if self.duplicate_window is None else self.duplicate_window
+        if first is not None and now - first < window:
             return True
         self._seen_at[activity_id] = now
         self.seen_activities.add(activity_id)

@@ -49,15 +49,16 @@ def demo_settings(settings: Settings, data_dir: Path, port: int) -> Settings:
     )
 
 
-async def run_demo(settings: Settings, *, exit_when_done: bool) -> int:
+async def run_demo(settings: Settings, *, exit_when_done: bool, software: str = "lemmy") -> int:
+    """The demo into a sandbox of the profile `software` (lemmy or piefed)."""
     data_dir = Path(tempfile.mkdtemp(prefix="fedimirror-demo-"))
     try:
-        return await _demo(settings, data_dir, exit_when_done)
+        return await _demo(settings, data_dir, exit_when_done, software)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def _demo(settings: Settings, data_dir: Path, exit_when_done: bool) -> int:
+async def _demo(settings: Settings, data_dir: Path, exit_when_done: bool, software: str) -> int:
     port = _free_port()
     settings = demo_settings(settings, data_dir, port)
     clock = SystemClock()
@@ -74,8 +75,9 @@ async def _demo(settings: Settings, data_dir: Path, exit_when_done: bool) -> int
     )
 
     sandbox_port = _free_port()
+    # The sandbox shares the service's clock, as a real pair of servers share time.
     runner, instance = await start_sandbox(
-        host=HOST, port=sandbox_port, community="sandbox", software="lemmy", version="0.19.9"
+        host=HOST, port=sandbox_port, community="sandbox", software=software, clock=clock
     )
     federation = Federation(settings=settings, engine=engine, clock=clock, master_key=master_key)
     stop, ready = asyncio.Event(), asyncio.Event()

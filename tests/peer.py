@@ -59,6 +59,12 @@ class Peer:
     received: list[Received] = field(default_factory=list)
     #: Status the actor URL answers with (410 once the account is "deleted").
     actor_status: int = 200
+    #: The actor's type (Service is a bot on Lemmy and PieFed) and its `published`.
+    actor_type: str = "Person"
+    published: str | None = None
+    #: Documents it serves at their ids (under /objects/, /post/, /comment/), e.g. a
+    #: post a server fetches.
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Keys of other servers, fetched to verify what they send us.
     _server: TestServer | None = None
 
@@ -79,10 +85,10 @@ class Peer:
         return f"{self.actor_id}/inbox"
 
     def actor_document(self) -> dict[str, Any]:
-        return {
+        document = {
             "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
             "id": self.actor_id,
-            "type": "Person",
+            "type": self.actor_type,
             "preferredUsername": self.username,
             "inbox": self.inbox,
             "outbox": f"{self.actor_id}/outbox",
@@ -93,12 +99,16 @@ class Peer:
                 "publicKeyPem": public_key_pem(self.key),
             },
         }
+        if self.published is not None:
+            document["published"] = self.published
+        return document
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get(f"/users/{self.username}", self._actor)
         app.router.add_post(f"/users/{self.username}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
+        app.router.add_get("/{kind:objects|post|comment}/{name}", self._object)
         self._server = TestServer(app, host="127.0.0.1", port=self.port)
         await self._server.start_server()
 
@@ -112,6 +122,12 @@ class Peer:
         return web.Response(
             body=json.dumps(self.actor_document()).encode(), content_type=ACTIVITY_JSON
         )
+
+    async def _object(self, request: web.Request) -> web.Response:
+        document = self.objects.get(f"{self.base}{request.path}")
+        if document is None:
+            return web.Response(status=404)
+        return web.Response(body=json.dumps(document).encode(), content_type=ACTIVITY_JSON)
 
     async def _inbox(self, request: web.Request) -> web.Response:
         body = await request.read()

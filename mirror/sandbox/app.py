@@ -1,175 +1,45 @@
-"""The sandbox instance: one community, an inbox with Lemmy's checks, and pages to look at."""
+"""The sandbox instance: one community, an inbox with its profile's checks, APIs and pages.
+
+This module is the federation side (discovery, the inbox, what the community
+sends); state.py holds what it stored, api.py the lookup routes, pages.py the
+HTML pages.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import html
-import itertools
 import json
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import nh3
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from httpsig import HeaderSigner
 from httpsig.verify import HeaderVerifier
 
-from mirror.sandbox import rules
-from mirror.sandbox.rules import Refused
+from mirror.sandbox import api, pages, profiles, rules
+from mirror.sandbox.rules import Refused, ServerError
+from mirror.sandbox.state import CONTEXT, INSTANCE, Instance, Stored
+
+__all__ = ["INSTANCE", "Instance", "Stored", "make_sandbox_app"]
 
 log = logging.getLogger(__name__)
 ACTIVITY_JSON = "application/activity+json"
-CONTEXT = ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"]
 SIGNATURE_WINDOW = timedelta(hours=1)
 #: Lemmy reads at most 256 KiB of an inbox POST.
 MAX_BODY = 256 * 1024
+#: Refusals both servers answer with 400 whatever their profile: PieFed too
+#: returns 400 for a body it cannot parse or a signature that fails
+#: (app/activitypub/routes.py shared_inbox).
+ALWAYS_400 = ("incorrect_signature", "invalid_json")
 
 
-@dataclass
-class Stored:
-    """A post or comment as the sandbox keeps it."""
-
-    id: str
-    kind: str  # post or comment
-    object: dict[str, Any]
-    parent: str | None = None
-    post: str | None = None
-    depth: int = 0
-    deleted: bool = False
-    announced: bool = False
-    number: int = 0
-
-
-@dataclass
-class Instance:
-    """The sandbox's state: kept in memory, gone when it stops."""
-
-    base: str
-    community: str = "sandbox"
-    title: str = "Sandbox community"
-    software: str = "lemmy"
-    version: str = "0.19.9"
-    posting_restricted_to_mods: bool = False
-    objects: dict[str, Stored] = field(default_factory=dict)
-    seen_activities: set[str] = field(default_factory=set)
-    refused: list[dict[str, Any]] = field(default_factory=list)
-    followers: dict[str, str] = field(default_factory=dict)
-    banned: set[str] = field(default_factory=set)
-    #: Instances (domains) this one defederated from, as Lemmy's admin blocklist.
-    blocked_domains: set[str] = field(default_factory=set)
-    actors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    announces: int = 0
-    key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
-    _numbers: Any = field(default_factory=lambda: itertools.count(1))
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def spawn(self, coroutine: Any) -> None:
-        """Send in the background, as Lemmy's queue does; the inbox answers at once."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.base).netloc
-
-    @property
-    def group_id(self) -> str:
-        return f"{self.base}/c/{self.community}"
-
-    @property
-    def takes_note_posts(self) -> bool:
-        # Lemmy 0.19 parses a top-level Note as a post; 1.0 refuses it (rules §3.4).
-        return self.software != "lemmy" or self.version.startswith("0.")
-
-    def group(self) -> dict[str, Any]:
-        pem = (
-            self.key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        inbox = f"{self.group_id}/inbox" if self.version.startswith("0.") else f"{self.base}/inbox"
-        return {
-            "@context": [
-                *CONTEXT,
-                {
-                    "lemmy": "https://join-lemmy.org/ns#",
-                    "postingRestrictedToMods": "lemmy:postingRestrictedToMods",
-                },
-            ],
-            "id": self.group_id,
-            "type": "Group",
-            "preferredUsername": self.community,
-            "name": self.title,
-            "summary": "<p>A fedimirror sandbox community.</p>",
-            "inbox": inbox,
-            "outbox": f"{self.group_id}/outbox",
-            "followers": f"{self.group_id}/followers",
-            "endpoints": {"sharedInbox": f"{self.base}/inbox"},
-            "publicKey": {
-                "id": f"{self.group_id}#main-key",
-                "owner": self.group_id,
-                "publicKeyPem": pem,
-            },
-            "postingRestrictedToMods": self.posting_restricted_to_mods,
-            "published": "2026-01-01T00:00:00Z",
-        }
-
-    def threads(self) -> list[dict[str, Any]]:
-        """Every stored post with its comments (pre-order), for tests and the pages."""
-        children: dict[str, list[Stored]] = {}
-        for item in self.objects.values():
-            if item.kind == "comment" and item.parent:
-                children.setdefault(item.parent, []).append(item)
-
-        def walk(parent: str) -> list[dict[str, Any]]:
-            out = []
-            for child in sorted(children.get(parent, []), key=lambda s: s.number):
-                out.append(_public(child))
-                out.extend(walk(child.id))
-            return out
-
-        return [
-            {**_public(post), "comments": walk(post.id)}
-            for post in sorted(self.objects.values(), key=lambda s: s.number)
-            if post.kind == "post"
-        ]
-
-
-def _public(item: Stored) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "kind": item.kind,
-        "type": item.object.get("type"),
-        "name": item.object.get("name"),
-        "attributedTo": item.object.get("attributedTo"),
-        "inReplyTo": item.parent if item.kind == "comment" else None,
-        "post": item.post,
-        "depth": item.depth,
-        "content": item.object.get("content"),
-        "source": (item.object.get("source") or {}).get("content"),
-        "published": item.object.get("published"),
-        "updated": item.object.get("updated"),
-        "deleted": item.deleted,
-        "announced": item.announced,
-        "number": item.number,
-    }
-
-
-INSTANCE: web.AppKey[Instance] = web.AppKey("instance", Instance)
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 
 
@@ -189,10 +59,8 @@ def make_sandbox_app(instance: Instance) -> web.Application:
     app.router.add_get("/c/{name}", group)
     app.router.add_post("/inbox", inbox)
     app.router.add_post("/c/{name}/inbox", inbox)
-    app.router.add_get("/", index_page)
-    app.router.add_get("/post/{number}", post_page)
-    app.router.add_get("/api/threads", threads_json)
-    app.router.add_get("/api/v3/federated_instances", federated_instances)
+    pages.add_routes(app.router)
+    api.add_routes(app.router, instance.profile.api)
     return app
 
 
@@ -242,12 +110,6 @@ async def nodeinfo(request: web.Request) -> web.Response:
     )
 
 
-async def federated_instances(request: web.Request) -> web.Response:
-    blocked = sorted(request.app[INSTANCE].blocked_domains)
-    listing = {"linked": [], "allowed": [], "blocked": [{"domain": d} for d in blocked]}
-    return _json({"federated_instances": listing}, content_type="application/json")
-
-
 async def group(request: web.Request) -> web.Response:
     instance = request.app[INSTANCE]
     if request.match_info["name"] != instance.community:
@@ -255,31 +117,63 @@ async def group(request: web.Request) -> web.Response:
     return _json(instance.group())
 
 
-def _refuse(instance: Instance, error: str, message: str, status: int = 400) -> web.Response:
-    instance.refused.append({"error": error, "message": message})
-    log.info("sandbox refused: %s: %s", error, message)
-    return _json({"error": error, "message": message}, status, "application/json")
+def _refuse(instance: Instance, exc: Refused) -> web.Response:
+    """The refusal is recorded whatever is answered; the profile decides the status."""
+    instance.refused.append({"error": exc.error, "message": exc.message})
+    log.info("sandbox refused: %s: %s", exc.error, exc.message)
+    status = 400 if exc.error in ALWAYS_400 else int(instance.refusal_status or 400)
+    if status < 300:
+        # PieFed answers a refusal with an empty 200: the reason is only in its log.
+        return web.Response(status=status)
+    return _json({"error": exc.error, "message": exc.message}, status, "application/json")
+
+
+def _server_error(instance: Instance, object_id: str | None, message: str) -> web.Response:
+    instance.failed.append({"object": object_id, "message": message})
+    log.info("sandbox answered 500 for %s: %s", object_id, message)
+    if instance.software == "piefed":
+        # With FLASK_DEBUG=1 an exception while processing inline reaches
+        # Werkzeug's debugger page, which names the exception in its title.
+        title = html.escape(f"sqlalchemy.exc.DataError: {message} // Werkzeug Debugger")
+        page = f"<!doctype html>\n<html lang=en>\n<head><title>{title}</title></head>\n</html>\n"
+        return web.Response(status=500, text=page, content_type="text/html")
+    return web.Response(status=500, text=f"Internal Server Error: {message}")
+
+
+def _fails(instance: Instance, activity: dict[str, Any]) -> bool:
+    object_id = rules.object_id(activity)
+    if object_id is not None and object_id in instance.fail_objects:
+        return True
+    return instance.fail_when is not None and bool(instance.fail_when(activity))
 
 
 async def inbox(request: web.Request) -> web.Response:
     instance = request.app[INSTANCE]
     body = await request.read()
     if request.content_type != ACTIVITY_JSON:
-        return _refuse(instance, "parse_error", f"Content-Type {request.content_type!r}")
+        return _refuse(instance, Refused("parse_error", f"Content-Type {request.content_type!r}"))
     try:
-        activity = json.loads(body)
+        try:
+            activity = json.loads(body)
+        except ValueError as exc:
+            raise Refused("invalid_json", f"the body is not JSON: {exc}") from None
         activity_id, kind, actor = rules.check_envelope(activity, instance.host.lower())
         actor_doc = await _verify(request, body, actor)
+        if _fails(instance, activity):
+            raise ServerError("the sandbox was told to fail for this object (fail_objects)")
         if rules.domain(actor) in instance.blocked_domains:
             raise Refused("domain_blocked", f"{rules.domain(actor)} is blocked")
         if actor in instance.banned:
             raise Refused("site_ban", f"{actor} is banned")
-        if activity_id in instance.seen_activities:
+        # Both servers record the id before processing, so a retry after a
+        # failure is a duplicate while it is remembered.
+        if instance.seen(activity_id):
             raise Refused("duplicate", f"duplicate key value: received_activity {activity_id}")
-        instance.seen_activities.add(activity_id)
         await _apply(request, instance, activity, kind, actor, actor_doc)
     except Refused as exc:
-        return _refuse(instance, exc.error, exc.message)
+        return _refuse(instance, exc)
+    except ServerError as exc:
+        return _server_error(instance, rules.object_id(activity), str(exc))
     return web.Response(status=200)
 
 
@@ -300,6 +194,7 @@ async def _fetch(request: web.Request, url: str) -> dict[str, Any]:
 
 async def _verify(request: web.Request, body: bytes, actor: str) -> dict[str, Any]:
     """Digest, Date and the draft-cavage signature, checked with httpsig."""
+    instance = request.app[INSTANCE]
     digest = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
     if request.headers.get("Digest") != digest:
         raise Refused("incorrect_signature", "the Digest does not match the body")
@@ -307,17 +202,17 @@ async def _verify(request: web.Request, body: bytes, actor: str) -> dict[str, An
         date = parsedate_to_datetime(request.headers.get("Date", ""))
     except (TypeError, ValueError):
         raise Refused("incorrect_signature", "no valid Date header") from None
-    if abs(datetime.now(UTC) - date) > SIGNATURE_WINDOW:
+    if instance.check_date and abs(instance.clock.now() - date) > SIGNATURE_WINDOW:
         raise Refused("incorrect_signature", "the Date is more than an hour off")
     signature = request.headers.get("Signature", "")
     key_id = signature.split('keyId="', 1)[-1].split('"', 1)[0]
-    instance = request.app[INSTANCE]
     # Like Lemmy: actors are cached, and fetched again once when a check fails.
     for fresh in (False, True):
         document = instance.actors.get(actor) if not fresh else None
         if document is None:
             document = await _fetch(request, key_id.split("#")[0])
             instance.actors[actor] = document
+            instance.actor_seen.setdefault(actor, instance.clock.now())
         key = document.get("publicKey") or {}
         if key.get("id") != key_id or key.get("owner") != actor or document.get("id") != actor:
             if fresh:
@@ -337,6 +232,14 @@ async def _verify(request: web.Request, body: bytes, actor: str) -> dict[str, An
     raise Refused("incorrect_signature", "the signature does not verify")
 
 
+def _without_language(activity: dict[str, Any]) -> dict[str, Any]:
+    """The activity as Lemmy's checks should see it where PieFed's language rule applies instead."""
+    embedded = activity.get("object")
+    if not isinstance(embedded, dict) or "language" not in embedded:
+        return activity
+    return {**activity, "object": {k: v for k, v in embedded.items() if k != "language"}}
+
+
 async def _apply(
     request: web.Request,
     instance: Instance,
@@ -346,14 +249,21 @@ async def _apply(
     actor_doc: dict[str, Any],
 ) -> None:
     if kind in ("Create", "Update"):
-        obj = rules.check_object(activity, actor, instance.group_id)
-        await _store(request, instance, obj, announce=True)
-        await _announce(request, instance, activity)
+        # PieFed does not check languages as Lemmy does: it stores any
+        # identifier (and fails on a long one, in _store).
+        checked = _without_language(activity) if instance.long_language_fails else activity
+        rules.check_object(checked, actor, instance.group_id)
+        await _store(request, instance, activity["object"], announce=True)
+        await _announce(request, instance, activity, actor)
     elif kind == "Delete":
         object_id = rules.check_delete(activity, actor)
-        if object_id in instance.objects:
-            instance.objects[object_id].deleted = True
-        await _announce(request, instance, activity)
+        item = instance.objects.get(object_id)
+        if item is not None and not item.deleted:
+            item.deleted = True
+            if item.kind == "post":
+                author = str(item.object.get("attributedTo"))
+                instance.post_counts[author] = instance.post_counts.get(author, 1) - 1
+        await _announce(request, instance, activity, actor)
     elif kind == "Follow":
         if activity.get("object") != instance.group_id:
             raise Refused("invalid_community", "a Follow of something else")
@@ -388,14 +298,25 @@ async def _store(
     budget: int = FETCH_BUDGET,
 ) -> Stored:
     object_id = obj["id"]
+    author = str(obj.get("attributedTo"))
     existing = instance.objects.get(object_id)
     if obj.get("inReplyTo") is None:
         rules.check_post(obj, takes_note_posts=instance.takes_note_posts)
+        if existing is None and instance.new_account_limit:
+            rules.check_new_account(
+                created=_account_created(instance, author),
+                posts=instance.post_counts.get(author, 0),
+                now=instance.clock.now(),
+                max_posts=instance.new_account_posts,
+                age=instance.new_account_age,
+            )
         stored = Stored(object_id, "post", obj, post=object_id)
     else:
         parent_id = rules.check_comment(obj)
         parent = instance.objects.get(parent_id)
         if parent is None:
+            if not instance.fetch_unknown_parents:
+                rules.refuse_unknown_parent(parent_id)
             # An unknown parent is fetched from its server (and stored, not
             # announced), its own parents too, within Lemmy's fetch budget.
             if budget <= 0:
@@ -413,19 +334,38 @@ async def _store(
         if depth > rules.MAX_DEPTH:
             raise Refused("max_comment_depth_reached", f"depth {depth}")
         stored = Stored(object_id, "comment", obj, parent=parent_id, post=parent.post, depth=depth)
+    if instance.long_language_fails:
+        # Where PieFed stores the language: after its permission and parent checks.
+        rules.check_language_column(obj, profiles.LANGUAGE_COLUMN)
     if existing is not None:
         # Lemmy upserts on the object id, whatever the order (rules §6.2).
         existing.object = obj
         existing.announced = existing.announced or announce
+        existing.edited_at = instance.clock.now()
         return existing
     stored.announced = announce
     stored.number = next(instance._numbers)
+    stored.local_id = instance.next_id(stored.kind)
+    stored.received_at = instance.clock.now()
+    stored.bot = (instance.actors.get(author) or {}).get("type") == "Service"
+    if stored.kind == "post":
+        instance.post_counts[author] = instance.post_counts.get(author, 0) + 1
     instance.objects[object_id] = stored
     return stored
 
 
-async def _announce(request: web.Request, instance: Instance, activity: dict[str, Any]) -> None:
-    if not instance.followers:
+def _account_created(instance: Instance, actor: str) -> datetime | None:
+    first_seen = instance.actor_seen.setdefault(actor, instance.clock.now())
+    return rules.account_created(instance.actors.get(actor) or {}, first_seen)
+
+
+async def _announce(
+    request: web.Request, instance: Instance, activity: dict[str, Any], actor: str
+) -> None:
+    inboxes = set(instance.followers.values())
+    if not instance.announces_to_author_instance:
+        inboxes = {i for i in inboxes if urlsplit(i).netloc != urlsplit(actor).netloc}
+    if not inboxes:
         return
     announce = {
         "@context": CONTEXT,
@@ -436,7 +376,7 @@ async def _announce(request: web.Request, instance: Instance, activity: dict[str
         "cc": [f"{instance.group_id}/followers"],
         "object": activity,
     }
-    for inbox_url in sorted(set(instance.followers.values())):
+    for inbox_url in sorted(inboxes):
         instance.spawn(_send(request.app, instance, inbox_url, announce))
 
 
@@ -448,7 +388,7 @@ async def _send(
     parts = urlsplit(url)
     headers = {
         "Host": parts.netloc,
-        "Date": format_datetime(datetime.now(UTC), usegmt=True),
+        "Date": format_datetime(instance.clock.now(), usegmt=True),
         "Digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
         "Content-Type": ACTIVITY_JSON,
     }
@@ -472,68 +412,3 @@ async def _send(
                 instance.announces += 1
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.info("sandbox: sending to %s failed: %s", url, exc)
-
-
-# -- pages -------------------------------------------------------------------------
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;max-width:50em;margin:auto;padding:1em}}
-.c{{border-left:2px solid #ccc;padding-left:.8em;margin:.6em 0}}small{{color:#666}}</style>
-</head><body>{body}</body></html>"""
-
-
-def _page(title: str, body: str) -> web.Response:
-    return web.Response(
-        text=PAGE.format(title=html.escape(title), body=body), content_type="text/html"
-    )
-
-
-async def index_page(request: web.Request) -> web.Response:
-    instance = request.app[INSTANCE]
-    rows = []
-    for post in instance.threads():
-        rows.append(
-            f'<li><a href="/post/{post["number"]}">{html.escape(post["name"] or "(untitled)")}</a>'
-            f" <small>{len(post['comments'])} comments · {html.escape(post['attributedTo'] or '')}"
-            f"{' · deleted' if post['deleted'] else ''}</small></li>"
-        )
-    body = (
-        f"<h1>!{html.escape(instance.community)}@{html.escape(instance.host)}</h1>"
-        f"<p>{html.escape(instance.software)} {html.escape(instance.version)} sandbox · "
-        f"{len(instance.refused)} refused activities</p><ul>{''.join(rows)}</ul>"
-    )
-    return _page(instance.title, body)
-
-
-async def post_page(request: web.Request) -> web.Response:
-    instance = request.app[INSTANCE]
-    number = int(request.match_info["number"]) if request.match_info["number"].isdigit() else -1
-    post = next((p for p in instance.threads() if p["number"] == number), None)
-    if post is None:
-        raise web.HTTPNotFound()
-    parts = [
-        f"<h1>{html.escape(post['name'] or '(untitled)')}</h1>",
-        f"<small>{html.escape(post['attributedTo'] or '')}</small>",
-        nh3.clean(post["content"] or ""),
-    ]
-    for comment in post["comments"]:
-        indent = min(comment["depth"], 12) * 1.2
-        parts.append(
-            f'<div class="c" style="margin-left:{indent}em"><small>'
-            f"{html.escape(comment['attributedTo'] or '')}</small>"
-            f"{nh3.clean(comment['content'] or '')}</div>"
-        )
-    return _page(post["name"] or "post", "".join(parts) + '<p><a href="/">back</a></p>')
-
-
-async def threads_json(request: web.Request) -> web.Response:
-    instance = request.app[INSTANCE]
-    return _json(
-        {
-            "threads": instance.threads(),
-            "refused": instance.refused,
-            "announces": instance.announces,
-            "followers": sorted(instance.followers),
-        },
-        content_type="application/json",
-    )

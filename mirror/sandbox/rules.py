@@ -1,12 +1,14 @@
 """Lemmy's checks on what it receives, as plain functions (shared/docs/lemmy-receive-rules.md).
 
 Each failure raises Refused with the error code Lemmy would answer in its
-400 JSON (`{"error": code, "message": ...}`).
+400 JSON (`{"error": code, "message": ...}`). The checks only one profile
+makes (PieFed's, see profiles.py) are plain functions here too, at the end;
+ServerError stands for what makes a server answer 500.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +24,10 @@ class Refused(Exception):
         super().__init__(message)
         self.error = error
         self.message = message
+
+
+class ServerError(Exception):
+    """The server fails while handling the activity: it answers 500."""
 
 
 def domain(url: str) -> str:
@@ -156,3 +162,74 @@ def check_delete(activity: dict[str, Any], actor: str) -> str:
     if domain(object_id) != domain(actor):
         raise Refused("no_id_match", "only the author's instance may delete an object")
     return object_id
+
+
+def object_id(activity: dict[str, Any]) -> str | None:
+    """The id of the object an activity is about (embedded or referenced), if it has one."""
+    target = activity.get("object")
+    if isinstance(target, dict):
+        target = target.get("id")
+    return target if isinstance(target, str) else None
+
+
+# -- checks of one profile (profiles.py says whose) --------------------------------
+
+
+def refuse_unknown_parent(parent_id: str) -> None:
+    """PieFed looks for a reply's parent in its own tables only, and logs this when it fails."""
+    raise Refused("unknown_parent", f"Unable to find parent post/comment: {parent_id}")
+
+
+def check_language_column(obj: dict[str, Any], length: int) -> None:
+    """PieFed stores `language.identifier` in a varchar(length): a longer one fails the INSERT."""
+    language = obj.get("language")
+    identifier = language.get("identifier") if isinstance(language, dict) else None
+    if isinstance(identifier, str) and len(identifier) > length:
+        raise ServerError(
+            "(psycopg2.errors.StringDataRightTruncation) value too long for type "
+            f"character varying({length}): language.identifier {identifier!r}"
+        )
+
+
+def account_created(document: dict[str, Any], first_seen: datetime) -> datetime | None:
+    """When PieFed says a remote account was created: its `published`, else when it first saw it.
+
+    PieFed passes the string to a `timestamp without time zone` column
+    (app/activitypub/util.py actor_json_to_model), and PostgreSQL ignores an
+    offset in such a literal: the wall-clock time is taken as UTC. A `published`
+    of null leaves `created` empty, and then the limit never applies
+    (User.created_very_recently tests `self.created and ...`).
+    """
+    if "published" not in document:
+        return first_seen
+    published = document["published"]
+    if published is None:
+        return None
+    try:
+        value = datetime.fromisoformat(str(published).replace("Z", "+00:00"))
+    except ValueError:
+        return first_seen
+    return value.replace(tzinfo=UTC)
+
+
+def check_new_account(
+    *,
+    created: datetime | None,
+    posts: int,
+    now: datetime,
+    max_posts: int,
+    age: timedelta,
+) -> None:
+    """PieFed's limit: an account younger than `age` may not post once it holds more than max_posts.
+
+    app/utils.py can_create_post checks `user.created_very_recently() and
+    user.post_count > 3` before the moderator exemption; post_count counts the
+    account's posts on the instance (not deleted ones: a Delete decrements it).
+    """
+    if created is not None and created > now - age and posts > max_posts:
+        raise Refused(
+            "new_account_limit",
+            "User cannot create post in Community: the account was created "
+            f"{created.isoformat()} (less than {age} before {now.isoformat()}) "
+            f"and has {posts} posts here (more than {max_posts})",
+        )

@@ -5,37 +5,80 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
+from mirror.clock import Clock, SystemClock
 from mirror.sandbox.app import Instance, make_sandbox_app
+from mirror.sandbox.pages import describe
 
 log = logging.getLogger(__name__)
 
 
 async def start_sandbox(
-    *, host: str, port: int, community: str, software: str, version: str
+    *,
+    host: str,
+    port: int,
+    community: str = "sandbox",
+    software: str = "lemmy",
+    version: str = "",
+    refusal_status: int | None = None,
+    clock: Clock | None = None,
+    **behaviour: Any,
 ) -> tuple[web.AppRunner, Instance]:
+    """Start an instance of the profile `software` ("lemmy" or "piefed") on host:port.
+
+    An empty `version` is the profile's; `refusal_status` None the profile's
+    (lemmy 400, piefed 200). Any other Instance field can be given in
+    `behaviour` (new_account_limit, fail_objects, ...).
+    """
     instance = Instance(
-        base=f"http://{host}:{port}", community=community, software=software, version=version
+        base=f"http://{host}:{port}",
+        community=community,
+        software=software,
+        version=version,
+        refusal_status=refusal_status,
+        clock=clock or SystemClock(),
+        **behaviour,
     )
     runner = web.AppRunner(make_sandbox_app(instance), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    log.info("sandbox !%s@%s:%d (%s %s)", community, host, port, software, version)
+    log.info("sandbox !%s@%s (%s %s)", community, instance.host, software, instance.version)
     return runner, instance
 
 
-async def run_sandbox(*, host: str, port: int, community: str, software: str, version: str) -> None:
+async def run_sandbox(
+    *,
+    host: str,
+    port: int,
+    community: str = "sandbox",
+    software: str = "lemmy",
+    version: str = "",
+    refusal_status: int | None = None,
+    clock: Clock | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT."""
     runner, instance = await start_sandbox(
-        host=host, port=port, community=community, software=software, version=version
+        host=host,
+        port=port,
+        community=community,
+        software=software,
+        version=version,
+        refusal_status=refusal_status,
+        clock=clock,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"sandbox community !{community}@{instance.host}: {instance.base}/", flush=True)
+    print(
+        f"sandbox community !{community}@{instance.host} ({instance.software} "
+        f"{instance.version}): {instance.base}/",
+        flush=True,
+    )
+    print(f"  {describe(instance)}", flush=True)
     print(f"backfill into it with: mirror backfill --to {community}@{instance.host}", flush=True)
     try:
         await stop.wait()

@@ -147,21 +147,19 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
 
 @pytest.fixture
 async def sandbox_factory() -> AsyncIterator[Callable[..., Any]]:
-    """Sandbox instances (Lemmy-compatible receivers) on 127.0.0.1."""
+    """Sandbox instances (Lemmy-compatible receivers) on 127.0.0.1.
+
+    `software` picks the profile (lemmy, piefed); every other keyword is an
+    Instance field (version, clock, refusal_status, new_account_limit, ...).
+    """
     from mirror.sandbox.serve import start_sandbox
 
     runners = []
 
-    async def start(version: str = "0.19.9", **attributes: Any) -> Any:
+    async def start(software: str = "lemmy", **fields: Any) -> Any:
         runner, instance = await start_sandbox(
-            host="127.0.0.1",
-            port=free_port(),
-            community="sandbox",
-            software="lemmy",
-            version=version,
+            host="127.0.0.1", port=free_port(), community="sandbox", software=software, **fields
         )
-        for key, value in attributes.items():
-            setattr(instance, key, value)
         runners.append(runner)
         return instance
 

@@ -46,6 +46,8 @@ def demo_settings(settings: Settings, data_dir: Path, port: int) -> Settings:
         network=replace(settings.network, allow_private_networks=True),
         delivery=replace(settings.delivery, poll_interval_s=0.2),
         backfill=replace(settings.backfill, rate_per_minute=0.0),
+        # The sandbox is ours, on loopback: no need to pace the lookups.
+        confirm=replace(settings.confirm, rate=100.0),
     )
 
 
@@ -106,10 +108,15 @@ async def _demo(settings: Settings, data_dir: Path, exit_when_done: bool, softwa
         by_state = state["by_state"]
         threads = instance.threads()
         received = sum(1 + len(t["comments"]) for t in threads)
+        items = state["publications"]
         print(
             f"delivered {by_state['delivered']}, failed {by_state['failed']}; the sandbox holds "
             f"{len(threads)} posts and {received - len(threads)} comments, "
             f"refused {len(instance.refused)}"
+        )
+        print(
+            f"confirmed by asking the sandbox: {items['confirmed']} of {state['total']} items "
+            f"({items['unverifiable']} sent to followers only cannot be asked about)"
         )
         for refusal in instance.refused:
             print(f"  refused: {refusal['error']}: {refusal['message']}")

@@ -51,6 +51,7 @@ def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Iterator
     monkeypatch.setenv("MIRROR_ALLOW_PRIVATE_NETWORKS", "true")
     monkeypatch.setenv("MIRROR_DELIVERY__POLL_INTERVAL_S", "0.1")
     monkeypatch.setenv("MIRROR_BACKFILL__RATE_PER_MINUTE", "0")
+    monkeypatch.setenv("MIRROR_CONFIRM__RATE", "100")
     port, sandbox_port = free_port(), free_port()
     config = tmp_path / "mirror.toml"
     assert main(["init", "--base-url", f"http://127.0.0.1:{port}", "--config", str(config)]) == 0

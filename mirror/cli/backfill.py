@@ -255,10 +255,19 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
         host, port = parse_listen(args.listen)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from mirror.sandbox.profiles import SOFTWARE
+
     software, _, version = args.software.partition("/")
+    if software not in SOFTWARE:
+        raise UsageError(f"--software {args.software}: the sandbox is {' or '.join(SOFTWARE)}")
     asyncio.run(
         run_sandbox(
-            host=host, port=port, community=args.community, software=software, version=version
+            host=host,
+            port=port,
+            community=args.community,
+            software=software,
+            version=version,
+            refusal_status=args.refusals,
         )
     )
     return EXIT_OK

@@ -186,9 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--community", default="sandbox", metavar="NAME")
     sandbox.add_argument(
         "--software",
-        default="lemmy/0.19.9",
-        metavar="NAME/VERSION",
-        help="what its NodeInfo says (lemmy/1.0.0 refuses Note posts)",
+        default="lemmy",
+        metavar="lemmy|piefed[/VERSION]",
+        help="which server it behaves like (default lemmy 0.19.9; lemmy/1.0.0 refuses Note "
+        "posts; piefed answers 200 to refusals, refuses replies to unknown parents and "
+        "limits new accounts)",
+    )
+    sandbox.add_argument(
+        "--refusals",
+        type=int,
+        choices=(200, 400),
+        help="status of a refused activity (default: the profile's, lemmy 400, piefed 200)",
     )
     sandbox.set_defaults(handler=cmd_sandbox)
 

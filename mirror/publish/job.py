@@ -38,6 +38,8 @@ NAME = "publications"
 LEASE_S = 30.0
 #: Time between cycles, in seconds.
 TICK_S = 0.5
+#: How long a server that said we ask too fast gets no lookups, in seconds.
+PAUSE_S = 60.0
 
 
 @dataclass
@@ -47,6 +49,10 @@ class _Bucket:
     rate: float
     tokens: float = 1.0
     last: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    def pause(self, seconds: float) -> None:
+        """No lookups for ``seconds`` (the server said we ask too fast)."""
+        self.tokens = min(self.tokens, 0.0) - seconds * self.rate
 
     def take(self, now: float) -> bool:
         self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
@@ -141,19 +147,21 @@ class PublicationJob:
     async def _ask(self, check: publications.Check) -> lookup.Answer | None:
         """The lookup's answer, or None when the host's pace leaves it for a later cycle."""
         bucket = self._buckets.get(check.host)
-        server = server_for(check.software)
         if bucket is None:
-            rate = min(self.rate, server.lookup_rate or self.rate)
-            bucket = self._buckets[check.host] = _Bucket(rate)
+            bucket = self._buckets[check.host] = _Bucket(self.rate)
         if not bucket.take(asyncio.get_running_loop().time()):
             return None
-        return await lookup.ask(
+        answer = await lookup.ask(
             self.session(),
-            server,
+            server_for(check.software),
             check.target,
             self.urls.object(check.id),
             allow_private=self.allow_private,
         )
+        if isinstance(answer, lookup.Later) and answer.too_fast:
+            log.warning("%s says we look up too fast: pausing its lookups", check.host)
+            bucket.pause(PAUSE_S)
+        return answer
 
     def _record(self, answered: list[tuple[publications.Check, lookup.Answer | None]]) -> int:
         """Record the answers and release what they let go; returns how many were queued."""

@@ -37,6 +37,8 @@ class Later:
     """The lookup itself failed for now (network, 5xx, 429): ask again, uncounted."""
 
     reason: str
+    #: The server says we ask too fast: slow down for all its lookups.
+    too_fast: bool = False
 
 
 Answer = Found | NotFound | Unavailable | Later
@@ -71,9 +73,11 @@ async def ask(
         if _names(data, object_url):
             return Found()
         return NotFound(f"the lookup answered with another object ({url})")
-    if status == 429 or status >= 500:
-        return Later(f"lookup: HTTP {status}")
     error = _error(data)
+    if status == 429 or (status == 400 and any(m in error for m in server.too_fast)):
+        return Later(f"lookup: HTTP {status} {error}".strip(), too_fast=True)
+    if status >= 500:
+        return Later(f"lookup: HTTP {status}")
     if status in (400, 404) and any(marker in error for marker in server.not_found):
         return NotFound(f"{server.name} does not show it ({error})")
     return Unavailable(f"lookup: HTTP {status} {error}".strip())

@@ -33,14 +33,14 @@ class Server:
     lookup_path: str | None
     #: The error an answer of the lookup carries when the object is not there.
     not_found: tuple[str, ...]
+    #: Errors its lookup answers when we ask too fast.
+    too_fast: tuple[str, ...] = ()
     new_account_limit: NewAccountLimit | None = None
     #: It answers 200 to activities it refuses: only a lookup tells.
     refuses_with_200: bool = False
     #: It fetches an unknown parent itself; where it does not, a reply sent
     #: before its parent was stored is refused for good.
     fetches_parents: bool = True
-    #: Lookups per second it lets one client make (the job keeps under it).
-    lookup_rate: float | None = None
 
 
 LEMMY = Server(
@@ -53,10 +53,11 @@ LEMMY = Server(
     # answers 400 resolve_object_failed (crates/api/api/src/federation/
     # resolve_object.rs).
     not_found=("couldnt_find_object", "resolve_object_failed"),
-    # 0.19 counts the route in its "message" bucket, 180 a minute per IP
-    # (src/api_routes_http.rs); 1.0's v3 shim takes that bucket twice per call
-    # (crates/api/routes_v3/src/lib.rs): 90 a minute.
-    lookup_rate=1.4,
+    too_fast=("rate_limit_error",),
+    # Rate: 0.19 counts the route in its "message" bucket, 180 a minute per IP
+    # (src/api_routes_http.rs); 1.0's v3 shim probably takes that bucket twice
+    # per call (crates/api/routes_v3/src/lib.rs): 90 a minute. A 429 (or 0.19's
+    # 400 rate_limit_error) pauses the job's lookups to that server.
 )
 
 PIEFED = Server(

@@ -37,15 +37,29 @@ ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 #: What markdown2 undoes after a backslash (markdown2.py `g_escape_table`); any
 #: other `\x` shows its backslash on PieFed ("consumed \~1,300 MWh").
 MARKDOWN2_ESCAPES = frozenset("\\`*_{}[]()>#+-.!")
-#: Characters a decision is taken for inside a line; a line without any is
-#: written as it is (the fast path: most lines of prose).
-INLINE = re.compile(r"[\\`*_\[\]<>&~^|!?,(+.:]")
+#: Characters a decision is taken for one by one inside a line.
+INLINE = re.compile(r"[`*_\[\]<>&|^]")
+BACKSLASH = re.compile(r"\\")
 #: An entity either renderer would decode: CommonMark's `&name;`, `&#9;`,
 #: `&#x9;`, and markdown2's looser `&#?[xX]?(hex|word);` (`_AMPERSAND_RE`).
 ENTITY = re.compile(r"&(?:#[xX]?)?\w+;")
-#: markdown-it's typographer replacements that change more than typography
-#: (markdown-it lib/rules_core/replacements.mjs): (c) (r) (tm) -> © ® ™.
-ABBREVIATION = re.compile(r"\((?:c|r|tm)\)", re.IGNORECASE)
+#: CommonMark's e-mail autolink, whose local part may start with a digit or `.`.
+EMAIL_AUTOLINK = re.compile(r"<[^\s<>@]+@[^\s<>]+>")
+#: What the typographers would rewrite beyond quotes, dashes and ellipses:
+#: markdown-it's replacements (lib/rules_core/replacements.mjs: `,,` -> `,`,
+#: `????` -> `???`, (c) (r) (tm) -> © ® ™, `+-` -> ±) and markdown2's
+#: smarty-pants (`. . .` -> `…`, eating the spaces); and `:::`, a spoiler
+#: (markdown-it-container; PieFed matches it anywhere in its HTML).
+REWRITTEN = re.compile(r",{2,}|[?!]{4,}|\((?:[cCrR]|[tT][mM])\)|\+-|:{3,}|\. (?=\. \.)")
+#: What every match of REWRITTEN holds.
+REWRITTEN_MARKS = (",,", "??", "!!", "?!", "!?", "(", "+-", ":::", ". . .")
+#: Whatever any rule here could protect holds one of these, or is a mark at a
+#: line's start (LINE_START) or a typographer's abbreviation (ABBREVIATION):
+#: a paragraph with none is written as it is (most paragraphs of prose).
+#: Substring tests, as they are a tenth of a regex search over the text.
+MARKS = (*"\\`*_[]<>&|^~", "://", ",,", "??", "!!", "?!", "!?", "+-", ":::", ". . .")
+LINE_START = re.compile(r"^(?:[#=+\->:]|\d{1,9}[.)])", re.MULTILINE)
+ABBREVIATION = re.compile(r"\((?:[cCrR]|[tT][mM])\)")
 
 # Marks that start a block only at the start of a line (CommonMark §4, §5).
 ATX_HEADING = re.compile(r"#{1,6}(?:[ \t]|$)")
@@ -127,11 +141,13 @@ class _Line:
 
 #: URLs PieFed breaks as autolinks: allowlist_html's regexes for `~~...~~`,
 #: `^x^` and `{a|b}` run over its HTML, where the URL stands twice (the
-#: href and the text) with nothing between that stops them.
-FRAGILE_URL = re.compile(r"~~|[\^{}|]")
+#: href and the text) with nothing between that stops them; markdown2 reads
+#: code spans before autolinks, so a backtick in one pairs with another; and
+#: it writes an autolink's text as it is, so `&amp;` in it would show as `&`.
+FRAGILE_URL = re.compile(r"~~|[\^{}|`]|&(?:#[xX]?)?\w+;")
 #: How those characters are written in an href (RFC 3986 §2.1; `~` is the
 #: same URL either way, §2.3) and in the link's text.
-_HREF = str.maketrans({ch: f"%{ord(ch):02X}" for ch in "~^{}|"})
+_HREF = str.maketrans({ch: f"%{ord(ch):02X}" for ch in "~^{}|`"})
 _TEXT = {ch: _reference(ch) for ch in "~^{}|"}
 
 
@@ -144,7 +160,11 @@ def _link(url: str) -> str:
     for i, ch in enumerate(line.view):
         if ch in _TEXT:
             line.protect[i] = _TEXT[ch]
-    return f"[{_write(line, breaks=True)}](<{url.translate(_HREF)}>)"
+    # CommonMark decodes references and escapes in a link's destination; markdown2
+    # writes it as it is, and the browser decodes the references.
+    href = ENTITY.sub(lambda m: "&amp;" + m.group(0)[1:], url.translate(_HREF))
+    href = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", href)
+    return f"[{_write(line, breaks=True)}](<{href}>)"
 
 
 class _Context:
@@ -246,20 +266,45 @@ def _paired(lines: list[_Line]) -> None:
                     lines[n].protect[i] = writing
 
 
+def _rewritten(line: _Line) -> None:
+    """Break up what a typographer would rewrite (REWRITTEN), keeping its characters."""
+    view, text, protect = line.view, line.text, line.protect
+    for match in REWRITTEN.finditer(view):
+        start, end = match.span()
+        if not text[start]:
+            continue
+        ch = view[start]
+        if ch == ",":
+            protect.update({i: "&#44;" for i in range(start + 1, end)})
+        elif ch in "?!":
+            protect.update({i: _backslash(view[i]) for i in range(start + 3, end)})
+        elif ch in "(+":
+            protect[start] = "\\" + ch
+        elif ch == ":":
+            protect.update({i: "&#58;" for i in range(start, end)})
+        elif start not in protect:
+            # `. . .`: its middle dot, unless its first dot is a middle one already.
+            protect[start + 2] = "\\."
+
+
 def _inline(line: _Line, context: _Context, offset: int) -> None:
     """Characters that would be read as syntax where they stand."""
     view, text, protect = line.view, line.text, line.protect
+    if any(mark in view for mark in REWRITTEN_MARKS):  # cheaper than the search
+        _rewritten(line)
     for match in INLINE.finditer(view):
         i = match.start()
         if not text[i] or i in protect:
             continue
         ch = view[i]
+        if ch == "]" and not context.fragment:
+            continue
         before = view[i - 1] if i else ""
         after = view[i + 1] if i + 1 < len(view) else ""
         if context.fragment:
             before = before or "."  # unknown neighbours: assume the worst
             after = after or "."
-        writing = _rule(ch, i, view, before, after, context, offset, protect)
+        writing = _rule(ch, i, view, before, after, context, offset)
         if writing is not None:
             protect[i] = writing
 
@@ -272,7 +317,6 @@ def _rule(
     after: str,
     context: _Context,
     offset: int,
-    protect: dict[int, str],
 ) -> str | None:
     """How the character at ``i`` must be written, or None for as it is."""
     if ch == "*":
@@ -307,7 +351,7 @@ def _rule(
         # An autolink, an e-mail autolink or HTML could start here (markdown2
         # passes HTML through; PieFed keeps the tags it allows).
         opens = after != "" and after.isascii() and (after.isalpha() or after in "/!?$<")
-        return "&lt;" if opens else None
+        return "&lt;" if opens or EMAIL_AUTOLINK.match(view, i) else None
     if ch == ">":
         # PieFed makes `>!text!<` a spoiler (handle_reddit_spoilers), before markdown2.
         return "&gt;" if after == "!" and "!<" in view[i:] else None
@@ -320,53 +364,41 @@ def _rule(
         if "{" in view[:i] and "}" in view[i:]:
             return "&#124;"  # ruby, {base|text}: lemmy-ui's plugin, PieFed's allowlist_html
         return None
-    if ch in "!?":
-        # markdown-it's typographer folds four or more `?`/`!` into three.
-        start, end = _run_of(view, i, "!?")
-        return _backslash(ch) if end - start >= 4 and i - start >= 3 else None
-    if ch == ",":
-        start, _ = _runs(view, i)
-        return "&#44;" if i > start else None  # typographer: `,,` -> `,`
-    if ch == "(":
-        return "\\(" if ABBREVIATION.match(view, i) else None
-    if ch == "+":
-        return "\\+" if after == "-" else None  # typographer: `+-` -> `±`
-    if ch == ".":
-        # markdown2's smarty-pants makes `. . .` an ellipsis and eats the spaces:
-        # its middle dot is escaped, unless the first dot is a middle one already.
-        spaced = i >= 2 and view[i - 2 : i + 3] == ". . ." and (i - 2) not in protect
-        return "\\." if spaced else None
     if ch == "^":
-        return "&#94;" if after == "[" else None  # markdown-it-footnote: ^[inline note]
-    if ch == ":":
-        start, end = _runs(view, i)
-        # `::: spoiler` (markdown-it-container; PieFed matches it anywhere in its HTML).
-        return "&#58;" if end - start >= 3 else None
+        if after == "[":
+            return "&#94;"  # markdown-it-footnote: ^[inline note]
+        # markdown2 links `www.` text (PieFed's link-patterns): the href and the
+        # text then hold the `^` twice, a pair for allowlist_html's `^x^`.
+        start = max(view.rfind(" ", 0, i), view.rfind("\t", 0, i)) + 1
+        return "&#94;" if "www." in view[start:i] else None
     return None
-
-
-def _run_of(view: str, i: int, chars: str) -> tuple[int, int]:
-    start = i
-    while start > 0 and view[start - 1] in chars:
-        start -= 1
-    end = i + 1
-    while end < len(view) and view[end] in chars:
-        end += 1
-    return start, end
 
 
 def _write(line: _Line, *, breaks: bool) -> str:
     """The line with its protections, and a backslash protected where it would escape."""
     view, protect = line.view, line.protect
-    out = [protect.get(i, ch) for i, ch in enumerate(view)]
-    for i in range(len(view) - 1, -1, -1):
-        if view[i] != "\\" or not line.text[i] or i in protect:
-            continue
-        following = out[i + 1][:1] if i + 1 < len(out) else ""
-        # `\` escapes the ASCII punctuation written after it, and before a line
-        # break (ours, or the paragraph's end) it would be the break itself.
-        if following in ASCII_PUNCTUATION if following else breaks:
-            out[i] = "\\\\"
+    if "\\" in view:
+        for i in reversed([m.start() for m in BACKSLASH.finditer(view)]):
+            if not line.text[i] or i in protect:
+                continue
+            following = protect.get(i + 1, view[i + 1])[:1] if i + 1 < len(view) else ""
+            # `\` escapes the ASCII punctuation written after it, and before a line
+            # break (ours, or the paragraph's end) it would be the break itself.
+            if following == "<":
+                # markdown2 turns `\<` into `&lt;` before it reads `\\` (markdown2.py
+                # `_escape_special_chars`): the backslash would show, the autolink break.
+                protect[i] = "&#92;"
+            elif following in ASCII_PUNCTUATION if following else breaks:
+                protect[i] = "\\\\"
+    if not protect:
+        return view
+    out = []
+    last = 0
+    for i in sorted(protect):
+        out.append(view[last:i])
+        out.append(protect[i])
+        last = i + 1
+    out.append(view[last:])
     return "".join(out)
 
 
@@ -386,8 +418,7 @@ def _escape_lines(lines: list[str]) -> list[str]:
     for line in parsed:
         if line.view:
             _block_marks(line)
-            if INLINE.search(line.view):
-                _inline(line, context, offset)
+            _inline(line, context, offset)
         out.append(_write(line, breaks=True))
         offset += len(line.view) + 1
     return out
@@ -416,6 +447,14 @@ def paragraphs(text: str) -> list[str]:
     return [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
 
 
+def _needs_rules(paragraph: str) -> bool:
+    return (
+        any(mark in paragraph for mark in MARKS)
+        or LINE_START.search(paragraph) is not None
+        or ("(" in paragraph and ABBREVIATION.search(paragraph) is not None)
+    )
+
+
 def to_markdown(text: str) -> str:
     """Markdown that renders as the text was written: paragraphs, lines, characters."""
     blocks = []
@@ -423,6 +462,8 @@ def to_markdown(text: str) -> str:
         # Leading spaces would make an indented code block, trailing ones a
         # break; neither shows in a rendered paragraph.
         lines = [line.strip(" \t") for line in paragraph.split("\n")]
+        if _needs_rules("\n".join(lines)):
+            lines = _escape_lines(lines)
         # A hard line break (backslash at the end) keeps single newlines.
-        blocks.append("\\\n".join(_escape_lines(lines)))
+        blocks.append("\\\n".join(lines))
     return "\n\n".join(blocks)

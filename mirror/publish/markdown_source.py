@@ -38,7 +38,7 @@ ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 #: other `\x` shows its backslash on PieFed ("consumed \~1,300 MWh").
 MARKDOWN2_ESCAPES = frozenset("\\`*_{}[]()>#+-.!")
 #: Characters a decision is taken for one by one inside a line.
-INLINE = re.compile(r"[`*_\[\]<>&|^]")
+INLINE = re.compile(r"[`*_\[\]<>&|^!]")
 BACKSLASH = re.compile(r"\\")
 #: An entity either renderer would decode: CommonMark's `&name;`, `&#9;`,
 #: `&#x9;`, and markdown2's looser `&#?[xX]?(hex|word);` (`_AMPERSAND_RE`).
@@ -57,7 +57,7 @@ REWRITTEN_MARKS = (",,", "??", "!!", "?!", "!?", "(", "+-", ":::", ". . .")
 #: line's start (LINE_START) or a typographer's abbreviation (ABBREVIATION):
 #: a paragraph with none is written as it is (most paragraphs of prose).
 #: Substring tests, as they are a tenth of a regex search over the text.
-MARKS = (*"\\`*_[]<>&|^~", "://", ",,", "??", "!!", "?!", "!?", "+-", ":::", ". . .")
+MARKS = (*"\\`*_[]<>&|^~", "![", "://", ",,", "??", "!!", "?!", "!?", "+-", ":::", ". . .")
 LINE_START = re.compile(r"^(?:[#=+\->:]|\d{1,9}[.)])", re.MULTILINE)
 ABBREVIATION = re.compile(r"\((?:[cCrR]|[tT][mM])\)")
 
@@ -127,10 +127,13 @@ class _Line:
         for is_url, run in pieces(line) if urls else [(False, line)]:
             if is_url:
                 if FRAGILE_URL.search(run):
+                    # Written `[text](<href>)`; its neighbours see the `[`.
                     start = len(text)
                     self.protect[start] = _link(run)
                     self.protect.update({k: "" for k in range(start + 1, start + len(run) + 2)})
-                view.append(f"<{run}>")
+                    view.append(f"[{run}]")
+                else:
+                    view.append(f"<{run}>")
                 text.extend([False] * (len(run) + 2))
             else:
                 view.append(run)
@@ -287,8 +290,12 @@ def _rewritten(line: _Line) -> None:
             protect[start + 2] = "\\."
 
 
-def _inline(line: _Line, context: _Context, offset: int) -> None:
-    """Characters that would be read as syntax where they stand."""
+def _inline(line: _Line, context: _Context, offset: int, *, broken: bool = False) -> None:
+    """Characters that would be read as syntax where they stand.
+
+    ``broken``: a hard line break (our backslash) follows the line, so its
+    last character is followed by a `\\`, not by the end of a line.
+    """
     view, text, protect = line.view, line.text, line.protect
     if any(mark in view for mark in REWRITTEN_MARKS):  # cheaper than the search
         _rewritten(line)
@@ -300,7 +307,7 @@ def _inline(line: _Line, context: _Context, offset: int) -> None:
         if ch == "]" and not context.fragment:
             continue
         before = view[i - 1] if i else ""
-        after = view[i + 1] if i + 1 < len(view) else ""
+        after = view[i + 1] if i + 1 < len(view) else ("\\" if broken else "")
         if context.fragment:
             before = before or "."  # unknown neighbours: assume the worst
             after = after or "."
@@ -364,6 +371,10 @@ def _rule(
         if "{" in view[:i] and "}" in view[i:]:
             return "&#124;"  # ruby, {base|text}: lemmy-ui's plugin, PieFed's allowlist_html
         return None
+    if ch == "!":
+        # `![...](...)` is an image; `&#33;`, as PieFed's handle_video_embeds reads
+        # `![...](...)` in the raw text.
+        return "&#33;" if after == "[" else None
     if ch == "^":
         if after == "[":
             return "&#94;"  # markdown-it-footnote: ^[inline note]
@@ -415,10 +426,10 @@ def _escape_lines(lines: list[str]) -> list[str]:
     _paired(parsed)
     out = []
     offset = 0
-    for line in parsed:
+    for n, line in enumerate(parsed):
         if line.view:
             _block_marks(line)
-            _inline(line, context, offset)
+            _inline(line, context, offset, broken=n + 1 < len(parsed))
         out.append(_write(line, breaks=True))
         offset += len(line.view) + 1
     return out

@@ -18,7 +18,8 @@ reads the raw text before markdown2 does and ignores backslashes (noted
 where it happens). Everything else is written as it is: "Thank you!",
 "1,300 MWh", "Marx & Engels", "~1,300", "snake_case".
 
-URLs become autolinks (`<https://...>`); lines end in a backslash (a hard
+URLs become autolinks (`<https://...>`), or `[url](<href>)` where PieFed
+would break the autolink (FRAGILE_URL); lines end in a backslash (a hard
 line break in CommonMark and in markdown2 with `breaks: on_backslash`);
 paragraphs are separated by a blank line.
 """
@@ -56,7 +57,7 @@ REWRITTEN_MARKS = (",,", "??", "!!", "?!", "!?", "(", "+-", ":::", ". . .")
 #: Whatever any rule here could protect holds one of these, or is a mark at a
 #: line's start (LINE_START) or a typographer's abbreviation (ABBREVIATION):
 #: a paragraph with none is written as it is (most paragraphs of prose).
-#: Substring tests, as they are a tenth of a regex search over the text.
+#: Substring tests: together cheaper than one regex search over the text.
 MARKS = (*"\\`*_[]<>&|^~", "![", "://", ",,", "??", "!!", "?!", "!?", "+-", ":::", ". . .")
 LINE_START = re.compile(r"^(?:[#=+\->:]|\d{1,9}[.)])", re.MULTILINE)
 ABBREVIATION = re.compile(r"\((?:[cCrR]|[tT][mM])\)")
@@ -108,13 +109,28 @@ def pieces(line: str) -> Iterator[tuple[bool, str]]:
         yield False, line[position:]
 
 
-class _Line:
-    """One line as it will be written: text characters, and URLs as autolinks.
+#: URLs PieFed breaks as autolinks: allowlist_html's regexes for `~~...~~`,
+#: `^x^` and `{a|b}` run over its HTML, where the URL stands twice (the
+#: href and the text) with nothing between that stops them; markdown2 reads
+#: code spans before autolinks, so a backtick in one pairs with another; it
+#: writes an autolink's text as it is, so `&amp;` in it would show as `&`;
+#: and it reads `*`/`_` inside an autolink with a character outside its
+#: autolink pattern (markdown2.py `_sorta_html_tokenize_re`) as emphasis.
+FRAGILE_URL = re.compile(r"~~|[\^{}|`]|&(?:#[xX]?)?\w+;|[^\w~:/?#\[\]@!$&'()*+,;%=.\\-]")
+#: How those characters are written in an href (RFC 3986 §2.1; `~` is the
+#: same URL either way, §2.3) and in the link's text.
+_HREF = str.maketrans({ch: f"%{ord(ch):02X}" for ch in "~^{}|`"})
+_TEXT = {ch: _reference(ch) for ch in "~^{}|"}
 
-    ``view`` is the line with each URL written `<url>`, so that a
-    character next to a URL sees the `<` or `>` a renderer will see;
-    ``text[i]`` says whether ``view[i]`` is dump text (which may be
-    protected) or part of a link (written as it is, or as a whole).
+
+class _Line:
+    """One line as it will be written: text characters, and URLs as links.
+
+    ``view`` is the line with each URL written `<url>` (a FRAGILE_URL:
+    `[url]`), so that a character next to a URL sees the `<` or `[` a
+    renderer will see; ``text[i]`` says whether ``view[i]`` is dump text
+    (which may be protected) or part of a link (written as it is, or as a
+    whole).
     """
 
     __slots__ = ("protect", "text", "view")
@@ -142,18 +158,6 @@ class _Line:
         self.text = text
 
 
-#: URLs PieFed breaks as autolinks: allowlist_html's regexes for `~~...~~`,
-#: `^x^` and `{a|b}` run over its HTML, where the URL stands twice (the
-#: href and the text) with nothing between that stops them; markdown2 reads
-#: code spans before autolinks, so a backtick in one pairs with another; and
-#: it writes an autolink's text as it is, so `&amp;` in it would show as `&`.
-FRAGILE_URL = re.compile(r"~~|[\^{}|`]|&(?:#[xX]?)?\w+;")
-#: How those characters are written in an href (RFC 3986 §2.1; `~` is the
-#: same URL either way, §2.3) and in the link's text.
-_HREF = str.maketrans({ch: f"%{ord(ch):02X}" for ch in "~^{}|`"})
-_TEXT = {ch: _reference(ch) for ch in "~^{}|"}
-
-
 def _link(url: str) -> str:
     """A URL as `[its text](<href>)`, for the URLs an autolink would not survive."""
     line = _Line(url, urls=False)
@@ -163,6 +167,8 @@ def _link(url: str) -> str:
     for i, ch in enumerate(line.view):
         if ch in _TEXT:
             line.protect[i] = _TEXT[ch]
+        elif ch == "_":
+            line.protect[i] = "\\_"  # see _Context.underscores
     # CommonMark decodes references and escapes in a link's destination; markdown2
     # writes it as it is, and the browser decodes the references.
     href = ENTITY.sub(lambda m: "&amp;" + m.group(0)[1:], url.translate(_HREF))
@@ -173,11 +179,18 @@ def _link(url: str) -> str:
 class _Context:
     """What the rules need to know beyond one line."""
 
-    __slots__ = ("backticks", "fragment", "link_before")
+    __slots__ = ("backticks", "fragment", "link_before", "underscores")
 
-    def __init__(self, *, backticks: bool, link_before: int, fragment: bool) -> None:
+    def __init__(
+        self, *, backticks: bool, link_before: int, fragment: bool, underscores: bool = False
+    ) -> None:
         #: Protect every backtick (two or more in the paragraph could pair).
         self.backticks = backticks
+        #: Protect every `_`: two lines hold one. CommonMark leaves `snake_case`
+        #: alone, but markdown2 (`middle-word-em: False`) hashes the text from
+        #: one word-inner `_` to the next, across lines too, and a hard break
+        #: inside the hash is lost (markdown2.py MiddleWordEm `liberal_em_re`).
+        self.underscores = underscores
         #: A `[` before this offset in the paragraph could open a link: a
         #: `](` or `][` follows it.
         self.link_before = link_before
@@ -334,7 +347,7 @@ def _rule(
         return None if lone else "\\*"
     if ch == "_":
         start, end = _runs(view, i)
-        if end - start >= 2:
+        if end - start >= 2 or context.underscores:
             # PieFed makes `__x__` bold anywhere, inside words too (handle_bold_em).
             return "\\_"
         left, right = _flanking(before, after)
@@ -413,16 +426,20 @@ def _write(line: _Line, *, breaks: bool) -> str:
     return "".join(out)
 
 
-def _paragraph_context(views: list[str]) -> tuple[bool, int]:
+def _paragraph_context(views: list[str]) -> _Context:
     joined = "\n".join(views)
     links = [m.start() for m in re.finditer(r"\][ \t]*[(\[]", joined)]
-    return joined.count("`") >= 2, (links[-1] if links else -1)
+    return _Context(
+        backticks=joined.count("`") >= 2,
+        link_before=links[-1] if links else -1,
+        fragment=False,
+        underscores=sum("_" in view for view in views) >= 2,
+    )
 
 
 def _escape_lines(lines: list[str]) -> list[str]:
     parsed = [_Line(line) for line in lines]
-    backticks, link_before = _paragraph_context([p.view for p in parsed])
-    context = _Context(backticks=backticks, link_before=link_before, fragment=False)
+    context = _paragraph_context([p.view for p in parsed])
     _paired(parsed)
     out = []
     offset = 0

@@ -218,3 +218,25 @@ def test_any_text_renders_back_to_itself_on_both(text: str) -> None:
     if text:
         for site in RENDERERS:
             _check(text, site)
+
+
+#: Pieces of prose and of syntax, URLs among them: the property above rarely spells these.
+PIECES = st.sampled_from(
+    [
+        "word", "a", "1", "12.", "x_y", "*", "**", "_", "__", "~", "~~", "^", "|", "||", "[", "]",
+        "(", ")", "](", "<", ">", "&", "&amp;", "&#1;", "#", "-", "+", "=", "`", "```", ":::",
+        "spoiler", "!", "?", ".", ",", "'", '"', "\\", "{", "}", "https://x.org/a_b", "www.y.com",
+        "@u@h.x", "!c@h.x", " ", " ", "\n", "\n\n", "(c)", "...", "--", "é", "€", ";", ":", "/",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, max_size=40).map("".join))
+@example("https://x.org/a_b~~ ^https://x.org/^ !https://x.org/`a`")
+@example("\\https://x.org/a_b` <0@0> www.y.com^ _\n0_0")
+def test_any_prose_with_urls_renders_back_to_itself_on_both(text: str) -> None:
+    text = _as_a_dump_shows(text)
+    if text:
+        for site in RENDERERS:
+            _check(text, site)

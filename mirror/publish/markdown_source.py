@@ -114,13 +114,17 @@ def pieces(line: str) -> Iterator[tuple[bool, str]]:
 #: href and the text) with nothing between that stops them; markdown2 reads
 #: code spans before autolinks, so a backtick in one pairs with another; it
 #: writes an autolink's text as it is, so `&amp;` in it would show as `&`;
-#: and it reads `*`/`_` inside an autolink with a character outside its
-#: autolink pattern (markdown2.py `_sorta_html_tokenize_re`) as emphasis.
-FRAGILE_URL = re.compile(r"~~|[\^{}|`]|&(?:#[xX]?)?\w+;|[^\w~:/?#\[\]@!$&'()*+,;%=.\\-]")
+#: it reads `*`/`_` inside an autolink with a character outside its
+#: autolink pattern (markdown2.py `_sorta_html_tokenize_re`) as emphasis;
+#: and PieFed's handle_bold_em makes `**x**`/`__x__` bold before markdown2.
+FRAGILE_URL = re.compile(
+    r"~~|\*\*|__|[\^{}|`]|&(?:#[xX]?)?\w+;|[^\w~:/?#\[\]@!$&'()*+,;%=.\\-]"
+)
 #: How those characters are written in an href (RFC 3986 §2.1; `~` is the
 #: same URL either way, §2.3) and in the link's text.
 _HREF = str.maketrans({ch: f"%{ord(ch):02X}" for ch in "~^{}|`"})
 _TEXT = {ch: _reference(ch) for ch in "~^{}|"}
+_BOLD = str.maketrans({"*": "%2A", "_": "%5F"})
 
 
 class _Line:
@@ -172,6 +176,7 @@ def _link(url: str) -> str:
     # CommonMark decodes references and escapes in a link's destination; markdown2
     # writes it as it is, and the browser decodes the references.
     href = ENTITY.sub(lambda m: "&amp;" + m.group(0)[1:], url.translate(_HREF))
+    href = re.sub(r"\*{2,}|_{2,}", lambda m: m.group(0).translate(_BOLD), href)
     href = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", href)
     return f"[{_write(line, breaks=True)}](<{href}>)"
 

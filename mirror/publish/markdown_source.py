@@ -177,7 +177,7 @@ def _link(url: str) -> str:
     # writes it as it is, and the browser decodes the references.
     href = ENTITY.sub(lambda m: "&amp;" + m.group(0)[1:], url.translate(_HREF))
     href = re.sub(r"\*{2,}|_{2,}", lambda m: m.group(0).translate(_BOLD), href)
-    href = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", href)
+    href = re.sub(r"\\(?=[!-/:-@\[-`{-~]|$)", r"\\\\", href)  # `$`: before our `>`
     return f"[{_write(line, breaks=True)}](<{href}>)"
 
 

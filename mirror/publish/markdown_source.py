@@ -20,8 +20,9 @@ where it happens). Everything else is written as it is: "Thank you!",
 
 URLs become autolinks (`<https://...>`), or `[url](<href>)` where PieFed
 would break the autolink (FRAGILE_URL); lines end in a backslash (a hard
-line break in CommonMark and in markdown2 with `breaks: on_backslash`);
-paragraphs are separated by a blank line.
+line break in CommonMark and in markdown2 with `breaks: on_backslash`), or
+in two spaces after a `www.` word (BARE_LINK_END); paragraphs are separated
+by a blank line.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ REWRITTEN_MARKS = (",,", "??", "!!", "?!", "!?", "(", "+-", ":::", ". . .")
 MARKS = (*"\\`*_[]<>&|^~", "![", "://", ",,", "??", "!!", "?!", "!?", "+-", ":::", ". . .")
 LINE_START = re.compile(r"^(?:[#=+\->:]|\d{1,9}[.)])", re.MULTILINE)
 ABBREVIATION = re.compile(r"\((?:[cCrR]|[tT][mM])\)")
+#: A line ending in a word PieFed's markdown2 links as it stands (`www.`...).
+BARE_LINK_END = re.compile(r"www\.\S*$")
 
 # Marks that start a block only at the start of a line (CommonMark §4, §5).
 ATX_HEADING = re.compile(r"#{1,6}(?:[ \t]|$)")
@@ -497,6 +500,9 @@ def to_markdown(text: str) -> str:
         lines = [line.strip(" \t") for line in paragraph.split("\n")]
         if _needs_rules("\n".join(lines)):
             lines = _escape_lines(lines)
-        # A hard line break (backslash at the end) keeps single newlines.
-        blocks.append("\\\n".join(lines))
+        # A hard line break keeps single newlines: a backslash at the end, or two
+        # spaces after a `www.` word, which markdown2's link-patterns (PieFed)
+        # would otherwise link with the backslash and the break in it.
+        ends = ["  \n" if BARE_LINK_END.search(line) else "\\\n" for line in lines[:-1]]
+        blocks.append("".join(line + end for line, end in zip(lines, [*ends, ""], strict=True)))
     return "\n\n".join(blocks)

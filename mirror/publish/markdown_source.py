@@ -140,13 +140,15 @@ class _Line:
     whole).
     """
 
-    __slots__ = ("protect", "text", "view")
+    __slots__ = ("links", "protect", "text", "view")
 
     def __init__(self, line: str, *, urls: bool = True) -> None:
         view: list[str] = []
         text: list[bool] = []
         #: Position -> how the character is written, for protected characters.
         self.protect: dict[int, str] = {}
+        #: Where each URL written `[url](<href>)` ends: a `[` before it could open a link.
+        self.links: list[int] = []
         for is_url, run in pieces(line) if urls else [(False, line)]:
             if is_url:
                 if FRAGILE_URL.search(run):
@@ -155,6 +157,7 @@ class _Line:
                     self.protect[start] = _link(run)
                     self.protect.update({k: "" for k in range(start + 1, start + len(run) + 2)})
                     view.append(f"[{run}]")
+                    self.links.append(start + len(run) + 1)
                 else:
                     view.append(f"<{run}>")
                 text.extend([False] * (len(run) + 2))
@@ -434,12 +437,17 @@ def _write(line: _Line, *, breaks: bool) -> str:
     return "".join(out)
 
 
-def _paragraph_context(views: list[str]) -> _Context:
+def _paragraph_context(lines: list[_Line]) -> _Context:
+    views = [line.view for line in lines]
     joined = "\n".join(views)
     links = [m.start() for m in re.finditer(r"\][ \t]*[(\[]", joined)]
+    offset = 0
+    for line in lines:
+        links.extend(offset + end for end in line.links)
+        offset += len(line.view) + 1
     return _Context(
         backticks=joined.count("`") >= 2,
-        link_before=links[-1] if links else -1,
+        link_before=max(links, default=-1),
         fragment=False,
         underscores=sum("_" in view for view in views) >= 2,
     )
@@ -447,7 +455,7 @@ def _paragraph_context(views: list[str]) -> _Context:
 
 def _escape_lines(lines: list[str]) -> list[str]:
     parsed = [_Line(line) for line in lines]
-    context = _paragraph_context([p.view for p in parsed])
+    context = _paragraph_context(parsed)
     _paired(parsed)
     out = []
     offset = 0

@@ -82,7 +82,9 @@ def _document(engine: Engine, *, texts: bool) -> Doc:
             "edited": r.edited,
             "edited_at": _iso(r.edited_at),
             "edited_raw": r.edited_raw,
+            # Lemmy's code (what objects send), and the name the page showed.
             "language": r.language,
+            "language_name": r.language_name,
             "confidence": r.confidence,
             "aliases": [a for a in aliases.get(r.id, []) if a != r.id],
         }
@@ -225,6 +227,8 @@ def _meta(item: Doc) -> str:
         parts.append(item["published_raw"])
     if item["edited"]:
         parts.append("edited" + (f" {item['edited_raw']}" if item["edited_raw"] else ""))
+    if item["language_name"]:
+        parts.append(item["language_name"])
     parts.append(f"confidence {item['confidence']}")
     return " · ".join(parts)
 

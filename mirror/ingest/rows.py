@@ -32,8 +32,8 @@ COUNT_FIELDS = {
     "comment": ("score", "upvotes", "downvotes", "descendants"),
 }
 FILL_FIELDS = {
-    "post": ("author_id", "community_id", "cross_posted_from", "link_domain", "language"),
-    "comment": ("author_id", "post_id", "language"),
+    "post": ("author_id", "community_id", "cross_posted_from", "link_domain"),
+    "comment": ("author_id", "post_id"),
     "community": ("name", "instance", "title", "description", "founded_raw"),
     "author": (
         "display_name",
@@ -102,6 +102,7 @@ def _item_columns(item: ParsedPost | ParsedComment, captured_at: datetime | None
         "edited_precision_s": item.edited_at.precision_s if item.edited_at else None,
         "edited": item.edited,
         "language": item.language,
+        "language_name": item.language_name,
         "confidence": item.confidence.value,
         "_shows_counts": shows_counts,
     }
@@ -311,6 +312,9 @@ def _fold_item(kind: str, dst: Row, src: Row) -> None:
     if kind == "comment" and src.get("parent_known") and not dst.get("parent_known"):
         dst["parent_id"], dst["parent_known"] = src.get("parent_id"), True
 
+    if src.get("language_name") is not None and _language_rank(src) < _language_rank(dst):
+        dst["language"], dst["language_name"] = src.get("language"), src["language_name"]
+
     if src.get("body") is not None and _better_body(dst, src):
         dst["body"], dst["body_head"] = src["body"], src.get("body_head")
 
@@ -348,6 +352,16 @@ def _fold_item(kind: str, dst: Row, src: Row) -> None:
 
     if confidence_rank(src.get("confidence")) > confidence_rank(dst.get("confidence")):
         dst["confidence"] = src["confidence"]
+
+
+def _language_rank(row: Row) -> tuple[bool, bool, str, str]:
+    """Lower is better: a language shown, then one with Lemmy's code, then the smaller.
+
+    The code and the name the page showed go together (a copy's code with
+    another copy's name would say what neither page said).
+    """
+    code, name = row.get("language"), row.get("language_name")
+    return name is None, code is None, code or "", name or ""
 
 
 def _better_body(dst: Row, src: Row) -> bool:

@@ -100,7 +100,11 @@ class ParsedPost:
     cross_posted_from: str | None = None
     link_domain: str | None = None
     listing_rank: int | None = None
+    #: Lemmy's code for the language the page showed (mirror.vocab.languages),
+    #: None when it showed none or one not in Lemmy's list.
     language: str | None = None
+    #: The language's name as the page showed it ("English", "Deutsch").
+    language_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,9 @@ class ParsedComment:
     published: Moment | None = None
     edited: bool | None = None
     edited_at: Moment | None = None
+    #: As ParsedPost's: Lemmy's code, and the name the page showed.
     language: str | None = None
+    language_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

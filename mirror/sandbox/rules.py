@@ -109,12 +109,36 @@ def check_object(activity: dict[str, Any], actor: str, community: str) -> dict[s
     if media_type not in (None, "text/html", "text/markdown"):
         raise Refused("parse_error", f"mediaType {media_type!r} is not text/html or text/markdown")
     language = obj.get("language")
-    if language is not None and not (
-        isinstance(language, dict)
-        and isinstance(language.get("identifier"), str)
-        and isinstance(language.get("name"), str)
-    ):
-        raise Refused("parse_error", "language must be {identifier, name}")
+    if language is not None:
+        if not (
+            isinstance(language, dict)
+            and isinstance(language.get("identifier"), str)
+            and isinstance(language.get("name"), str)
+        ):
+            raise Refused("parse_error", "language must be {identifier, name}")
+        identifier = language["identifier"]
+        if len(identifier) > 5:
+            # PieFed keeps the identifier in a varchar(5) and answers 500 past it.
+            raise Refused(
+                "parse_error",
+                f"language identifier {identifier!r} is longer than 5 characters",
+            )
+        # Lemmy's language table (its migration 2022-06-21-123144_language-tags),
+        # read as data from the list vendored beside mirror.vocab: the sandbox
+        # shares no code with the sender.
+        from pathlib import Path
+
+        table = Path(__file__).resolve().parents[1] / "vocab" / "languages.tsv"
+        codes = {
+            line.split("\t", 1)[0]
+            for line in table.read_text("utf-8").splitlines()
+            if line and not line.startswith("#")
+        }
+        if identifier not in codes:
+            raise Refused(
+                "parse_error",
+                f"language identifier {identifier!r} is not a code of Lemmy's language list",
+            )
     for key in ("published", "updated"):
         if key in obj:
             try:

@@ -3,7 +3,9 @@
 Shapes follow what Lemmy parses (shared/docs/lemmy-receive-rules.md §3.3,
 §4): `attributedTo` one URL equal to the sending actor, the full Public IRI
 and the community in `to`/`cc`, `audience` the community, `mediaType`
-text/html with markdown in `source`, `language` as {identifier, name}.
+text/html with markdown in `source`, `language` as {identifier, name}
+with Lemmy's code and name (crates/apub/objects/src/utils/protocol.rs
+`LanguageTag`), left out for a code not in Lemmy's list.
 """
 
 from __future__ import annotations
@@ -11,25 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from mirror.vocab import languages
 from mirror.vocab.context import ACTIVITY_CONTEXT, PUBLIC
 from mirror.vocab.times import rfc3339
 
 #: Lemmy cuts titles to 200 characters (MAX_TITLE_LENGTH).
 MAX_TITLE = 200
-#: Names Lemmy shows for the language codes a dump may carry; others use the code.
-LANGUAGE_NAMES = {
-    "en": "English",
-    "de": "Deutsch",
-    "fr": "Français",
-    "es": "Español",
-    "it": "Italiano",
-    "nl": "Nederlands",
-    "pt": "Português",
-    "pl": "Polski",
-    "ru": "Русский",
-    "ja": "日本語",
-    "zh": "中文",
-}
 
 
 def title(text: str) -> str:
@@ -47,7 +36,7 @@ def _build(
     source: str,
     published: datetime | None,
     updated: datetime | None = None,
-    language: str | None = None,
+    language: str | None = None,  # Lemmy's code (mirror.vocab.languages)
     followers: str | None = None,
 ) -> dict[str, Any]:
     """Public, to the community where there is one; followers-only copies cc the followers."""
@@ -76,11 +65,11 @@ def _build(
         document["published"] = rfc3339(published)
     if updated is not None:
         document["updated"] = rfc3339(updated)
-    if language:
-        document["language"] = {
-            "identifier": language,
-            "name": LANGUAGE_NAMES.get(language, language),
-        }
+    name = languages.name_for(language)
+    if name:
+        # What Lemmy sends; a name where a code belongs made PieFed answer 500
+        # (it keeps the identifier in a varchar(5)).
+        document["language"] = {"identifier": language, "name": name}
     return document
 
 

@@ -1,4 +1,7 @@
-"""Dump text in `source` survives a markdown renderer as written; `content` is safe HTML."""
+"""Dump text in `source` survives a CommonMark renderer as written; `content` is safe HTML.
+
+lemmy-ui's and PieFed's own renderers: tests/publish/test_markdown_renderers.py.
+"""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def test_first_item_is_edited_and_the_time_is_the_edit_time(dump) -> None:
     assert first.edited_at.raw == "4 hours ago"
     assert first.edited_at.estimated == CAPTURED - timedelta(hours=4)
     assert first.published is None
-    assert first.language == "English"
+    assert (first.language, first.language_name) == ("en", "English")
     assert first.confidence is Confidence.HIGH
 
 

@@ -74,7 +74,10 @@ class _ItemColumns:
     edited_at: Mapped[datetime | None] = mapped_column(TZ)
     edited_raw: Mapped[str | None] = mapped_column(sa.String(64))
     edited_precision_s: Mapped[int | None] = mapped_column(sa.Integer)
+    #: Lemmy's code for the language the page showed (mirror.vocab.languages), when it
+    #: has one; the name as the page showed it, for display (never lost).
     language: Mapped[str | None] = mapped_column(sa.String(64))
+    language_name: Mapped[str | None] = mapped_column(sa.String(64))
     confidence: Mapped[str] = mapped_column(sa.String(8))
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)

@@ -40,6 +40,7 @@ from mirror.reconstruct.model import (
 )
 from mirror.reconstruct.text import is_blank, join_paragraphs, paragraphs
 from mirror.reconstruct.times import Moment, is_relative_time, parse_moment
+from mirror.vocab import languages
 
 ITEM = re.compile(r"^  • (?P<text>\S.*)$")
 STAT = re.compile(r"^  • (?P<count>[\d.,]+[KkMm]?) (?P<what>Posts?|Comments?)\s*$")
@@ -77,6 +78,8 @@ ICONS = frozenset(
         "x",
     }
 )
+#: A language name as lemmy-ui prints it: one of Lemmy's list (mirror.vocab.languages,
+#: "Русский" and "日本語" too), or a capitalised word for a name the list lacks.
 LANGUAGE = re.compile(r"^[A-Z][a-zà-ÿ]+(?: \([^)]*\))?$")
 NUMBER = re.compile(r"^-?[\d.,]+[KkMm]?$")
 
@@ -274,7 +277,8 @@ def _parse_item(
             published=meta.published,
             edited=meta.edited,
             edited_at=meta.edited_at,
-            language=meta.language,
+            language=languages.code_for(meta.language),
+            language_name=meta.language,
         )
     )
 
@@ -295,8 +299,12 @@ def _is_meta(line: str) -> bool:
         text in ICONS
         or bool(NUMBER.match(text))
         or is_relative_time(text)
-        or bool(LANGUAGE.match(text))
+        or _is_language(text)
     )
+
+
+def _is_language(text: str) -> bool:
+    return languages.code_for(text) is not None or bool(LANGUAGE.match(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +313,7 @@ class _Meta:
     published: Moment | None
     edited: bool
     edited_at: Moment | None
+    #: The language's name as the page printed it.
     language: str | None
 
 
@@ -328,7 +337,7 @@ def _parse_meta(tokens: list[str], captured_at: datetime | None) -> _Meta:
                 published = moment
         elif token == "edit-2":
             edited = True
-        elif token not in ICONS and LANGUAGE.match(token):
+        elif token not in ICONS and _is_language(token):
             language = token
         previous = token
     score = up - down if up is not None and down is not None else None

@@ -1,7 +1,7 @@
 """publication states, the target's software on runs, job leases
 
 Revision ID: c41f7a2d9e18
-Revises: b7d30e9a4c15
+Revises: 4f2a9c1d7e60
 Create Date: 2026-12-07 12:00:00
 
 Publications already stored start as `queued`: the publication job reads
@@ -17,7 +17,7 @@ from alembic import op
 
 
 revision: str = 'c41f7a2d9e18'
-down_revision: str | None = 'b7d30e9a4c15'
+down_revision: str | None = '4f2a9c1d7e60'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

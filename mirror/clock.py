@@ -34,3 +34,22 @@ class FrozenClock:
 
     def set(self, at: datetime) -> None:
         self._now = at.astimezone(UTC)
+
+
+class ShiftedClock:
+    """The system's time plus an offset that only moves forward when told to.
+
+    For tests that must pass a day (a server's new-account limit) while the
+    rest runs in real time: time keeps flowing, so timers and lookups due
+    in a second still come.
+    """
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta | float) -> datetime:
+        self._offset += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        return self.now()

@@ -74,7 +74,7 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     services: list[Service] = []
     workers: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(*, worker: bool = True, **sections: Any) -> Service:
+    async def start(*, worker: bool = True, clock: Any = None, **sections: Any) -> Service:
         port = free_port()
         sections.setdefault("delivery", {})
         sections["delivery"] = {
@@ -88,13 +88,10 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         engine = make_engine(settings.database_url)
         migrate.upgrade(engine)
         master_key = MasterKey.generate()
-        federation = Federation(
-            settings=settings, engine=engine, clock=SystemClock(), master_key=master_key
-        )
+        clock = clock or SystemClock()
+        federation = Federation(settings=settings, engine=engine, clock=clock, master_key=master_key)
         with write_transaction(engine) as conn:
-            create_actor(
-                conn, username="mirror", kind=BOT, master_key=master_key, now=SystemClock().now()
-            )
+            create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=clock.now())
         server = TestServer(make_app(federation), host="127.0.0.1", port=port)
         await server.start_server()
         servers.append(server)

@@ -7,7 +7,6 @@ and shares the service's clock, which a test moves a day forward.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -23,34 +22,8 @@ from mirror.publish.backfill import PUBLICATIONS, object_id_for
 from mirror.publish.plan import Options, build_plan
 from mirror.publish.start import start_backfill
 from mirror.sandbox.app import Instance
-from tests.publish.test_backfill import handle, mirror_service, wait_for_run
+from tests.publish.test_backfill import handle, mirror_service, settled, wait_for_run
 from tests.server.conftest import Service
-
-
-async def settled(service: Service, run_id: int, timeout: float = 60) -> dict[str, int]:
-    """The run's item counts once nothing moves until a later time (only waits left)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        with service.engine.connect() as conn:
-            counts = publications.counts(conn, run_id=run_id)
-            due_now = conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(PUBLICATIONS)
-                .where(
-                    PUBLICATIONS.c.run_id == run_id,
-                    sa.or_(
-                        PUBLICATIONS.c.state.in_(("queued", "sent")),
-                        sa.and_(
-                            PUBLICATIONS.c.state == "waiting",
-                            PUBLICATIONS.c.due_at <= service.federation.clock.now(),
-                        ),
-                    ),
-                )
-            )
-        if not due_now:
-            return counts
-        assert asyncio.get_running_loop().time() < deadline, counts
-        await asyncio.sleep(0.1)
 
 
 def stored_ids(sandbox: Instance) -> set[str]:

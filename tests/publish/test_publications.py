@@ -70,9 +70,7 @@ def test_piefeds_new_account_limit_is_honoured_before_sending(engine: Engine) ->
         create_actor(conn, username="mirror", kind=BOT, master_key=MasterKey.generate(), now=T0)
         young = T0 + timedelta(hours=1)
         assert publications.young_account_due(conn, PIEFED, "mirror", count=2, now=young) is None
-        due, reason = publications.young_account_due(
-            conn, PIEFED, "mirror", count=3, now=young
-        )  # type: ignore[misc]
+        due, reason = publications.young_account_due(conn, PIEFED, "mirror", count=3, now=young)  # type: ignore[misc]
         assert due == T0 + timedelta(hours=24) + MARGIN
         assert "can_create_post" in reason and "@mirror" in reason
         # Old enough: no limit; Lemmy has none.

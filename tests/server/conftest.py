@@ -89,7 +89,9 @@ async def service_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         migrate.upgrade(engine)
         master_key = MasterKey.generate()
         clock = clock or SystemClock()
-        federation = Federation(settings=settings, engine=engine, clock=clock, master_key=master_key)
+        federation = Federation(
+            settings=settings, engine=engine, clock=clock, master_key=master_key
+        )
         with write_transaction(engine) as conn:
             create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=clock.now())
         server = TestServer(make_app(federation), host="127.0.0.1", port=port)

@@ -84,8 +84,9 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
         with write_transaction(engine) as conn:
             count = publications.retry_unconfirmed(conn, now=SystemClock().now(), run_id=args.run)
         print(
-            f"{count} items published again by the next cycle of `mirror serve`/`mirror worker` "
-            "(new activity ids; replies still wait for their parent's confirmation)"
+            f"{count} items go again with the next cycle of `mirror serve`/`mirror worker` "
+            "(those sent before with new activity ids; replies still wait for their "
+            "parent's confirmation)"
         )
         return EXIT_OK
     if args.run is not None:

@@ -72,7 +72,7 @@ async def ask(
     if status == 200:
         if _names(data, object_url):
             return Found()
-        return NotFound(f"the lookup answered with another object ({url})")
+        return NotFound(f"the lookup answered with another object, or a deleted one ({url})")
     error = _error(data)
     if status == 429 or (status == 400 and any(m in error for m in server.too_fast)):
         return Later(f"lookup: HTTP {status} {error}".strip(), too_fast=True)
@@ -88,13 +88,15 @@ def _names(data: Any, object_url: str) -> bool:
 
     Lemmy nests the object in a view (`{"post": {"post": {"ap_id": ...}}}`),
     PieFed in its own; looking for the id anywhere in the answer reads both.
+    Lemmy 1.0 answers 200 for a deleted comment (or a deleted post that has
+    comments) with `"deleted": true`: that is not holding it.
     """
     stack = [data]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
             if value.get("ap_id") == object_url:
-                return True
+                return not value.get("deleted") and not value.get("removed")
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)

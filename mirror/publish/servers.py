@@ -51,8 +51,8 @@ LEMMY = Server(
     lookup_path="/api/v3/resolve_object",
     # 0.19 answers 400 couldnt_find_object (404 for a deleted one); 1.0
     # answers 400 resolve_object_failed (crates/api/api/src/federation/
-    # resolve_object.rs).
-    not_found=("couldnt_find_object", "resolve_object_failed"),
+    # resolve_object.rs), and 404 not_found for a deleted post without comments.
+    not_found=("couldnt_find_object", "resolve_object_failed", "not_found"),
     too_fast=("rate_limit_error",),
     # Rate: 0.19 counts the route in its "message" bucket, 180 a minute per IP
     # (src/api_routes_http.rs); 1.0's v3 shim probably takes that bucket twice

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 SOFTWARE = ("lemmy", "piefed")
 
@@ -101,18 +102,24 @@ def profile(software: str) -> Profile:
         raise ValueError(f"the sandbox knows {' and '.join(SOFTWARE)}, not {software!r}") from None
 
 
-#: Lemmy's language codes in the order of its migration
-#: 2022-06-21-123144_language-tags, which gives them ids 1, 2, ... (0 is "und").
-_LEMMY_CODES = (
-    "aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy "
-    "da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht "
-    "hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky "
-    "la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny "
-    "oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss "
-    "st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo "
-    "za zh zu"
-)
-LEMMY_LANGUAGES = {code: number for number, code in enumerate(_LEMMY_CODES.split(), start=1)}
+def _lemmy_codes() -> list[str]:
+    """Lemmy's language codes in the order of its migration 2022-06-21-123144_language-tags.
+
+    Read as data from the list vendored beside mirror.vocab: the sandbox
+    shares no code with the sender.
+    """
+    table = Path(__file__).resolve().parents[1] / "vocab" / "languages.tsv"
+    return [
+        line.split("\t", 1)[0]
+        for line in table.read_text("utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+
+
+#: Lemmy's language ids: the migration's order gives them 1, 2, ... (0 is "und").
+LEMMY_LANGUAGES = {
+    code: number for number, code in enumerate((c for c in _lemmy_codes() if c != "und"), 1)
+}
 
 
 def lemmy_language_id(identifier: str | None) -> int:

@@ -222,7 +222,8 @@ def _community(actor_id: str) -> str:
 
 
 def cmd_retract(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.publish.backfill import PUBLICATIONS, delete_publications
+    from mirror.publish.backfill import PUBLICATIONS
+    from mirror.publish.retract import delete_publications
     from mirror.vocab.ids import Urls
 
     if (args.item is None) == (args.run is None):

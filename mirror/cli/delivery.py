@@ -40,8 +40,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         )
     items = report["publications"]["by_state"]
     console.print(
-        "published items: "
-        + ", ".join(f"{name} {count}" for name, count in items.items() if count)
+        "published items: " + ", ".join(f"{name} {count}" for name, count in items.items() if count)
         if any(items.values())
         else "published items: none"
     )

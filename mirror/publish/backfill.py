@@ -11,7 +11,6 @@ changed, and a Delete for a mirrored item that is now excluded.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -30,15 +29,16 @@ from mirror.delivery.states import State, stored_in
 from mirror.federation.actors import PUPPET, create_actor, get_actor
 from mirror.federation.follows import list_followers
 from mirror.inspection import load_bodies
-from mirror.publish import publications, render
+from mirror.publish import release, render
+from mirror.publish.attribution import attribution, derived_title, parse_time
 from mirror.publish.plan import Item, Plan
+from mirror.publish.retract import delete_publications
 from mirror.publish.servers import server_for
 from mirror.publish.states import HOLDS_REPLIES
 from mirror.publish.states import State as Published
 from mirror.publish.target import Target
 from mirror.signatures import MasterKey
 from mirror.vocab.activities import build, recipe
-from mirror.vocab.context import PUBLIC
 from mirror.vocab.ids import Urls
 from mirror.vocab.objects import build_comment, build_post
 from mirror.vocab.times import rfc3339
@@ -244,11 +244,11 @@ class Backfill:
         source = "\n\n".join(x for x in (render.to_markdown(body), note_md) if x)
         content = render.to_html(body) + note_html
         published = (
-            _time(data.get("published"))
+            parse_time(data.get("published"))
             if self.settings.backfill.published == "original"
             else self.now
         )
-        updated = _time(data.get("edited_at"))
+        updated = parse_time(data.get("edited_at"))
         followers = self.urls.followers(actor)
         common = {
             "object_id": url,
@@ -263,7 +263,7 @@ class Backfill:
         }
         depends_on = parent_id = None
         if item.kind == "post":
-            title = data.get("title") or _derived_title(body) or "(untitled)"
+            title = data.get("title") or derived_title(body) or "(untitled)"
             document = build_post(kind=self.post_type, name=title, **common)
         else:
             in_reply_to = None
@@ -469,8 +469,8 @@ class Backfill:
             return None
         count = self._posts.get(prepared.actor)
         if count is None:
-            count = publications.posts_sent(self.conn, prepared.actor, self.target.host)
-        hold = publications.young_account_due(
+            count = release.posts_sent(self.conn, prepared.actor, self.target.host)
+        hold = release.young_account_due(
             self.conn, self.server, prepared.actor, count=count, now=self.now
         )
         if hold is None:
@@ -616,60 +616,6 @@ class Backfill:
         )
 
 
-def delete_publications(
-    conn: sa.Connection,
-    *,
-    urls: Urls,
-    now: datetime,
-    where: sa.ColumnElement[bool],
-    inbox_for: dict[str, str],
-    run_id: int | None = None,
-) -> int:
-    """Send a Delete for every live object matching ``where``; they answer 410 afterwards.
-
-    The Delete carries Public in `to` and no `summary` (Lemmy reads a summary
-    as a moderator's removal, rules §6.3); the queue's per-object order keeps
-    it after the Create and any Update.
-    """
-    rows = conn.execute(
-        sa.select(PUBLICATIONS, OBJECTS.c.json)
-        .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id)
-        .where(where, OBJECTS.c.deleted_at.is_(None))
-    ).all()
-    for row in rows:
-        document = row.json
-        community = document.get("audience")
-        inboxes = {
-            d.inbox
-            for d in conn.execute(
-                sa.select(DELIVERIES.c.inbox).where(DELIVERIES.c.activity_id == row.activity_id)
-            )
-        }
-        if community in inbox_for:
-            inboxes.add(inbox_for[community])
-        enqueue.publish(
-            conn,
-            urls=urls,
-            username=row.actor,
-            recipe=recipe(
-                "delete",
-                username=row.actor,
-                object_id=document["id"],
-                to=[PUBLIC],
-                cc=[community] if community else [urls.followers(row.actor)],
-                audience=community,
-            ),
-            inboxes=sorted(inboxes),
-            now=now,
-            public=True,
-            run_id=run_id,
-        )
-        conn.execute(
-            sa.update(OBJECTS).where(OBJECTS.c.id == row.id).values(deleted_at=now, updated_at=now)
-        )
-    return len(rows)
-
-
 def _with_bodies(
     conn: sa.Connection, items: Sequence[Item], size: int = FLUSH_EVERY
 ) -> Iterator[Item]:
@@ -687,70 +633,6 @@ def _with_bodies(
         yield from chunk
         for item in missing:
             del item.data["body"]
-
-
-def attribution(item: Item, *, actor_is_bot: bool) -> tuple[str, str]:
-    """The block that says where a mirrored item came from: (markdown, HTML)."""
-    data = item.data
-    author = data.get("author")
-    community = data.get("community")
-    published, raw = data.get("published"), data.get("published_raw")
-    when = f"on {published[:10]}" if published else raw
-    parts_md: list[str] = []
-    parts_html: list[str] = []
-
-    def say(text: str, url: str | None = None) -> None:
-        if url:
-            parts_md.append(f"[{render.escape_line(text)}](<{url}>)")
-            parts_html.append(f'<a href="{url}">{_escape(text)}</a>')
-        else:
-            parts_md.append(render.escape_line(text))
-            parts_html.append(_escape(text))
-
-    say("Mirrored from an archive: originally by ")
-    if author:
-        user, _, host = author.partition("@")
-        say(author, f"https://{host}/u/{user}")
-    else:
-        say("an unknown author")
-    if item.kind == "post" or community:
-        say(" in ")
-        if community:
-            name, _, host = community.partition("@")
-            say(community, f"https://{host}/c/{name}")
-        elif data.get("community_title"):
-            say(str(data["community_title"]))
-        else:
-            say("an unknown community")
-    say(f", {when}" if when else ", time unknown")
-    if data.get("edited"):
-        say(" (edited)")
-    say(".")
-    if item.kind == "post" and data.get("cross_posted_from"):
-        say(" Cross-posted from ")
-        say(data["cross_posted_from"], data["cross_posted_from"])
-        say(".")
-    for note in item.notes:
-        say(f" Note: {note}.")
-    if not actor_is_bot:
-        say(" This account is a mirror, not the author.")
-    markdown = "---\n\n*" + "".join(parts_md) + "*"
-    html = render.sanitize("<hr><p><small>" + "".join(parts_html) + "</small></p>")
-    return markdown, html
-
-
-def _escape(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _derived_title(body: str) -> str:
-    first = body.strip().split("\n", 1)[0]
-    match = re.match(r"(.+?[.!?])(\s|$)", first)
-    return (match.group(1) if match else first)[:200]
 
 
 def _content_hash(document: dict[str, Any], *, ignore_published: bool) -> str:

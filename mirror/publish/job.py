@@ -27,7 +27,7 @@ from mirror.config import Settings
 from mirror.db import lease
 from mirror.db.session import write_transaction
 from mirror.delivery.backoff import Policy
-from mirror.publish import lookup, publications
+from mirror.publish import confirm, from_deliveries, lookup, release
 from mirror.publish.servers import server_for
 from mirror.publish.states import State
 from mirror.vocab.ids import Urls
@@ -82,8 +82,8 @@ class PublicationJob:
         self.allow_private = settings.network.allow_private_networks
         self.rate = settings.confirm.rate
         d = settings.delivery
-        self.rules = publications.Rules(
-            window=publications.Window(settings.confirm.window_s),
+        self.rules = confirm.Rules(
+            window=confirm.Window(settings.confirm.window_s),
             policy=Policy(
                 base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
             ),
@@ -137,14 +137,14 @@ class PublicationJob:
         """Deliveries into states, then releases; returns how many were queued."""
         with write_transaction(self.engine) as conn:
             now = self.clock.now()
-            publications.advance_from_deliveries(conn, now=now, window=self.rules.window)
-            return publications.release(conn, now=now, urls=self.urls)
+            from_deliveries.advance_from_deliveries(conn, now=now, window=self.rules.window)
+            return release.release(conn, now=now, urls=self.urls)
 
-    def _due(self) -> list[publications.Check]:
+    def _due(self) -> list[confirm.Check]:
         with self.engine.connect() as conn:
-            return publications.due_checks(conn, now=self.clock.now())
+            return confirm.due_checks(conn, now=self.clock.now())
 
-    async def _ask(self, check: publications.Check) -> lookup.Answer | None:
+    async def _ask(self, check: confirm.Check) -> lookup.Answer | None:
         """The lookup's answer, or None when the host's pace leaves it for a later cycle."""
         bucket = self._buckets.get(check.host)
         if bucket is None:
@@ -163,14 +163,14 @@ class PublicationJob:
             bucket.pause(PAUSE_S)
         return answer
 
-    def _record(self, answered: list[tuple[publications.Check, lookup.Answer | None]]) -> int:
+    def _record(self, answered: list[tuple[confirm.Check, lookup.Answer | None]]) -> int:
         """Record the answers and release what they let go; returns how many were queued."""
         with write_transaction(self.engine) as conn:
             now = self.clock.now()
             for check, answer in answered:
                 if answer is None:
                     continue
-                state = publications.record_check(conn, check, answer, now=now, rules=self.rules)
+                state = confirm.record_check(conn, check, answer, now=now, rules=self.rules)
                 if state not in (State.SENT, State.CONFIRMED):
                     log.info("publication %s: %s", check.id, state.value)
-            return publications.release(conn, now=now, urls=self.urls)
+            return release.release(conn, now=now, urls=self.urls)

@@ -120,9 +120,7 @@ def pieces(line: str) -> Iterator[tuple[bool, str]]:
 #: it reads `*`/`_` inside an autolink with a character outside its
 #: autolink pattern (markdown2.py `_sorta_html_tokenize_re`) as emphasis;
 #: and PieFed's handle_bold_em makes `**x**`/`__x__` bold before markdown2.
-FRAGILE_URL = re.compile(
-    r"~~|\*\*|__|[\^{}|`]|&(?:#[xX]?)?\w+;|[^\w~:/?#\[\]@!$&'()*+,;%=.\\-]"
-)
+FRAGILE_URL = re.compile(r"~~|\*\*|__|[\^{}|`]|&(?:#[xX]?)?\w+;|[^\w~:/?#\[\]@!$&'()*+,;%=.\\-]")
 #: How those characters are written in an href (RFC 3986 §2.1; `~` is the
 #: same URL either way, §2.3) and in the link's text.
 _HREF = str.maketrans({ch: f"%{ord(ch):02X}" for ch in "~^{}|`"})

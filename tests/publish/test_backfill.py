@@ -283,7 +283,8 @@ async def test_paced_run_is_scheduled_and_can_be_paused_resumed_and_cancelled(
 async def test_retract_sends_deletes_and_objects_answer_410(
     service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
 ) -> None:
-    from mirror.publish.backfill import PUBLICATIONS, delete_publications
+    from mirror.publish.backfill import PUBLICATIONS
+    from mirror.publish.retract import delete_publications
 
     service = await mirror_service(service_factory, rate_per_minute=0.0)
     sandbox = await sandbox_factory()

@@ -24,6 +24,7 @@ from mirror.publish.start import start_backfill
 from mirror.sandbox.app import Instance
 from tests.publish.test_backfill import handle, mirror_service, settled, wait_for_run
 from tests.server.conftest import Service
+from tests.server.test_observe import samples
 
 
 def stored_ids(sandbox: Instance) -> set[str]:
@@ -64,6 +65,11 @@ async def test_a_fresh_bot_into_piefed_is_confirmed_as_stored_then_the_rest_a_da
         reasons = publications.not_confirmed(conn, run_id=report.run_id)
     assert any("can_create_post" in (r["reason"] or "") for r in reasons)
     assert any("parent" in (r["reason"] or "") for r in reasons)
+    # The metrics say the same.
+    _, _, text = await service.get("/metrics", accept="text/plain")
+    metrics = samples(text.decode())
+    for state in ("confirmed", "waiting", "sent", "missing", "refused"):
+        assert metrics[("mirror_publications", (("state", state),))] == first[state]
 
     clock.advance(timedelta(hours=24, minutes=16))
     done = await wait_for_run(service, report.run_id, timeout=120)

@@ -35,7 +35,7 @@ from mirror.db.session import make_engine
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
 from mirror.publish import render
-from mirror.publish.backfill import attribution
+from mirror.publish.attribution import attribution
 from mirror.publish.plan import Item
 from tests.conftest import CAPTURED, SEEDS
 from tests.publish.renderers import RENDERERS, layout, lemmy_ui, piefed, seen, text_of, typography

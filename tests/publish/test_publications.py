@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from mirror.db import lease, migrate
 from mirror.db.session import make_engine, write_transaction
 from mirror.federation.actors import BOT, create_actor
-from mirror.publish import publications
-from mirror.publish.publications import Window
+from mirror.publish import release
+from mirror.publish.confirm import Window
 from mirror.publish.servers import LEMMY, MARGIN, PIEFED
 from mirror.signatures import MasterKey
 
@@ -69,11 +69,11 @@ def test_piefeds_new_account_limit_is_honoured_before_sending(engine: Engine) ->
     with write_transaction(engine) as conn:
         create_actor(conn, username="mirror", kind=BOT, master_key=MasterKey.generate(), now=T0)
         young = T0 + timedelta(hours=1)
-        assert publications.young_account_due(conn, PIEFED, "mirror", count=2, now=young) is None
-        due, reason = publications.young_account_due(conn, PIEFED, "mirror", count=3, now=young)  # type: ignore[misc]
+        assert release.young_account_due(conn, PIEFED, "mirror", count=2, now=young) is None
+        due, reason = release.young_account_due(conn, PIEFED, "mirror", count=3, now=young)  # type: ignore[misc]
         assert due == T0 + timedelta(hours=24) + MARGIN
         assert "can_create_post" in reason and "@mirror" in reason
         # Old enough: no limit; Lemmy has none.
         later = T0 + timedelta(hours=24, seconds=1)
-        assert publications.young_account_due(conn, PIEFED, "mirror", count=9, now=later) is None
-        assert publications.young_account_due(conn, LEMMY, "mirror", count=9, now=young) is None
+        assert release.young_account_due(conn, PIEFED, "mirror", count=9, now=later) is None
+        assert release.young_account_due(conn, LEMMY, "mirror", count=9, now=young) is None

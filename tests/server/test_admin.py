@@ -51,7 +51,7 @@ async def test_admin_page_in_chromium_shows_what_the_database_holds(
     service.federation.settings = replace(settings, admin=replace(settings.admin, token=TOKEN))
     sandbox = await sandbox_factory()
     _, report = await start_backfill(service.federation, to=handle(sandbox), limit=2)
-    await wait_for_run(service, report.run_id)
+    done = await wait_for_run(service, report.run_id)
     with service.engine.connect() as conn:
         delivered = operate.status(conn, service.federation.clock.now())["deliveries"]["by_state"][
             "delivered"
@@ -76,6 +76,10 @@ async def test_admin_page_in_chromium_shows_what_the_database_holds(
             assert int(await cell.inner_text()) == delivered
             run_row = page.locator(f'tr[data-run="{report.run_id}"]')
             assert sandbox.group_id in await run_row.inner_text()
+            confirmed = run_row.locator('td[data-items="confirmed"]')
+            items = done["publications"]
+            assert await confirmed.inner_text() == f"{items['confirmed']}/{done['total']}"
+            assert items["confirmed"] > 0
             assert sandbox.host.lower() in await page.locator("#hosts + table").inner_text()
             communities = await page.locator("#communities + table").inner_text()
             for title in titles:

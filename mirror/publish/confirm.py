@@ -1,0 +1,185 @@
+"""Publications moved by lookups: confirmed, missing (with why and when to go again).
+
+mirror.publish.lookup asks the target; this records what it said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from mirror.delivery.backoff import Policy, next_attempt_at
+from mirror.publish.lookup import Answer, Found, Later, NotFound, Unavailable
+from mirror.publish.records import (
+    BATCH,
+    LATER,
+    NOW,
+    PUBLICATIONS,
+    RUNS,
+    actor_created,
+    iso,
+    move,
+    state_values,
+)
+from mirror.publish.servers import MARGIN, server_for
+from mirror.publish.states import HOLDS_REPLIES, State
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """How long after a 2xx we look for an object, and how often."""
+
+    #: The last lookup comes this long after the 2xx; not found then: missing.
+    seconds: float
+
+    def next_check(self, sent_at: datetime, checks: int) -> datetime | None:
+        """Lookups at 1, 3, 9, 27 ... seconds after sending, the last at the window's end."""
+        if checks > 0 and 3 ** (checks - 1) >= self.seconds:
+            return None
+        return sent_at + timedelta(seconds=min(3**checks, self.seconds))
+
+
+# -- lookups ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A sent publication due for a lookup."""
+
+    id: str
+    kind: str
+    target: str
+    host: str
+    software: str | None
+    actor: str
+    sent_at: datetime
+    checks: int
+    sends: int
+    parent_id: str | None
+    created_at: datetime
+
+
+_DUE_CHECKS = (
+    sa.select(
+        PUBLICATIONS.c.id,
+        PUBLICATIONS.c.kind,
+        PUBLICATIONS.c.target,
+        RUNS.c.software,
+        PUBLICATIONS.c.actor,
+        PUBLICATIONS.c.sent_at,
+        PUBLICATIONS.c.checks,
+        PUBLICATIONS.c.sends,
+        PUBLICATIONS.c.parent_id,
+        PUBLICATIONS.c.created_at,
+    )
+    .join(RUNS, RUNS.c.id == PUBLICATIONS.c.run_id)
+    .where(
+        PUBLICATIONS.c.state == State.SENT.value,
+        PUBLICATIONS.c.due_at <= NOW,
+    )
+    .order_by(PUBLICATIONS.c.due_at, PUBLICATIONS.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer()))
+)
+
+
+def due_checks(conn: sa.Connection, *, now: datetime, limit: int = BATCH) -> list[Check]:
+    return [
+        Check(host=urlsplit(row.target).netloc, **row._asdict())
+        for row in conn.execute(_DUE_CHECKS, {"now": now, "limit": limit})
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    window: Window
+    #: Re-publications of a missing item back off like deliveries, to this horizon.
+    policy: Policy
+
+
+def record_check(
+    conn: sa.Connection, check: Check, answer: Answer, *, now: datetime, rules: Rules
+) -> State:
+    """What one lookup showed; returns the publication's new state."""
+    if isinstance(answer, Found):
+        values = {**state_values(State.CONFIRMED, None, now), "confirmed_at": now}
+    elif isinstance(answer, Unavailable):
+        _unverifiable_target(conn, check.target, answer.reason, now)
+        return State.UNVERIFIABLE
+    elif isinstance(answer, Later):
+        values = {"due_at": now + LATER, "reason": answer.reason, "updated_at": now}
+    else:
+        assert isinstance(answer, NotFound)
+        due = rules.window.next_check(check.sent_at, check.checks + 1)
+        if due is not None:
+            values = {"checks": check.checks + 1, "due_at": due, "updated_at": now}
+        else:
+            values = _missing(conn, check, answer, now=now, rules=rules)
+    move(conn, check.id, State.SENT, values)
+    return State(values.get("state", State.SENT))
+
+
+def _unverifiable_target(conn: sa.Connection, target: str, reason: str, now: datetime) -> None:
+    """The target answers no lookups (its API is off, or needs a login): stop asking.
+
+    Its sent publications, and what its runs deliver from now on, become
+    unverifiable; their replies go at once. A new run asks again.
+    """
+    runs = sa.select(RUNS.c.id).where(RUNS.c.target == target)
+    conn.execute(sa.update(RUNS).where(RUNS.c.target == target).values(unverifiable=reason))
+    conn.execute(
+        sa.update(PUBLICATIONS)
+        .where(PUBLICATIONS.c.state == State.SENT.value, PUBLICATIONS.c.run_id.in_(runs))
+        .values(state_values(State.UNVERIFIABLE, reason, now))
+    )
+
+
+def _missing(
+    conn: sa.Connection, check: Check, answer: NotFound, *, now: datetime, rules: Rules
+) -> dict[str, Any]:
+    """Not found after the window: why, probably, and when to publish it again.
+
+    The target did not say (PieFed answers 200 to what it refuses), so the
+    reason is inferred from what we know of the server and is said as such.
+    """
+    after = f"not found {int(rules.window.seconds)} s after a 2xx ({answer.reason})"
+    server = server_for(check.software)
+    if check.kind == "post" and server.new_account_limit is not None:
+        limit = server.new_account_limit
+        created = actor_created(conn, check.actor)
+        if created is not None and check.sent_at < created + limit.age:
+            due = created + limit.age + MARGIN
+            return {
+                **state_values(State.MISSING, None, now),
+                "due_at": due,
+                "reason": (
+                    f"{after}; probably the new-account limit ({limit.source}): "
+                    f"@{check.actor} was created {iso(created)}; published again at {iso(due)}"
+                ),
+            }
+    if check.parent_id is not None:
+        parent = conn.execute(
+            sa.select(PUBLICATIONS.c.state).where(PUBLICATIONS.c.id == check.parent_id)
+        ).scalar()
+        if parent not in HOLDS_REPLIES:
+            return {
+                **state_values(State.WAITING, None, now),
+                "reason": f"{after}; probably because its parent is not there: "
+                "published again once the parent is confirmed",
+            }
+    due = next_attempt_at(
+        policy=rules.policy, attempts=check.sends, now=now, first_attempt_at=check.created_at
+    )
+    if due is None:
+        return {
+            **state_values(State.MISSING, None, now),
+            "reason": f"{after}; gave up after {check.sends} publications",
+        }
+    return {
+        **state_values(State.MISSING, None, now),
+        "due_at": due,
+        "reason": f"{after}; reason unknown: published again at {iso(due)}",
+    }

@@ -96,6 +96,7 @@ def _wait_for_run(engine: Engine, run_id: int) -> int:
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from mirror.publish.publications import not_confirmed
     from mirror.publish.runs import progress
 
     def read() -> dict:  # type: ignore[type-arg]
@@ -140,6 +141,9 @@ def _wait_for_run(engine: Engine, run_id: int) -> int:
         )
         return EXIT_INTERRUPTED
     print(f"run {run_id} done: {_summary(report)}")
+    with engine.connect() as conn:
+        for row in not_confirmed(conn, run_id=run_id):
+            print(_reason_line(row))
     items = report["publications"]
     unsettled = sum(items[s] for s in ("refused", "failed", "parked", "held", "missing"))
     return EXIT_OK if unsettled == 0 and report["by_state"]["failed"] == 0 else EXIT_FAILED

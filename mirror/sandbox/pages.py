@@ -5,82 +5,25 @@ renders it with markdown-it (src/shared/markdown.ts: html off, linkify,
 typographer, with sub, sup, footnote and a spoiler container), PieFed with
 markdown2 and the extras of app/utils.py markdown_to_html. So a stray escape
 in `source` shows here as it would there ("\\~" stays "\\~" on PieFed). The
-sandbox runs neither server's own pre- and post-processing (PieFed's
-handle_bold_em, make_quotes_straight and the like), only the renderer with
-its configuration; the result is sanitised with nh3.
+renderers, with PieFed's passes before and after markdown2, are
+mirror.sandbox.renderers; the result is sanitised with nh3.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from typing import Any
 
-import markdown2
 import nh3
 from aiohttp import web
-from markdown_it import MarkdownIt
-from mdit_py_plugins.container import container_plugin
-from mdit_py_plugins.footnote import footnote_plugin
-from mdit_py_plugins.subscript import sub_plugin
-from mdit_py_plugins.superscript import superscript_plugin
 
+from mirror.sandbox.renderers import lemmy_ui, piefed
 from mirror.sandbox.state import INSTANCE, Instance, Stored
-
-#: A bare URL, for markdown2's link-patterns extra (PieFed links bare URLs the
-#: same way with a pattern of its own): the URL without trailing punctuation.
-BARE_URL = re.compile(r"""\b(https?://[^\s<>"']*[^\s<>"'.,;:!?*_~)])""")
-
-#: markdown2's extras as PieFed configures them (app/utils.py markdown_to_html).
-PIEFED_EXTRAS: dict[str, Any] = {
-    "middle-word-em": False,
-    "tables": True,
-    "fenced-code-blocks": None,
-    "strike": True,
-    "tg-spoiler": True,
-    "link-patterns": [(BARE_URL, r"\1")],
-    "breaks": {"on_backslash": True},
-    "tag-friendly": True,
-    "smarty-pants": True,
-    "enhanced-images": True,
-    "footnotes": True,
-    "markdown-in-html": True,
-}
-
-
-def _spoiler(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
-    # lemmy-ui's spoiler container: "::: spoiler title" becomes <details>.
-    token = tokens[idx]
-    if token.nesting == 1:
-        title = token.info.strip().removeprefix("spoiler").strip()
-        return f"<details><summary> {html.escape(title)} </summary>\n"
-    return "</details>\n"
-
-
-@cache
-def _lemmy_ui() -> MarkdownIt:
-    # "js-default" is markdown-it's default preset (tables, strikethrough), as
-    # `new MarkdownIt(options)` in lemmy-ui.
-    md = MarkdownIt("js-default", {"html": False, "linkify": True, "typographer": True})
-    md.use(sub_plugin).use(superscript_plugin).use(footnote_plugin)
-    md.use(
-        container_plugin,
-        "spoiler",
-        validate=lambda params, *_: params.strip().startswith("spoiler"),
-        render=_spoiler,
-    )
-    return md
 
 
 def render_markdown(software: str, text: str) -> str:
     """Markdown as the software's UI renders it, sanitised."""
-    if software == "piefed":
-        rendered = markdown2.Markdown(extras=PIEFED_EXTRAS).convert(text)
-    else:
-        rendered = _lemmy_ui().render(text)
-    return nh3.clean(str(rendered))
+    return nh3.clean(piefed(text) if software == "piefed" else lemmy_ui(text))
 
 
 def body_html(instance: Instance, item: Stored) -> str:

@@ -627,3 +627,21 @@ async def test_an_object_lemmy_would_not_fetch_is_refused_before_anything_is_que
         assert conn.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 0
         assert conn.scalar(sa.select(sa.func.count()).select_from(PUBLICATIONS)) == 0
     assert sandbox.threads() == []
+
+
+async def test_an_object_keeps_the_author_it_was_first_published_with(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    """A run with other attribution sends nothing for what is there (PieFed would
+    silently deny an Update from another actor)."""
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    sandbox = await sandbox_factory()
+    _, first = await start_backfill(service.federation, to=handle(sandbox), attribution="bot")
+    await wait_for_run(service, first.run_id)
+    _, again = await start_backfill(service.federation, to=handle(sandbox), attribution="puppets")
+    assert again.queued == again.updated == again.requeued == again.deliveries == 0
+    bot = service.federation.urls.actor("mirror")
+    authors = {item.object["attributedTo"] for item in sandbox.objects.values()}
+    assert authors == {bot}
+    with service.engine.connect() as conn:
+        assert set(conn.scalars(sa.select(PUBLICATIONS.c.actor))) == {"mirror"}

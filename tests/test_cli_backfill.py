@@ -175,3 +175,6 @@ def test_reingesting_a_changed_item_sends_an_update(  # type: ignore[no-untyped-
             break
         time.sleep(0.1)
     assert report["state"] == "done" and report["by_state"]["delivered"] >= 1, report
+    # The Update is confirmed like the Create was: the run knows the target's software.
+    assert report["publications"]["confirmed"] >= 1, report
+    assert report["publications"]["unverifiable"] == 0, report

@@ -29,19 +29,25 @@ def queue_updates(federation: Any) -> list[Report]:
     plan = build_plan(build_outline(federation.engine), options)
     reports = []
     with write_transaction(federation.engine) as conn:
-        # The latest inbox each target was reached at.
-        inboxes = dict(
-            conn.execute(sa.select(RUNS.c.target, RUNS.c.inbox).order_by(RUNS.c.id)).all()
-        )
-        for target_id, inbox in inboxes.items():
+        # The latest inbox each target was reached at, and the software it ran
+        # then (which decides how its Updates are confirmed).
+        latest = {
+            row.target: row
+            for row in conn.execute(
+                sa.select(RUNS.c.target, RUNS.c.inbox, RUNS.c.software, RUNS.c.version).order_by(
+                    RUNS.c.id
+                )
+            )
+        }
+        for target_id, run in latest.items():
             target = Target(
                 id=target_id,
                 name=target_id,
-                inbox=inbox,
+                inbox=run.inbox,
                 followers=None,
                 posting_restricted_to_mods=False,
-                software=None,
-                version=None,
+                software=run.software,
+                version=run.version,
             )
             backfill = Backfill.of(conn, federation, target, 0.0)
             report = backfill.run(plan, {"to": target_id, "after": "ingest"}, [], updates_only=True)

@@ -126,15 +126,37 @@ class PublicationJob:
     # -- steps ---------------------------------------------------------------------
 
     def _hold(self) -> bool:
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            if lease.fresh(conn, NAME, self.id, now=now, seconds=LEASE_S):
+                return True
         with write_transaction(self.engine) as conn:
-            return lease.hold(conn, NAME, self.id, now=self.clock.now(), seconds=LEASE_S)
+            return lease.hold(conn, NAME, self.id, now=now, seconds=LEASE_S)
 
     def _give_up(self) -> None:
         with write_transaction(self.engine) as conn:
             lease.give_up(conn, NAME, self.id)
 
     def _advance(self) -> int:
-        """Deliveries into states, then releases; returns how many were queued."""
+        """Deliveries into states, then releases; returns how many were queued.
+
+        Looked for first without the write lock (on SQLite a write
+        transaction takes it at BEGIN, in the delivery worker's way): an idle
+        service writes nothing.
+        """
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            if not any(
+                conn.execute(query.limit(1), {"now": now}).first() is not None
+                for query in (
+                    from_deliveries.CHANGED_COMMUNITY,
+                    from_deliveries.FINISHED_FOLLOWERS,
+                    release.ORPHANED,
+                    release.UNBLOCKED,
+                    release.RELEASABLE,
+                )
+            ):
+                return 0
         with write_transaction(self.engine) as conn:
             now = self.clock.now()
             from_deliveries.advance_from_deliveries(conn, now=now, window=self.rules.window)

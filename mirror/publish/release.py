@@ -34,7 +34,7 @@ from mirror.vocab.ids import Urls
 _PARENT = PUBLICATIONS.alias("parent")
 
 #: Waiting or missing publications that may go now: due, and their parent held.
-_RELEASABLE = (
+RELEASABLE = (
     sa.select(
         PUBLICATIONS.c.id,
         PUBLICATIONS.c.actor,
@@ -107,7 +107,7 @@ def release(conn: sa.Connection, *, now: datetime, urls: Urls) -> int:
             State.PARKED,
             state_values(State.WAITING, "waits for its parent to be confirmed", now),
         )
-    rows = conn.execute(_RELEASABLE, {"now": now}).all()
+    rows = conn.execute(RELEASABLE, {"now": now}).all()
     for row in rows:
         send(conn, row, now=now, urls=urls)
     return len(rows)

@@ -24,6 +24,11 @@ def _leases(engine: Engine) -> None:
             return lease.hold(conn, "job", holder, now=at, seconds=30)
 
     assert hold("a", T0)
+    with engine.connect() as conn:
+        # More than half the lease left: no need to write it again.
+        assert lease.fresh(conn, "job", "a", now=T0 + timedelta(seconds=14), seconds=30)
+        assert not lease.fresh(conn, "job", "a", now=T0 + timedelta(seconds=16), seconds=30)
+        assert not lease.fresh(conn, "job", "b", now=T0, seconds=30)
     assert not hold("b", T0 + timedelta(seconds=10))  # a holds it
     assert hold("a", T0 + timedelta(seconds=20))  # renewed: until +50 s
     assert not hold("b", T0 + timedelta(seconds=45))

@@ -63,7 +63,10 @@ class Check:
     created_at: datetime
 
 
-_DUE_CHECKS = (
+#: Lookups due, the earliest few of each target: one busy target's backlog
+#: does not keep another's lookups waiting (each server has its own pace).
+PER_TARGET = 4
+_RANKED = (
     sa.select(
         PUBLICATIONS.c.id,
         PUBLICATIONS.c.kind,
@@ -75,13 +78,25 @@ _DUE_CHECKS = (
         PUBLICATIONS.c.sends,
         PUBLICATIONS.c.parent_id,
         PUBLICATIONS.c.created_at,
+        PUBLICATIONS.c.due_at,
+        sa.func.row_number()
+        .over(
+            partition_by=PUBLICATIONS.c.target,
+            order_by=(PUBLICATIONS.c.due_at, PUBLICATIONS.c.id),
+        )
+        .label("rank"),
     )
     .join(RUNS, RUNS.c.id == PUBLICATIONS.c.run_id)
     .where(
         PUBLICATIONS.c.state == State.SENT.value,
         PUBLICATIONS.c.due_at <= NOW,
     )
-    .order_by(PUBLICATIONS.c.due_at, PUBLICATIONS.c.id)
+    .subquery()
+)
+_DUE_CHECKS = (
+    sa.select(*(c for c in _RANKED.c if c.name not in ("rank", "due_at")))
+    .where(_RANKED.c.rank <= PER_TARGET)
+    .order_by(_RANKED.c.due_at, _RANKED.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer()))
 )
 

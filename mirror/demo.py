@@ -116,7 +116,7 @@ async def _demo(settings: Settings, data_dir: Path, exit_when_done: bool, softwa
         )
         print(
             f"confirmed by asking the sandbox: {items['confirmed']} of {state['total']} items "
-            f"({items['unverifiable']} sent to followers only cannot be asked about)"
+            f"({items['unverifiable']} for followers only: no community to ask about them)"
         )
         for refusal in instance.refused:
             print(f"  refused: {refusal['error']}: {refusal['message']}")

@@ -28,6 +28,41 @@ SEED = {
 }
 #: A capture time for the seeds (the doc estimates late July 2025 for 004).
 CAPTURED = datetime(2025, 7, 28, 12, 0, tzinfo=UTC)
+#: ../shared is beside the project in CI, not in a plain clone: tests of the
+#: real seeds and of Lemmy's example JSON skip there, saying why, and the
+#: behaviour they cover is also tested on the project's own samples.
+SEEDS_HERE = SEEDS.is_dir()
+needs_seeds = pytest.mark.skipif(
+    not SEEDS_HERE,
+    reason="../shared/seeds is not here (a plain clone); mirror/samples cover each format",
+)
+LEMMY_EXAMPLES = SHARED / "lemmy-examples"
+needs_lemmy_examples = pytest.mark.skipif(
+    not LEMMY_EXAMPLES.is_dir(),
+    reason="../shared/lemmy-examples is not here (a plain clone)",
+)
+
+
+def seed(name: str) -> Path:
+    """One of the five seeds (profile, thread, flat, bare, listing); skips without ../shared."""
+    if not SEEDS_HERE:
+        pytest.skip(f"../shared/seeds is not here (a plain clone): needs the {name} seed")
+    return SEED[name]
+
+
+def seeds_dir() -> Path:
+    """The seeds' folder; skips without ../shared."""
+    if not SEEDS_HERE:
+        pytest.skip("../shared/seeds is not here (a plain clone)")
+    return SEEDS
+
+
+def corpus() -> list[Path]:
+    """What the integration tests ingest: the five real seeds where they are here (CI),
+    else the samples the project ships (every format, with overlaps)."""
+    from mirror.ingest.files import sample_files
+
+    return sorted(SEEDS.glob("*.txt")) if SEEDS_HERE else sample_files()
 PG_ADMIN_URL = os.environ.get(
     "MIRROR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -9,7 +9,7 @@ import pytest
 
 from mirror.cli import main
 from mirror.ingest.files import sample_files
-from tests.conftest import SEED, SEEDS
+from tests.conftest import seed, seeds_dir
 
 
 @pytest.fixture
@@ -25,7 +25,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_ingest_folder_prints_a_summary_and_exits_0(capsys, data_dir: Path) -> None:
-    code, out, err = run(capsys, "ingest", str(SEEDS), "--captured-at", "2025-07-28T12:00:00Z")
+    code, out, err = run(
+        capsys, "ingest", str(seeds_dir()), "--captured-at", "2025-07-28T12:00:00Z"
+    )
     assert code == 0, err
     for header in ("file", "kind", "posts", "comments", "merged", "errors"):
         assert header in out
@@ -35,7 +37,7 @@ def test_ingest_folder_prints_a_summary_and_exits_0(capsys, data_dir: Path) -> N
 
 
 def test_inspect_json_is_one_document_with_the_documented_keys(capsys, data_dir: Path) -> None:
-    run(capsys, "ingest", str(SEED["thread"]), str(SEED["profile"]))
+    run(capsys, "ingest", str(seed("thread")), str(seed("profile")))
     code, out, _ = run(capsys, "inspect", "--json")
     assert code == 0
     doc = json.loads(out)
@@ -75,7 +77,7 @@ def test_inspect_json_is_one_document_with_the_documented_keys(capsys, data_dir:
 
 
 def test_inspect_text_shows_threads(capsys, data_dir: Path) -> None:
-    run(capsys, "ingest", str(SEED["thread"]))
+    run(capsys, "ingest", str(seed("thread")))
     code, out, _ = run(capsys, "inspect")
     assert code == 0
     assert "yogthos@lemmy.ml" in out and "parent unknown" in out
@@ -86,7 +88,7 @@ def test_a_refused_file_makes_exit_1_and_the_rest_goes_in(
 ) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\xff\xfe garbage")
-    code, out, err = run(capsys, "ingest", str(bad), str(SEED["listing"]))
+    code, out, err = run(capsys, "ingest", str(bad), str(seed("listing")))
     assert code == 1
     assert f"refused {bad}: not UTF-8: invalid byte 0xff at offset 0" in err
     code, out, _ = run(capsys, "inspect", "--json")
@@ -117,7 +119,7 @@ def test_ingest_without_paths_is_a_usage_error(capsys, data_dir: Path) -> None:
 
 
 def test_forced_format(capsys, data_dir: Path) -> None:
-    code, out, _ = run(capsys, "ingest", "--format", "bare", str(SEED["flat"]))
+    code, out, _ = run(capsys, "ingest", "--format", "bare", str(seed("flat")))
     assert code == 0 and "bare" in out
     doc = json.loads(run(capsys, "inspect", "--json")[1])
     assert doc["posts"] == []
@@ -133,7 +135,7 @@ def test_bad_config_exits_2_with_one_line(capsys, data_dir: Path, tmp_path: Path
 
 def test_database_url_from_the_environment(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MIRROR_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
-    code, _, _ = run(capsys, "ingest", str(SEED["thread"]))
+    code, _, _ = run(capsys, "ingest", str(seed("thread")))
     assert code == 0 and (tmp_path / "elsewhere.db").exists()
 
 
@@ -149,7 +151,7 @@ def test_db_commands(capsys, data_dir: Path) -> None:
 def test_samples_are_package_data_and_ingest_cleanly(capsys, data_dir: Path) -> None:
     samples = sample_files()
     assert len(samples) >= 5
-    seeds = {p.read_bytes() for p in SEEDS.iterdir()}
+    seeds = {p.read_bytes() for p in seeds_dir().iterdir()}
     assert not any(p.read_bytes() in seeds for p in samples)  # written for the project
     code, out, err = run(capsys, "ingest", "--samples")
     assert code == 0, out + err

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from mirror.db.session import write_transaction
 from mirror.ingest.files import find_dump_files, ingest_file, ingest_paths
 from mirror.ingest.observe import MAX_DUMP_BYTES
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, seed
 
 THREAD = """\
 this post was submitted on 3 Mar 2024
@@ -70,7 +70,7 @@ def test_a_file_that_fails_while_storing_leaves_nothing(
     bad.write_text(THREAD)
     collector = gc.get_threshold()
     reports = ingest_paths(
-        engine, [SEED["listing"], bad, SEED["thread"]], clock=clock, captured_at=CAPTURED
+        engine, [seed("listing"), bad, seed("thread")], clock=clock, captured_at=CAPTURED
     )
     assert gc.get_threshold() == collector  # ingest tunes it while storing, then puts it back
     assert [r.ok for r in reports] == [True, False, True]
@@ -136,7 +136,7 @@ def _pipe(data: bytes) -> Iterator[Path]:
 
 
 def test_a_pipe_is_read_to_its_end_within_the_size_limit(engine: Engine, clock) -> None:
-    with _pipe(SEED["thread"].read_bytes()) as path:
+    with _pipe(seed("thread").read_bytes()) as path:
         report = ingest_file(engine, path, clock=clock)
     assert report.ok and report.kind == "thread" and report.comments > 0
     with _pipe(b"word " * (MAX_DUMP_BYTES // 4)) as path:
@@ -159,7 +159,7 @@ def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: 
     import os
 
     copy = tmp_path / "thread.txt"
-    copy.write_bytes(SEED["thread"].read_bytes())
+    copy.write_bytes(seed("thread").read_bytes())
     os.utime(copy, (1_753_704_000, 1_753_704_000))  # 2025-07-28T12:00:00Z
     assert ingest_file(engine, copy, clock=clock).ok
     with engine.connect() as conn:

@@ -15,12 +15,12 @@ from mirror.db.session import make_engine
 from mirror.ingest.files import ingest_file
 from mirror.inspection import build_document
 from mirror.reconstruct.text import normalize
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, SEED, seed
 from tests.helpers import MULTI_PARAGRAPH_THREAD, SECOND_PARAGRAPH
 
 
 def ingest(engine: Engine, clock, *names: str) -> list:
-    reports = [ingest_file(engine, SEED[name], clock=clock, captured_at=CAPTURED) for name in names]
+    reports = [ingest_file(engine, seed(name), clock=clock, captured_at=CAPTURED) for name in names]
     assert all(r.ok for r in reports), [r.error for r in reports]
     return reports
 
@@ -189,7 +189,7 @@ def test_earlier_ids_stay_resolvable_after_a_merge(engine: Engine, clock) -> Non
 
 def test_same_file_under_two_names_is_one_dump(engine: Engine, clock, tmp_path: Path) -> None:
     copy = tmp_path / "renamed.txt"
-    shutil.copy(SEED["thread"], copy)
+    shutil.copy(seed("thread"), copy)
     ingest(engine, clock, "thread")
     before = _snapshot(engine)
     report = ingest_file(engine, copy, clock=clock, captured_at=CAPTURED)

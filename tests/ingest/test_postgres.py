@@ -7,13 +7,13 @@ from sqlalchemy.engine import Engine
 
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, SEED, seed
 
 pytestmark = pytest.mark.postgres
 
 
 def _document(engine: Engine, clock) -> dict:
-    reports = ingest_paths(engine, list(SEED.values()), clock=clock, captured_at=CAPTURED)
+    reports = ingest_paths(engine, [seed(name) for name in SEED], clock=clock, captured_at=CAPTURED)
     assert all(r.ok for r in reports)
     return build_document(engine)
 
@@ -26,6 +26,8 @@ def test_postgresql_and_sqlite_reconstruct_the_same(
 
 def test_postgresql_ingest_twice_adds_nothing(pg_engine: Engine, clock) -> None:
     first = _document(pg_engine, clock)
-    reports = ingest_paths(pg_engine, list(SEED.values()), clock=clock, captured_at=CAPTURED)
+    reports = ingest_paths(
+        pg_engine, [seed(name) for name in SEED], clock=clock, captured_at=CAPTURED
+    )
     assert sum(r.posts + r.comments for r in reports) == 0
     assert build_document(pg_engine) == first

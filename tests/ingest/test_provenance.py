@@ -11,11 +11,11 @@ from sqlalchemy.engine import Engine
 from mirror.db.models import Comment, Observation
 from mirror.ingest.files import ingest_file
 from mirror.ingest.rows import with_references
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, seed
 
 
 def _records(engine: Engine, clock) -> list[tuple[str, int, dict, str | None]]:
-    report = ingest_file(engine, SEED["thread"], clock=clock, captured_at=CAPTURED)
+    report = ingest_file(engine, seed("thread"), clock=clock, captured_at=CAPTURED)
     assert report.ok, report.error
     with engine.connect() as conn:
         rows = conn.execute(

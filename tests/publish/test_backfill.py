@@ -37,7 +37,7 @@ from mirror.publish.plan import MAX_DEPTH, Options, build_plan
 from mirror.publish.start import start_backfill
 from mirror.publish.target import TargetError
 from mirror.sandbox.app import Instance
-from tests.conftest import CAPTURED, SEED, SEEDS
+from tests.conftest import CAPTURED, SEED, corpus, needs_seeds
 from tests.peer import free_port
 from tests.server.conftest import Service
 
@@ -49,7 +49,7 @@ async def mirror_service(service_factory: Callable[..., Any], **backfill: Any) -
     await asyncio.to_thread(
         ingest_paths,
         service.engine,
-        sorted(SEEDS.glob("*.txt")),
+        corpus(),
         clock=FrozenClock(CAPTURED),
         captured_at=CAPTURED,
     )
@@ -346,6 +346,7 @@ async def test_an_excluded_author_gets_deletes_and_a_changed_item_an_update(
     assert sandbox.refused == []
 
 
+@needs_seeds
 async def test_an_item_whose_id_changes_keeps_its_object_and_a_duplicate_is_deleted(
     service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
 ) -> None:
@@ -410,6 +411,7 @@ async def test_an_item_whose_id_changes_keeps_its_object_and_a_duplicate_is_dele
     assert deleted is not None and live is None
 
 
+@needs_seeds
 async def test_a_comment_placed_later_replaces_its_followers_only_copy(
     service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
 ) -> None:
@@ -538,7 +540,7 @@ async def test_backfill_on_postgresql(
     await asyncio.to_thread(
         ingest_paths,
         service.engine,
-        sorted(SEEDS.glob("*.txt")),
+        corpus(),
         clock=FrozenClock(CAPTURED),
         captured_at=CAPTURED,
     )
@@ -585,9 +587,9 @@ async def test_created_objects_have_the_shapes_lemmy_sends(
 ) -> None:
     import json
 
-    from tests.conftest import SHARED
+    from tests.conftest import ROOT
 
-    examples = SHARED / "lemmy-examples" / "lemmy" / "activities" / "create_or_update"
+    examples = ROOT / "tests" / "fixtures" / "lemmy"
     page = json.loads((examples / "create_page.json").read_text())
     note = json.loads((examples / "create_note.json").read_text())
     service = await mirror_service(service_factory, rate_per_minute=0.0, post_type="Page")

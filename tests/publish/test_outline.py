@@ -11,11 +11,11 @@ from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document, build_outline
 from mirror.publish.backfill import _with_bodies
 from mirror.publish.plan import Options, build_plan
-from tests.conftest import CAPTURED, SEEDS
+from tests.conftest import CAPTURED, seeds_dir
 
 
 def _ingest_seeds(engine: Engine) -> None:
-    paths = sorted(SEEDS.glob("*.txt"))
+    paths = sorted(seeds_dir().glob("*.txt"))
     reports = list(ingest_paths(engine, paths, clock=FrozenClock(CAPTURED), captured_at=CAPTURED))
     assert all(r.ok for r in reports)
 

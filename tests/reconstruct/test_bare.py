@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from mirror.reconstruct import Confidence, DumpKind
-from tests.conftest import SEED
+from tests.conftest import seed
 from tests.helpers import parse_file
 
 
 def test_bare_comments_without_metadata() -> None:
-    dump = parse_file(SEED["bare"])
+    dump = parse_file(seed("bare"))
     assert dump.kind is DumpKind.BARE
     assert dump.posts == ()
     assert dump.comments[0].first_line == 3  # two leading blank lines

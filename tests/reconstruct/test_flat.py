@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mirror.reconstruct import Confidence, DumpKind
-from tests.conftest import SEED
+from tests.conftest import seed
 from tests.helpers import parse_file
 
 
 @pytest.fixture(scope="module")
 def dump():
-    return parse_file(SEED["flat"])
+    return parse_file(seed("flat"))
 
 
 def test_flat_is_detected(dump) -> None:

@@ -7,13 +7,13 @@ from datetime import timedelta
 import pytest
 
 from mirror.reconstruct import DumpKind
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, seed
 from tests.helpers import parse_file
 
 
 @pytest.fixture(scope="module")
 def dump():
-    return parse_file(SEED["listing"], CAPTURED)
+    return parse_file(seed("listing"), CAPTURED)
 
 
 def test_listing_is_detected(dump) -> None:

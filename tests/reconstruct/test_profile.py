@@ -8,13 +8,13 @@ import pytest
 
 from mirror.reconstruct import Confidence, DumpKind
 from mirror.reconstruct.formats.profile import parse_count, parse_glued_header
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, seed
 from tests.helpers import body_starts, parse_file
 
 
 @pytest.fixture(scope="module")
 def dump():
-    return parse_file(SEED["profile"], CAPTURED)
+    return parse_file(seed("profile"), CAPTURED)
 
 
 def test_profile_is_detected(dump) -> None:

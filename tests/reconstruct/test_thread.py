@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mirror.reconstruct import Confidence, DumpKind, parse_dump
-from tests.conftest import CAPTURED, SEED
+from tests.conftest import CAPTURED, seed
 from tests.helpers import parse_file
 
 
 @pytest.fixture(scope="module")
 def dump():
-    return parse_file(SEED["thread"], CAPTURED)
+    return parse_file(seed("thread"), CAPTURED)
 
 
 def test_thread_is_detected(dump) -> None:

@@ -42,8 +42,7 @@ def make_app(federation: Federation) -> web.Application:
         admin.routes,
     ):
         app.add_routes(table)
-    metrics = federation.settings.metrics
-    if metrics.enabled and not metrics.listen:
+    if health.metrics_on_public_listener(federation.settings):
         app.router.add_get("/metrics", health.metrics)
 
     async def close(app: web.Application) -> None:
@@ -70,6 +69,8 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve and deliver until SIGTERM/SIGINT or ``stop``; in-flight work gets a bounded time."""
+    # Refused before anything starts: a config error is one line, not a half-started service.
+    health.check_metrics_listen(federation.settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,6 +96,8 @@ async def serve(
             await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
             runners.append(metrics_runner)
             log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
+        elif metrics.enabled and not metrics.token:
+            log.info("metrics: off on the public listener until [metrics].token is set")
         log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
         if ready is not None:
             ready.set()

@@ -243,11 +243,13 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.engine import make_url
 
     from mirror.config import iter_options
+    from mirror.server.routes.access import trusted_networks
     from mirror.server.routes.health import check_metrics_listen
     from mirror.vocab.ids import Urls
 
     settings.backfill.check()
     check_metrics_listen(settings)
+    trusted_networks(settings)
     if settings.instance.base_url:
         Urls.from_base_url(settings.instance.base_url)
     print(f"# effective configuration ({settings.source or 'no config file: defaults'})")

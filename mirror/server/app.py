@@ -11,8 +11,10 @@ from aiohttp import web
 
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
+from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes import actors, admin, discovery, health, inbox, objects
+from mirror.server.routes.access import trusted_networks
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +35,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_app(federation: Federation) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[FEDERATION] = federation
+    app[admin.THROTTLE] = Throttle()
+    app.on_response_prepare.append(security_headers)
     for table in (
         discovery.routes,
         actors.routes,
@@ -71,6 +75,7 @@ async def serve(
     """Serve and deliver until SIGTERM/SIGINT or ``stop``; in-flight work gets a bounded time."""
     # Refused before anything starts: a config error is one line, not a half-started service.
     health.check_metrics_listen(federation.settings)
+    trusted_networks(federation.settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -88,8 +88,11 @@ def _settings_of(text: str, target: Path) -> Settings:
     Read before anything is written, so a refused database leaves the
     existing config (and key) as they were.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".mirror-init-", suffix=".toml", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".mirror-init-", suffix=".toml", dir=target.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write the config into {target.parent}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)

@@ -76,9 +76,25 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 # -- Origin -----------------------------------------------------------------
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    """scheme://host[:port] as browsers serialise it (lower case, no default port)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if not scheme or not host:
+        return ""  # "null" (an opaque origin), or not a URL
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    if port is None or port == DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def check_origin(request: web.Request, base_url: str) -> None:
@@ -91,7 +107,7 @@ def check_origin(request: web.Request, base_url: str) -> None:
     sent = request.headers.get("Origin")
     if sent is None and "Referer" in request.headers:
         sent = origin_of(request.headers["Referer"])
-    if sent is None or sent.lower() != origin_of(base_url):
+    if sent is None or not origin_of(sent) or origin_of(sent) != origin_of(base_url):
         raise web.HTTPForbidden(
             text=f"refused: this form must be sent from {origin_of(base_url)}/admin"
         )

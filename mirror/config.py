@@ -49,6 +49,7 @@ class InstanceSettings:
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,7 @@ def test_serve_with_json_logs_and_metrics_on_their_own_port(
     home: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
+    import tomllib
 
     _, port = home
     metrics_port = free_port()
@@ -113,7 +114,13 @@ def test_serve_with_json_logs_and_metrics_on_their_own_port(
     )
     try:
         wait_healthy(port)
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+        scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(scrape)
+        assert refused.value.code == 401  # init wrote a token: that listener needs it too
+        token = tomllib.loads(Path(os.environ["MIRROR_CONFIG"]).read_text())["metrics"]["token"]
+        request = urllib.request.Request(scrape, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request) as response:
             assert b"mirror_queue_depth" in response.read()
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics")
@@ -124,3 +131,22 @@ def test_serve_with_json_logs_and_metrics_on_their_own_port(
     lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
     assert any(line["msg"].startswith("serving http://127.0.0.1") for line in lines)
     assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+
+
+def test_serve_refuses_an_open_metrics_listener_without_a_token(home: tuple[Path, int]) -> None:
+    _, port = home
+    env = {
+        **os.environ,
+        "MIRROR_METRICS__LISTEN": f"0.0.0.0:{free_port()}",
+        "MIRROR_METRICS_TOKEN": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "serve", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mirror: error")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert "is not a loopback address: set [metrics].token" in errors[0]

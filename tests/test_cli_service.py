@@ -119,3 +119,120 @@ def test_followers_list_on_a_fresh_bot(capsys, home: Path) -> None:
     assert code == 0 and "followers of @mirror" in out
     code, _, err = run(capsys, "--config", config, "followers", "remove", "https://x.example/u/a")
     assert code == 1 and "does not follow" in err
+
+
+def _modes(path: Path) -> dict[str, str]:
+    return {p.name: oct(p.stat().st_mode & 0o777) for p in [path, *path.iterdir()]}
+
+
+def test_init_writes_private_files_in_a_private_data_dir(capsys, home: Path) -> None:
+    # Issue 19, item 11: whatever the shell's umask, nobody else reads them.
+    previous = os.umask(0o022)
+    try:
+        config = home / "mirror.toml"
+        code, out, err = run(
+            capsys, "init", "--base-url", "https://mirror.example.org", "--config", str(config)
+        )
+        assert code == 0, err
+        assert oct(config.stat().st_mode & 0o777) == "0o600"
+        data = home / "data"
+        modes = _modes(data)
+        assert modes.pop("data") == "0o700"
+        assert {"mirror.db", "master.key"} <= set(modes)
+        assert set(modes.values()) == {"0o600"}, modes
+        # --force rewrites a config an editor left readable, and tightens a loose data dir.
+        config.chmod(0o644)
+        data.chmod(0o755)
+        code, out, err = run(
+            capsys,
+            "init",
+            "--base-url",
+            "https://mirror.example.org",
+            "--config",
+            str(config),
+            "--force",
+        )
+        assert code == 0, err
+        assert oct(config.stat().st_mode & 0o777) == "0o600"
+        assert oct(data.stat().st_mode & 0o777) == "0o700" and "now 0700" in out
+    finally:
+        os.umask(previous)
+
+
+def test_init_writes_a_random_metrics_token(capsys, home: Path) -> None:
+    import tomllib
+
+    tokens = []
+    for name in ("a.toml", "b.toml"):
+        config = home / name
+        assert (
+            run(capsys, "init", "--base-url", "https://m.example", "--config", str(config))[0] == 0
+        )
+        data = tomllib.loads(config.read_text())
+        assert data["admin"]["token"] == ""  # the admin page stays off until chosen
+        tokens.append(data["metrics"]["token"])
+    assert all(len(t) >= 32 for t in tokens) and tokens[0] != tokens[1]
+
+
+def test_init_refuses_a_database_holding_another_base_url(capsys, home: Path) -> None:
+    # Issue 19, item 12: the shared default data dir already holds an instance.
+    first = home / "first.toml"
+    assert run(capsys, "init", "--base-url", "https://one.example", "--config", str(first))[0] == 0
+    second = home / "second.toml"
+    code, out, err = run(
+        capsys, "init", "--base-url", "https://two.example", "--config", str(second)
+    )
+    database = home / "data" / "mirror.db"
+    assert code == 2, out
+    assert str(database) in err and "https://one.example" in err and "https://two.example" in err
+    assert err.count("\n") == 1
+    assert not second.exists()  # nothing written for the refused instance
+    # The same base URL again is the same instance: accepted, and it says which database.
+    code, out, err = run(
+        capsys, "init", "--base-url", "https://one.example", "--config", str(first), "--force"
+    )
+    assert code == 0 and f"database: sqlite:///{database}" in out and "kept" in out
+
+
+def test_serve_refuses_a_config_with_another_base_url(capsys, home: Path) -> None:
+    config = home / "mirror.toml"
+    assert run(capsys, "init", "--base-url", "https://one.example", "--config", str(config))[0] == 0
+    env = {**os.environ, "MIRROR_CONFIG": str(config)}
+    env["MIRROR_INSTANCE__BASE_URL"] = "https://two.example"
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "mirror", "serve", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mirror: error")]
+    assert len(errors) == 1 and errors[0].startswith("mirror: error: the database sqlite:///")
+    assert "belongs to https://one.example, not to https://two.example" in errors[0]
+
+
+def test_a_database_from_before_the_record_is_adopted_once(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Initialised by a version that did not record the base URL: the first command records it."""
+    import sqlalchemy as sa
+
+    from mirror.config import load_settings
+    from mirror.db.session import make_engine
+
+    config = home / "mirror.toml"
+    assert run(capsys, "init", "--base-url", "https://one.example", "--config", str(config))[0] == 0
+    engine = make_engine(load_settings(config).database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM instance"))
+    assert run(capsys, "--config", str(config), "followers", "list")[0] == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT base_url FROM instance")).scalar() == (
+            "https://one.example"
+        )
+    monkeypatch.setenv("MIRROR_INSTANCE__BASE_URL", "https://two.example")
+    code, _, err = run(capsys, "--config", str(config), "followers", "list")
+    assert code == 2 and "belongs to https://one.example" in err
+    engine.dispose()

@@ -10,6 +10,7 @@ service.py, delivery.py and backfill.py; what they share in wiring.py.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.verbose + (1 if args.command in ("serve", "worker", "sandbox") else 0),
         args.log_format,
     )
+    # What the commands create holds or locks private state (the config and its
+    # tokens, the database and its WAL, the master key, lock files): readable
+    # by its owner only, whatever umask the shell had (the systemd unit sets
+    # the same, UMask=0077).
+    umask = os.umask(0o077)
     try:
         # `init` writes the config file, so it cannot read it first.
         settings = load_settings(args.config) if args.command != "init" else Settings()
@@ -52,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`mirror inspect | head`): not an error.
         sys.stdout = None  # type: ignore[assignment]
         return EXIT_OK
+    finally:
+        os.umask(umask)
 
 
 def _setup_logging(verbosity: int, fmt: str = "text") -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import tempfile
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -43,7 +46,63 @@ def _config_target(args: argparse.Namespace) -> Path:
     return Path(named).expanduser() if named else Path(DEFAULT_CONFIG_NAME)
 
 
+def _filled_template(base_url: str, metrics_token: str) -> str:
+    """The example config with the base URL and a metrics token filled in."""
+    template = (resources.files("mirror") / "mirror.example.toml").read_text()
+    written = template.replace('base_url = ""', f'base_url = "{base_url}"', 1)
+    # The token of [metrics] only ([admin] has one too): /metrics is off on the
+    # public listener without it, and a scraper is given this one.
+    head, section, rest = written.partition("\n[metrics]\n")
+    assert section, "the example config has a [metrics] section"
+    rest = rest.replace('token = ""', f'token = "{metrics_token}"', 1)
+    return head + section + rest
+
+
+def private_dir(path: Path) -> str | None:
+    """Create ``path`` (mode 0700), or tighten an existing one; a note when it changed."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask; say it exactly
+        return f"data dir: created {path} (mode 0700)"
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077 == 0:
+        return None
+    try:
+        path.chmod(0o700)
+    except OSError as exc:
+        return f"warning: {path} is mode {mode:o}; chmod 700 it ({exc.strerror})"
+    return f"data dir: {path} was mode {mode:o}, now 0700"
+
+
+def _write_private(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` as mode 0600 (an existing file is tightened too)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode does not apply to an existing file
+        file.write(text)
+
+
+def _settings_of(text: str, target: Path) -> Settings:
+    """The settings ``text`` gives once written to ``target`` (the environment still applies).
+
+    Read before anything is written, so a refused database leaves the
+    existing config (and key) as they were.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".mirror-init-", suffix=".toml", dir=target.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write the config into {target.parent}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        return replace(load_settings(name), source=target)
+    finally:
+        os.unlink(name)
+
+
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.db.instance import check_base_url, claim_base_url, where
     from mirror.federation.actors import BOT, create_actor, get_actor
     from mirror.signatures import MasterKey, create_master_key_file, load_master_key
     from mirror.vocab.ids import Urls
@@ -52,11 +111,22 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     target = _config_target(args)
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; pass --force to overwrite it (keys are never replaced)")
-    template = (resources.files("mirror") / "mirror.example.toml").read_text()
-    written = template.replace('base_url = ""', f'base_url = "{urls.base}"', 1)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(written)
-    settings = load_settings(target)
+    written = _filled_template(urls.base, secrets.token_urlsafe(32))
+    settings = _settings_of(written, target)
+
+    notes = []
+    uses_data_dir = not settings.database.url or (
+        not os.environ.get("MIRROR_MASTER_KEY") and not settings.paths.master_key_file
+    )
+    if uses_data_dir:
+        notes.append(private_dir(settings.data_dir))
+    engine = engine_for(settings)
+    database = where(engine)
+    with engine.connect() as conn:
+        # Before the config or a key is written: another instance's database
+        # stays as it was, and so does the config that pointed at it.
+        check_base_url(conn, urls.base, database)
+    _write_private(target, written)
 
     if os.environ.get("MIRROR_MASTER_KEY"):
         master_key: MasterKey = load_master_key(os.environ, settings.master_key_path)
@@ -68,20 +138,23 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
         master_key = create_master_key_file(settings.master_key_path)
         key_note = f"master key: created {settings.master_key_path} (mode 0600)"
 
-    engine = engine_for(settings)
     username = settings.instance.username
+    now = SystemClock().now()
     with write_transaction(engine) as conn:
+        claim_base_url(conn, urls.base, database, now)
         existing = get_actor(conn, username)
         if existing is None:
-            create_actor(
-                conn, username=username, kind=BOT, master_key=master_key, now=SystemClock().now()
-            )
+            create_actor(conn, username=username, kind=BOT, master_key=master_key, now=now)
             actor_note = f"bot @{username}: created with a new RSA-2048 key"
         else:
             # Verify the master key opens the stored key, but never replace it.
             master_key.decrypt(existing.private_key)
             actor_note = f"bot @{username}: exists; its key was kept"
-    print(f"config: wrote {target}")
+    print(f"config: wrote {target} (mode 0600, with a random [metrics].token)")
+    for note in notes:
+        if note:
+            print(note)
+    print(f"database: {database}")
     print(key_note)
     print(actor_note)
     print(f"actor: {urls.actor(username)}  (acct:{username}@{urls.host})")
@@ -173,9 +246,13 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.engine import make_url
 
     from mirror.config import iter_options
+    from mirror.server.routes.access import trusted_networks
+    from mirror.server.routes.health import check_metrics_listen
     from mirror.vocab.ids import Urls
 
     settings.backfill.check()
+    check_metrics_listen(settings)
+    trusted_networks(settings)
     if settings.instance.base_url:
         Urls.from_base_url(settings.instance.base_url)
     print(f"# effective configuration ({settings.source or 'no config file: defaults'})")

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from mirror.clock import SystemClock
 from mirror.config import Settings
 from mirror.db import migrate
-from mirror.db.session import make_engine
+from mirror.db.instance import check_base_url, claim_base_url, where
+from mirror.db.session import make_engine, write_transaction
 from mirror.errors import MirrorError
 
 if TYPE_CHECKING:
@@ -52,11 +53,20 @@ def federation_for(settings: Settings) -> Federation:
     federation = Federation(
         settings=settings, engine=engine, clock=SystemClock(), master_key=master_key
     )
+    database = where(engine)
     with engine.connect() as conn:
         from mirror.federation.actors import get_actor
 
+        # Before anything is served or sent: ids minted on another base URL
+        # over this database's would be a second identity on the first's data.
+        recorded = check_base_url(conn, federation.urls.base, database)
         if get_actor(conn, settings.instance.username) is None:
             raise UsageError(
                 f"the bot @{settings.instance.username} does not exist: {INIT_REMINDER}"
             )
+    if recorded is None:
+        # A database initialised before the base URL was recorded (and that
+        # published nothing, or the migration would have found it): adopt it.
+        with write_transaction(engine) as conn:
+            claim_base_url(conn, federation.urls.base, database, federation.clock.now())
     return federation

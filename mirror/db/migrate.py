@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import importlib.util
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,7 +95,9 @@ def _migration_lock(engine: Engine) -> Iterator[sa.Connection]:
         lock_path = Path(f"{database}.lock") if database and database != ":memory:" else None
         with contextlib.ExitStack() as stack:
             if lock_path is not None:
-                handle = stack.enter_context(open(lock_path, "a+"))
+                # Mode 0600 like the database beside it (the data dir is private).
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+                handle = stack.enter_context(os.fdopen(fd, "a+"))
                 fcntl.flock(handle, fcntl.LOCK_EX)
             with engine.connect() as connection:
                 yield connection

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +45,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         _bind_nulls_directly()
         database = make_url(url).database
         if database and database != ":memory:":
-            try:
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseError(
-                    f"cannot create the directory for {database}: {exc.strerror}"
-                ) from exc
+            _create_private(Path(database).expanduser())
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
@@ -64,6 +60,25 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file as mode 0600, in a directory of mode 0700 if it is new.
+
+    The database holds the (encrypted) keys, the followers and every
+    activity; SQLite gives its -wal and -shm files the database file's mode,
+    so creating the file first, empty, makes all three private.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the directory for {path}: {exc.strerror}") from exc
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the database file {path}: {exc.strerror}") from exc
 
 
 def _bind_nulls_directly() -> None:

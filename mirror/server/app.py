@@ -11,8 +11,10 @@ from aiohttp import web
 
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
+from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes import actors, admin, discovery, health, inbox, objects
+from mirror.server.routes.access import trusted_networks
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +35,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_app(federation: Federation) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[FEDERATION] = federation
+    app[admin.THROTTLE] = Throttle()
+    app.on_response_prepare.append(security_headers)
     for table in (
         discovery.routes,
         actors.routes,
@@ -42,8 +46,7 @@ def make_app(federation: Federation) -> web.Application:
         admin.routes,
     ):
         app.add_routes(table)
-    metrics = federation.settings.metrics
-    if metrics.enabled and not metrics.listen:
+    if health.metrics_on_public_listener(federation.settings):
         app.router.add_get("/metrics", health.metrics)
 
     async def close(app: web.Application) -> None:
@@ -70,6 +73,9 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve and deliver until SIGTERM/SIGINT or ``stop``; in-flight work gets a bounded time."""
+    # Refused before anything starts: a config error is one line, not a half-started service.
+    health.check_metrics_listen(federation.settings)
+    trusted_networks(federation.settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,6 +101,8 @@ async def serve(
             await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
             runners.append(metrics_runner)
             log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
+        elif metrics.enabled and not metrics.token:
+            log.info("metrics: off on the public listener until [metrics].token is set")
         log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
         if ready is not None:
             ready.set()

@@ -31,6 +31,8 @@ TABLES = {
     "received_activity",
     "activity",
     "ap_object",
+    "instance",
+    "admin_session",
 }
 
 
@@ -136,4 +138,45 @@ def test_fragments_earlier_versions_left_out_are_added(
     migrate.upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(select).all() == written
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_base_url_of_published_activities_is_recorded(
+    request: pytest.FixtureRequest, backend: str, clock
+) -> None:
+    """A database that published before the base URL was recorded gets the one its ids use."""
+    from mirror.db.base import table_of
+    from mirror.db.instance import recorded_base_url
+    from mirror.db.models import Activity
+    from mirror.federation.actors import BOT, create_actor
+    from mirror.signatures import MasterKey
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    engine = make_engine(url)
+    migrate.upgrade(engine, "c41f7a2d9e18")
+    with engine.begin() as conn:
+        create_actor(
+            conn, username="mirror", kind=BOT, master_key=MasterKey.generate(), now=clock.now()
+        )
+        conn.execute(
+            sa.insert(table_of(Activity)).values(
+                id="a1",
+                actor="mirror",
+                type="Accept",
+                public=False,
+                json={"id": "https://old.example/activities/a1", "type": "Accept"},
+                created_at=clock.now(),
+            )
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert recorded_base_url(conn) == "https://old.example"
+    # Down and up again on a database that published nothing: nothing is recorded.
+    command.downgrade(migrate.alembic_config(engine), "c41f7a2d9e18")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM activity"))
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert recorded_base_url(conn) is None
     engine.dispose()

@@ -71,6 +71,11 @@ async def fetch(url: str, *, allow_private: bool, max_bytes: int = 100_000):  # 
         ("::ffff:127.0.0.1", False),
         ("224.0.0.1", False),
         ("0.0.0.0", False),
+        # Issue 19: carrier-grade NAT (cloud metadata), mapped and 6to4 forms of it.
+        ("100.100.100.200", False),
+        ("::ffff:100.100.100.200", False),
+        ("2002:a9fe:a9fe::1", False),
+        ("64:ff9b:1::a00:1", False),
         ("93.184.216.34", True),
         ("2606:4700::1111", True),
     ],

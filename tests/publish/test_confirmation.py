@@ -24,7 +24,7 @@ from mirror.publish.start import start_backfill
 from mirror.sandbox.app import Instance
 from tests.publish.test_backfill import handle, mirror_service, settled, wait_for_run
 from tests.server.conftest import Service
-from tests.server.test_observe import samples
+from tests.server.test_observe import METRICS_TOKEN, samples, scrape_text
 
 
 def stored_ids(sandbox: Instance) -> set[str]:
@@ -66,8 +66,7 @@ async def test_a_fresh_bot_into_piefed_is_confirmed_as_stored_then_the_rest_a_da
     assert any("can_create_post" in (r["reason"] or "") for r in reasons)
     assert any("parent" in (r["reason"] or "") for r in reasons)
     # The metrics say the same.
-    _, _, text = await service.get("/metrics", accept="text/plain")
-    metrics = samples(text.decode())
+    metrics = samples((await scrape_text(service)).decode())
     for state in ("confirmed", "waiting", "sent", "missing", "refused"):
         assert metrics[("mirror_publications", (("state", state),))] == first[state]
 
@@ -94,7 +93,7 @@ async def test_a_fresh_bot_into_piefed_is_confirmed_as_stored_then_the_rest_a_da
 
 async def mirror_service_with(service_factory: Callable[..., Any], clock: Any) -> Service:
     async def factory(**sections: Any) -> Service:
-        return await service_factory(clock=clock, **sections)
+        return await service_factory(clock=clock, metrics={"token": METRICS_TOKEN}, **sections)
 
     return await mirror_service(factory, rate_per_minute=0.0)
 

@@ -15,6 +15,18 @@ from tests.peer import Peer
 from tests.server.conftest import Service
 from tests.server.test_followers import follow
 
+#: /metrics is off on the public listener without a token (issue 19, item 11).
+METRICS_TOKEN = "metrics-test-token"
+
+
+async def scrape_text(service: Service) -> bytes:
+    """/metrics of a service started with ``metrics={"token": METRICS_TOKEN}``."""
+    status, headers, text = await service.get(
+        "/metrics", accept="text/plain", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    return text
+
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
@@ -41,7 +53,8 @@ async def test_health_and_readiness(service_factory: Callable[..., Any]) -> None
     assert status == 503 and json.loads(body)["worker"] == "not running"
 
 
-async def test_metrics_count_what_happened(service: Service, peer: Peer) -> None:
+async def test_metrics_count_what_happened(service_factory: Callable[..., Any], peer: Peer) -> None:
+    service: Service = await service_factory(metrics={"token": METRICS_TOKEN})
     await follow(service, peer)  # an accepted inbox request, a key fetch, a delivered Accept
     bad = peer.follow(f"{service.base}/u/mirror", 2)
     body = json.dumps(bad).encode()
@@ -49,9 +62,7 @@ async def test_metrics_count_what_happened(service: Service, peer: Peer) -> None
     assert (await service.post("/inbox", body + b" ", headers))[0] == 401  # digest mismatch
 
     async def scrape() -> dict[Any, float]:
-        status, headers, text = await service.get("/metrics", accept="text/plain")
-        assert status == 200 and headers["Content-Type"].startswith("text/plain")
-        return samples(text.decode())
+        return samples((await scrape_text(service)).decode())
 
     host = f"127.0.0.1:{peer.port}"
     delivered = ("mirror_deliveries_total", (("host", host), ("outcome", "delivered")))
@@ -80,8 +91,37 @@ async def test_metrics_can_need_a_token(service_factory: Callable[..., Any]) -> 
         "/metrics", accept="text/plain", headers={"Authorization": "Bearer s3cret"}
     )
     assert status == 200
-    off: Service = await service_factory(metrics={"enabled": False})
+    off: Service = await service_factory(metrics={"enabled": False, "token": "s3cret"})
     assert (await off.get("/metrics", accept="text/plain"))[0] == 404
+
+
+async def test_metrics_are_off_on_the_public_listener_without_a_token(
+    service: Service,
+) -> None:
+    # Issue 19, item 11: they name every destination host; nobody may read them by default.
+    status, _, body = await service.get("/metrics", accept="text/plain")
+    assert status == 404 and b"mirror_" not in body
+
+
+def test_a_metrics_listener_off_loopback_needs_the_token() -> None:
+    from dataclasses import replace
+
+    import pytest
+
+    from mirror.config import MetricsSettings, Settings
+    from mirror.errors import ConfigError
+    from mirror.server.routes.health import check_metrics_listen
+
+    def settings(**metrics: Any) -> Settings:
+        return replace(Settings(), metrics=replace(MetricsSettings(), **metrics))
+
+    for listen in ("127.0.0.1:9108", "[::1]:9108", "localhost:9108"):
+        check_metrics_listen(settings(listen=listen))
+    check_metrics_listen(settings(listen="0.0.0.0:9108", token="t"))
+    check_metrics_listen(settings(listen="0.0.0.0:9108", enabled=False))
+    for listen in ("0.0.0.0:9108", "[::]:9108", "10.0.0.5:9108", "metrics.example:9108"):
+        with pytest.raises(ConfigError, match="not a loopback address"):
+            check_metrics_listen(settings(listen=listen))
 
 
 def test_json_log_lines_keep_the_structured_fields() -> None:

@@ -9,6 +9,7 @@ from mirror.db.models.federation import (
     ReceivedActivity,
     RemoteActor,
 )
+from mirror.db.models.instance import AdminSession, InstanceRecord
 from mirror.db.models.jobs import JobLease
 from mirror.db.models.publication import BackfillRun, Publication
 from mirror.db.models.reconstruction import (
@@ -24,6 +25,7 @@ from mirror.db.models.reconstruction import (
 
 __all__ = [
     "Activity",
+    "AdminSession",
     "Alias",
     "ApObject",
     "Author",
@@ -35,6 +37,7 @@ __all__ = [
     "DumpFile",
     "Follower",
     "Fragment",
+    "InstanceRecord",
     "JobLease",
     "LocalActor",
     "Observation",

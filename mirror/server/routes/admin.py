@@ -2,15 +2,16 @@
 
 Never open by default: with no `[admin].token` (or MIRROR_ADMIN_TOKEN) it
 does not exist (404). The token comes as `Authorization: Bearer TOKEN`, or
-is entered once into a login form that sets an HttpOnly session cookie
-holding an HMAC of the token (never the token itself).
+is entered once into a login form that starts a server-side session (an
+HttpOnly cookie holding a random secret; see mirror.server.admin_auth for
+sessions, the Origin check, throttling and the headers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
+import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,12 +23,15 @@ from mirror.delivery import operate
 from mirror.delivery.states import operator_state
 from mirror.federation.follows import list_followers
 from mirror.publish import publications, runs
+from mirror.server import admin_auth
+from mirror.server.admin_auth import COOKIE, Throttle, throttle_key
 from mirror.server.appkeys import FEDERATION
+from mirror.server.routes.access import client_address
 from mirror.server.templates import render
 
 routes = web.RouteTableDef()
-COOKIE = "mirror_admin"
 RECENT = 50
+THROTTLE = web.AppKey("admin_throttle", Throttle)
 
 
 def _token(request: web.Request) -> str:
@@ -37,57 +41,110 @@ def _token(request: web.Request) -> str:
     return token
 
 
-def _session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"fedimirror admin session", hashlib.sha256).hexdigest()
+def _matches(given: str, token: str) -> bool:
+    return hmac.compare_digest(given.encode(), token.encode())
 
 
-def _authorized(request: web.Request, token: str) -> bool:
-    bearer = request.headers.get("Authorization", "")
-    if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(), token.encode()):
-        return True
-    cookie = request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(cookie.encode(), _session_value(token).encode())
+def _throttled(request: web.Request, client: str) -> web.Response | None:
+    """The 429 page for a client that must wait before its next token is compared."""
+    federation = request.app[FEDERATION]
+    wait = request.app[THROTTLE].wait(client, federation.clock.now())
+    if not wait:
+        return None
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    response = _page(
+        request,
+        "admin_login.html",
+        status=429,
+        error=f"too many wrong tokens from your address; try again in {seconds} s",
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def _page(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    return admin_auth.styled(
+        lambda nonce: render(
+            template, status=status, csp_nonce=nonce, **context, **_common(request)
+        )
+    )
 
 
 @routes.get("/admin")
 async def admin(request: web.Request) -> web.Response:
     token = _token(request)
-    if not _authorized(request, token):
-        return render("admin_login.html", status=401, error=None, **_common(request))
     federation = request.app[FEDERATION]
+    bearer = request.headers.get("Authorization", "")
+    if bearer.startswith("Bearer "):
+        client = throttle_key(client_address(request))
+        if (refusal := _throttled(request, client)) is not None:
+            return refusal
+        if not _matches(bearer[7:], token):
+            request.app[THROTTLE].failed(client, federation.clock.now())
+            return _page(request, "admin_login.html", status=401, error=None)
+        request.app[THROTTLE].succeeded(client)
+    else:
+        # A session secret is 256 random bits: guessing it is hopeless, so a
+        # stale or forged cookie is not counted as a wrong token.
+        valid = await asyncio.to_thread(
+            admin_auth.session_is_valid,
+            federation.engine,
+            token,
+            request.cookies.get(COOKIE, ""),
+            federation.clock.now(),
+        )
+        if not valid:
+            return _page(request, "admin_login.html", status=401, error=None)
     context = await asyncio.to_thread(_gather, federation)
-    return render("admin.html", **context, **_common(request))
+    return _page(request, "admin.html", **context)
 
 
 @routes.get("/admin/login")
 async def login_form(request: web.Request) -> web.Response:
     _token(request)
-    return render("admin_login.html", error=None, **_common(request))
+    return _page(request, "admin_login.html", error=None)
 
 
 @routes.post("/admin/login")
 async def login(request: web.Request) -> web.Response:
     token = _token(request)
+    federation = request.app[FEDERATION]
+    admin_auth.check_origin(request, federation.urls.base)
+    client = throttle_key(client_address(request))
+    if (refusal := _throttled(request, client)) is not None:
+        return refusal
     form = await request.post()
-    given = str(form.get("token", ""))
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return render("admin_login.html", status=401, error="wrong token", **_common(request))
+    if not _matches(str(form.get("token", "")), token):
+        request.app[THROTTLE].failed(client, federation.clock.now())
+        return _page(request, "admin_login.html", status=401, error="wrong token")
+    request.app[THROTTLE].succeeded(client)
+    secret = await asyncio.to_thread(
+        admin_auth.create_session, federation.engine, token, federation.clock.now()
+    )
     response = web.HTTPSeeOther("/admin")
     response.set_cookie(
         COOKIE,
-        _session_value(token),
+        secret,
         httponly=True,
         samesite="Strict",
-        secure=request.app[FEDERATION].urls.base.startswith("https://"),
+        secure=federation.urls.base.startswith("https://"),
         path="/admin",
-        max_age=12 * 3600,
+        max_age=int(admin_auth.SESSION.total_seconds()),
     )
     raise response
 
 
 @routes.post("/admin/logout")
 async def logout(request: web.Request) -> web.Response:
-    _token(request)
+    token = _token(request)
+    federation = request.app[FEDERATION]
+    admin_auth.check_origin(request, federation.urls.base)
+    # The session ends on the server: a copy of the cookie is worthless after this.
+    await asyncio.to_thread(
+        admin_auth.end_session, federation.engine, token, request.cookies.get(COOKIE, "")
+    )
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response

@@ -1,15 +1,25 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+/metrics names every destination host and the queue's state, so it is
+never open to anyone by default: on the public listener it exists only with
+``[metrics].token`` (a bearer token; `mirror init` writes a random one), and
+the separate ``[metrics].listen`` listener needs that token too, or else a
+loopback address.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 
 import sqlalchemy as sa
 from aiohttp import web
 
+from mirror.config import Settings
 from mirror.db import migrate
+from mirror.errors import ConfigError
 from mirror.observe.metrics import CONTENT_TYPE
 from mirror.server.appkeys import FEDERATION
 
@@ -50,6 +60,44 @@ async def readyz(request: web.Request) -> web.Response:
         text=json.dumps({"ready": ready, **checks}),
         content_type="application/json",
     )
+
+
+def metrics_on_public_listener(settings: Settings) -> bool:
+    """/metrics on the main listener: only behind a token (it names every destination host)."""
+    metrics = settings.metrics
+    return metrics.enabled and not metrics.listen and bool(metrics.token)
+
+
+def check_metrics_listen(settings: Settings) -> None:
+    """``[metrics].listen`` without a token must be a loopback address; ConfigError otherwise.
+
+    A scraper on the same machine needs no token; anything reachable from
+    elsewhere does, like the public listener.
+    """
+    metrics = settings.metrics
+    if not metrics.enabled or not metrics.listen or metrics.token:
+        return
+    from mirror.server.app import parse_listen
+
+    try:
+        host, _ = parse_listen(metrics.listen)
+    except ValueError as exc:
+        raise ConfigError(f"[metrics].listen: {exc}") from None
+    if not _is_loopback(host):
+        raise ConfigError(
+            f"[metrics].listen {metrics.listen!r} is not a loopback address: set "
+            "[metrics].token (MIRROR_METRICS_TOKEN), which scrapers then send as a bearer "
+            "token, or listen on 127.0.0.1"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -55,7 +55,10 @@ async def _handle(request: web.Request, username: str | None) -> web.Response:
         metrics.inbox_requests.labels("accepted").inc()
         log.info("inbox %s: accepted %s", request.path, verdict.reason)
         return web.Response(status=202)
-    return _refuse(verdict.status, verdict.reason, request, peer)
+    response = _refuse(verdict.status, verdict.reason, request, peer)
+    if verdict.retry_after_s is not None:
+        response.headers["Retry-After"] = str(verdict.retry_after_s)
+    return response
 
 
 async def _read(request: web.Request, limit: int) -> bytes | None:
@@ -78,5 +81,6 @@ def _refuse(status: int, reason: str, request: web.Request, peer: str) -> web.Re
         401: "signature check failed",
         413: "body too large",
         415: "expected application/activity+json",
+        503: "try again later",
     }.get(status, "refused")
     return web.Response(status=status, text=text)

@@ -185,7 +185,14 @@ async def verify_sender(
             or not federation.remote.may_refetch(signer.id)
         ):
             raise
-        signer = await federation.remote.by_key_id(parsed.key_id, refresh=True)
+        try:
+            signer = await federation.remote.by_key_id(parsed.key_id, refresh=True)
+        except ActorUnavailable as gone:
+            if gone.gone and activity is not None and _deletes_itself(activity):
+                return await _verify_gone_actor(
+                    federation, activity, parsed, method, target, url, headers
+                )
+            raise
         _check(signer, parsed, method, target, url, headers)
     if activity is not None and signer.id != activity.actor:
         raise SignatureError(

@@ -3,10 +3,12 @@
 Fetching a key is the one thing an unauthenticated request makes us do, so
 fetches are bounded (the Decisions of issue 19): at most PER_HOST at once
 per remote host and TOTAL in all; concurrent lookups of one URL share one
-fetch; and a host whose fetches stall gets KeyFetchBusy (503 with
-Retry-After) at once instead of a place in a queue behind its stalls. A
+fetch; a request that would need one more gets KeyFetchBusy (503 with
+Retry-After) at once, not a place in a queue behind a host's stalls. A
 request waits for a fetch at most STALL_S; the fetch itself goes on to its
 own timeout and caches what it gets, so the sender's retry finds the key.
+Other hosts keep their places: only 16 hosts stalling at once could take
+all 64.
 A 4xx would lose the activity: Lemmy's sender drops an activity a receiver
 answers with a client error and retries only other failures
 (activitypub-federation-rust src/activity_sending.rs, "was rejected,
@@ -43,9 +45,8 @@ TABLE = table_of(RemoteActor)
 #: Key fetches in flight at once, per remote host and in all.
 PER_HOST = 4
 TOTAL = 64
-#: A fetch in flight for longer than this stalls: a request waits no longer
-#: for it (or for a place beside it), and its host's next requests are
-#: answered at once.
+#: A fetch in flight for longer than this stalls: no request waits longer
+#: for it (it goes on, in the background, to the fetch timeout).
 STALL_S = 3.0
 #: What a 503 tells the sender to wait before it retries.
 RETRY_AFTER_S = 30
@@ -107,7 +108,6 @@ class FetchLimits:
     _flights: dict[tuple[str, int], _Flight] = field(default_factory=dict)
     _by_host: dict[str, list[_Flight]] = field(default_factory=dict)
     _count: int = 0
-    _released: asyncio.Event | None = None
 
     def in_flight(self, host: str | None = None) -> int:
         return self._count if host is None else len(self._by_host.get(host, ()))
@@ -119,17 +119,10 @@ class FetchLimits:
         key = (url, redirects)
         flight = self._flights.get(key)
         if flight is None:
-            host = (urlsplit(url).hostname or "").lower()
-            flight = await self._take(host)
-            # Another caller may have started the same fetch while we waited.
-            joined = self._flights.get(key)
-            if joined is not None:
-                self._give_back(flight)
-                flight = joined
-            else:
-                flight.task = asyncio.get_running_loop().create_task(fetch())
-                self._flights[key] = flight
-                flight.task.add_done_callback(lambda task: self._landed(key, flight, task))
+            flight = self._take((urlsplit(url).hostname or "").lower())
+            flight.task = asyncio.get_running_loop().create_task(fetch())
+            self._flights[key] = flight
+            flight.task.add_done_callback(lambda task: self._landed(key, flight, task))
         task = flight.task
         assert task is not None
         remaining = flight.started + self.stall_s - time.monotonic()
@@ -142,32 +135,21 @@ class FetchLimits:
                 raise KeyFetchBusy(f"fetching {url} has taken over {self.stall_s:g} s")
         return task.result()
 
-    async def _take(self, host: str) -> _Flight:
-        while True:
-            mine = self._by_host.setdefault(host, [])
-            if len(mine) < self.per_host and self._count < self.total:
-                flight = _Flight(host, time.monotonic())
-                mine.append(flight)
-                self._count += 1
-                return flight
-            if len(mine) >= self.per_host:
-                blocking, what = mine, f"{host} has {len(mine)} key fetches in flight"
-            else:
-                blocking = [f for flights in self._by_host.values() for f in flights]
-                what = f"{self._count} key fetches are in flight"
-            # A place frees when a fetch ends; once the oldest in the way
-            # stalls, waiting is what an attacker's stalls would make of us.
-            wait = min(f.started for f in blocking) + self.stall_s - time.monotonic()
-            if wait <= 0:
-                raise KeyFetchBusy(f"{what}, stalling")
-            if self._released is None:
-                self._released = asyncio.Event()
-            released = self._released
-            try:
-                async with asyncio.timeout(wait):
-                    await released.wait()
-            except TimeoutError:
-                pass
+    def _take(self, host: str) -> _Flight:
+        """A place for a new fetch from ``host``, or KeyFetchBusy at once.
+
+        There is no queue: a request waiting behind a host's stalled fetches
+        is what made a valid request fail after 10.8 s (issue 19, item 3).
+        """
+        mine = self._by_host.setdefault(host, [])
+        if len(mine) >= self.per_host:
+            raise KeyFetchBusy(f"{host} has {len(mine)} key fetches in flight")
+        if self._count >= self.total:
+            raise KeyFetchBusy(f"{self._count} key fetches are in flight")
+        flight = _Flight(host, time.monotonic())
+        mine.append(flight)
+        self._count += 1
+        return flight
 
     def _give_back(self, flight: _Flight) -> None:
         flights = self._by_host.get(flight.host, [])
@@ -176,9 +158,6 @@ class FetchLimits:
             self._count -= 1
         if not flights:
             self._by_host.pop(flight.host, None)
-        if self._released is not None:
-            self._released.set()
-            self._released = None
 
     def _landed(self, key: tuple[str, int], flight: _Flight, task: asyncio.Task[object]) -> None:
         if self._flights.get(key) is flight:

@@ -105,8 +105,8 @@ class MalformedRequests(logging.Filter):
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
-            record.msg = "%s: %s %s"
-            record.args = (record.getMessage(), type(error).__name__, error.message)
+            said = record.getMessage()
+            record.msg, record.args = "%s: %s %s", (said, type(error).__name__, error.message)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
         return True

@@ -105,8 +105,10 @@ class MalformedRequests(logging.Filter):
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
-            said = record.getMessage()
-            record.msg, record.args = "%s: %s %s", (said, type(error).__name__, error.message)
+            said, reason = record.getMessage(), str(error.message)
+            if len(reason) > 200:  # a line of 8 KiB it refused is not worth logging whole
+                reason = reason[:200] + "..."
+            record.msg, record.args = "%s: %s %s", (said, type(error).__name__, reason)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
         return True

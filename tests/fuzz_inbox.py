@@ -309,6 +309,7 @@ class Generator:
     def __init__(self, world: FuzzWorld, seed: int) -> None:
         self.world = world
         self.rng = random.Random(seed)
+        self.seed = seed
         self.target = world.target
         self.sent_valid: list[Request] = []
         self.number = 0
@@ -334,7 +335,7 @@ class Generator:
         self.number += 1
         style = self.rng.random()
         if style < 0.8:
-            return f"{actor}/activities/{self.number}"
+            return f"{actor}/activities/{self.seed}-{self.number}"
         if style < 0.9:
             return f"{actor}/activities/{self.number}/" + "p" * self.rng.randint(100, 2000)
         return f"{actor}/activities/{self.number}/{quote(self.rng.choice(JUNK_STRINGS))}"
@@ -604,7 +605,7 @@ class Generator:
                 f"{self.world.host.base}/nothing#k",
                 f"{self.target}/u/mirror#main-key",
                 f"{self.target}/nothing",
-                self.rng.choice(JUNK_STRINGS),
+                self.rng.choice(KEY_JUNK),
             ]
         )
         signature = base64.b64encode(

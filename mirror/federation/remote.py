@@ -141,13 +141,13 @@ class FetchLimits:
         There is no queue: a request waiting behind a host's stalled fetches
         is what made a valid request fail after 10.8 s (issue 19, item 3).
         """
-        mine = self._by_host.setdefault(host, [])
+        mine = self._by_host.get(host, [])
         if len(mine) >= self.per_host:
             raise KeyFetchBusy(f"{host} has {len(mine)} key fetches in flight")
         if self._count >= self.total:
             raise KeyFetchBusy(f"{self._count} key fetches are in flight")
         flight = _Flight(host, time.monotonic())
-        mine.append(flight)
+        self._by_host.setdefault(host, []).append(flight)
         self._count += 1
         return flight
 

@@ -345,6 +345,10 @@ async def test_key_fetches_are_limited_in_all(service_factory: Callable[..., Any
     finally:
         for host in hosts:
             await host.close()
+    # Every place is given back once the stalled fetches end; no host is remembered.
+    limits = service.federation.remote.limits
+    await wait_for(lambda: limits.in_flight() == 0, timeout=10)
+    assert limits._by_host == {} and limits._flights == {}
 
 
 # -- 4. cheap checks before any fetch; one refetch per actor per interval -----------------

@@ -295,7 +295,12 @@ def _author_from_display(header: _Header) -> ParsedAuthor:
 
 def _is_meta(line: str) -> bool:
     text = line.strip()
-    return text in ICONS or bool(NUMBER.match(text)) or is_relative_time(text) or _is_language(text)
+    return (
+        text in ICONS
+        or bool(NUMBER.match(text))
+        or is_relative_time(text)
+        or _is_language(text)
+    )
 
 
 def _is_language(text: str) -> bool:

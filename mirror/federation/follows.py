@@ -88,7 +88,13 @@ def set_state(
 async def handle_follow(
     federation: Federation, local: LocalActor, activity: Inbound, follower: RemoteActorDoc
 ) -> None:
-    """Store the follower and answer with a signed Accept embedding the Follow."""
+    """Store the follower and answer with a signed Accept embedding the Follow.
+
+    Only the Follow's id, type, actor and object are kept: what Lemmy reads
+    of an embedded Follow (crates/apub/src/protocol/activities/following/follow.rs)
+    and what Mastodon matches an Accept by. The rest of what the sender
+    wrote (up to the inbox's size limit) is neither stored nor served back.
+    """
     inbox = follower.inbox
     if not inbox:
         log.warning(
@@ -96,7 +102,13 @@ async def handle_follow(
         )
         return
     now = federation.clock.now()
-    accept = recipe("accept", username=local.username, follow=activity.raw)
+    follow = {
+        "id": activity.id,
+        "type": "Follow",
+        "actor": activity.actor,
+        "object": activity.object_id,
+    }
+    accept = recipe("accept", username=local.username, follow=follow)
 
     def store() -> bool:
         with write_transaction(federation.engine) as conn:

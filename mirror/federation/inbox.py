@@ -1,9 +1,26 @@
 """Inbox: verify what arrives, record it once, act on the few activities we handle.
 
-The order of checks follows what a forger cannot pass: the body must be an
-activity, its HTTP signature must verify with the key of the activity's own
-actor (fetched with a signed GET, refetched once if the check fails, in case
-the key was rotated), and the Date and Digest must be fresh and match.
+The order of checks puts the cheap ones first and the one that costs us a
+fetch last, so that junk is refused before we make any request for it:
+
+1. the body: JSON (nested at most MAX_DEPTH), an activity whose id, type and
+   actor fit our columns (400);
+2. the signature, without a key (mirror.signatures.check_request): its
+   size and form, the signed headers present, the signed Host ours, the Date
+   or ``(created)`` within the window, the Digest the body's (401);
+3. the keyId: an http(s) URL, not ours (401);
+4. the key, from our cache or fetched (bounded per host, mirror.federation.remote;
+   503 with Retry-After when that host stalls or fails for now, 401 when it
+   has no such key), then the signature with it; with a cached key that
+   fails, the key is fetched again once per actor per interval, in case it
+   was rotated (401);
+5. the signer must be the activity's actor (401).
+
+A self-Delete whose keyId answers 404/410 (the account is gone, and its key
+with it) is believed only when it verifies with the key we cached for that
+actor, or when the actor's own id answers 404/410 on a fresh fetch of ours;
+steps 1-3 apply to it as to anything else.
+
 Only then is the activity id recorded (duplicates are acknowledged and
 ignored) and handled. Anything we do not handle is accepted and logged:
 answering 5xx would make Lemmy retry it forever.
@@ -16,23 +33,33 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
 from mirror.db.models import ReceivedActivity
 from mirror.db.session import write_transaction
 from mirror.federation import follows
-from mirror.federation.remote import ActorUnavailable
+from mirror.federation.remote import RETRY_AFTER_S, ActorUnavailable, KeyFetchBusy
 from mirror.federation.service import Federation
 from mirror.signatures import (
     InvalidKey,
     ParsedSignature,
     SignatureError,
+    check_request,
     load_public_key,
+    our_hosts,
     parse_signature,
-    verify_request,
+    verify_signature,
 )
-from mirror.vocab.parse import Inbound, Malformed, RemoteActorDoc, parse_activity
+from mirror.vocab.parse import (
+    Inbound,
+    Malformed,
+    RemoteActorDoc,
+    excerpt,
+    is_url,
+    parse_activity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +72,8 @@ class Verdict:
     reason: str
     #: For a refused signature, the short reason code (a metrics label).
     code: str = ""
+    #: For a 503: the seconds the sender should wait before it retries.
+    retry_after_s: int | None = None
 
     @property
     def accepted(self) -> bool:
@@ -67,11 +96,15 @@ async def receive(
 ) -> Verdict:
     """Handle one POST to an inbox (``username`` None for the shared inbox)."""
     try:
-        activity = parse_activity(json.loads(body))
-    except ValueError as exc:  # JSONDecodeError and Malformed are ValueErrors
-        return refuse(
-            400, f"malformed activity: {exc}" if isinstance(exc, Malformed) else "not JSON"
-        )
+        data = json.loads(body)
+    except RecursionError:
+        return refuse(400, "malformed activity: the body nests too deeply")
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
+        return refuse(400, "not JSON")
+    try:
+        activity = parse_activity(data)
+    except Malformed as exc:
+        return refuse(400, f"malformed activity: {exc}")
     try:
         signer = await verify_sender(
             federation, activity, method=method, target=target, url=url, headers=headers, body=body
@@ -79,6 +112,11 @@ async def receive(
     except SignatureError as exc:
         return refuse(401, f"signature: {exc.reason}: {exc}", exc.reason)
     except ActorUnavailable as exc:
+        if exc.transient:
+            # Lemmy drops what a 4xx refused; a 503 is retried, and by then
+            # the key is in our cache or the host answers again.
+            retry = exc.retry_after_s if isinstance(exc, KeyFetchBusy) else RETRY_AFTER_S
+            return Verdict(503, f"cannot fetch the signer's key now: {exc}", "", retry)
         return refuse(401, f"cannot fetch the signer's key: {exc}", "key_unavailable")
 
     if not await asyncio.to_thread(_record, federation, activity):
@@ -97,24 +135,65 @@ async def verify_sender(
     headers: Mapping[str, str],
     body: bytes | None,
 ) -> RemoteActorDoc:
-    """The verified signer of a request, which must be the activity's actor."""
+    """The verified signer of a request, which must be the activity's actor.
+
+    Raises SignatureError (refused), or ActorUnavailable (no key: refused,
+    or ``transient`` when the sender should try again).
+    """
     parsed = parse_signature(headers)
+    hosts = our_hosts(federation.urls.base)
+    # Everything that needs no key, before any fetch.
+    check_request(
+        method,
+        target,
+        headers,
+        body,
+        now=federation.clock.now(),
+        window_s=federation.settings.federation.signature_window_s,
+        parsed=parsed,
+        url=url,
+        hosts=hosts,
+    )
+    if not is_url(parsed.key_id):
+        raise SignatureError(
+            "malformed_signature", f"the keyId {excerpt(parsed.key_id)} is not an http(s) URL"
+        )
+    # Our own keys are not fetched over the network (nor our own 404s taken
+    # for someone's deletion), as Mastodon refuses a local keyId
+    # (app/controllers/concerns/signature_verification.rb, local_uri?).
+    if _ours(parsed.key_id, hosts):
+        raise SignatureError("local_key", f"the keyId {parsed.key_id} is on our own host")
+    if activity is not None and _ours(activity.actor, hosts):
+        raise SignatureError("wrong_owner", f"the actor {activity.actor} is one of ours")
     try:
-        signer = await federation.remote.by_key_id(parsed.key_id)
+        lookup = await federation.remote.lookup_key(parsed.key_id)
     except ActorUnavailable as exc:
         if exc.gone and activity is not None and _deletes_itself(activity):
             return await _verify_gone_actor(
-                federation, activity, parsed, method, target, url, headers, body
+                federation, activity, parsed, method, target, url, headers
             )
         raise
+    signer = lookup.doc
     try:
-        _check(federation, signer, parsed, method, target, url, headers, body)
+        _check(signer, parsed, method, target, url, headers)
     except SignatureError as exc:
-        if exc.reason != "bad_signature":
+        # The key may have been rotated since we cached it: refetch, but once
+        # per actor per interval (200 bad signatures are not 200 fetches).
+        if (
+            exc.reason != "bad_signature"
+            or not lookup.cached
+            or not federation.remote.may_refetch(signer.id)
+        ):
             raise
-        # The key may have been rotated since we cached it: refetch once.
-        signer = await federation.remote.by_key_id(parsed.key_id, refresh=True)
-        _check(federation, signer, parsed, method, target, url, headers, body)
+        try:
+            signer = await federation.remote.by_key_id(parsed.key_id, refresh=True)
+        except ActorUnavailable as gone:
+            if gone.gone and activity is not None and _deletes_itself(activity):
+                return await _verify_gone_actor(
+                    federation, activity, parsed, method, target, url, headers
+                )
+            raise
+        _check(signer, parsed, method, target, url, headers)
     if activity is not None and signer.id != activity.actor:
         raise SignatureError(
             "wrong_owner", f"signed by {signer.id}, but the activity's actor is {activity.actor}"
@@ -122,15 +201,17 @@ async def verify_sender(
     return signer
 
 
+def _ours(url: str, hosts: frozenset[str]) -> bool:
+    return urlsplit(url).netloc.lower() in hosts
+
+
 def _check(
-    federation: Federation,
     signer: RemoteActorDoc,
     parsed: ParsedSignature,
     method: str,
     target: str,
     url: str,
     headers: Mapping[str, str],
-    body: bytes | None,
 ) -> None:
     if not signer.public_key_pem:
         raise SignatureError("bad_signature", f"{signer.id} publishes no key")
@@ -138,17 +219,7 @@ def _check(
         key = load_public_key(signer.public_key_pem)
     except InvalidKey as exc:
         raise SignatureError("bad_signature", f"{signer.id}: {exc}") from None
-    verify_request(
-        method,
-        target,
-        headers,
-        body,
-        key,
-        now=federation.clock.now(),
-        window_s=federation.settings.federation.signature_window_s,
-        parsed=parsed,
-        url=url,
-    )
+    verify_signature(method, target, headers, parsed, key, url=url)
 
 
 def _deletes_itself(activity: Inbound | None) -> bool:
@@ -165,19 +236,35 @@ async def _verify_gone_actor(
     target: str,
     url: str,
     headers: Mapping[str, str],
-    body: bytes | None,
 ) -> RemoteActorDoc:
-    """A deleted actor's key cannot be fetched any more (its URL answers 410).
+    """A self-Delete whose keyId answers 404/410: the account, and its key, may be gone.
 
-    Accept its self-Delete when it verifies with the key we cached earlier,
-    or, with no cached key, because its URL really answers 404/410.
+    Believed when it verifies with the key we cached for *that actor* (not
+    for the keyId, which anyone can point at any 404), or when the actor's
+    own id answers 404/410 on a fresh fetch of ours, on the actor's own host
+    (no redirect followed): then it is gone whoever says so. The request's
+    Date, Digest and Host were checked before this (check_request).
     """
-    cached = await federation.remote.cached_key(parsed.key_id)
+    cached = await federation.remote.cached_actor(activity.actor)
+    failure: SignatureError | None = None
     if cached is not None and cached.public_key_pem:
-        _check(federation, cached, parsed, method, target, url, headers, body)
-        return cached
-    log.info("Delete of %s accepted: its URL answers 404/410 and no key was cached", activity.actor)
-    return RemoteActorDoc(activity.actor, None, None, None, None, None, activity.actor, None)
+        try:
+            _check(cached, parsed, method, target, url, headers)
+            return cached
+        except SignatureError as exc:
+            failure = exc
+    if await federation.remote.answers_gone(activity.actor):
+        log.info("Delete of %s believed: the actor's id answers 404/410", activity.actor)
+        return RemoteActorDoc(activity.actor, None, None, None, None, None, activity.actor, None)
+    if failure is not None:
+        raise SignatureError(
+            failure.reason, f"{failure} (the key cached for {activity.actor}), and it is not gone"
+        )
+    raise SignatureError(
+        "unverified_delete",
+        f"the keyId {parsed.key_id} is gone, no key of {activity.actor} is cached, "
+        "and the actor's id does not answer 404/410",
+    )
 
 
 def _record(federation: Federation, activity: Inbound) -> bool:

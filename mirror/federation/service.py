@@ -20,6 +20,7 @@ from mirror.net.client import Signer, make_session
 from mirror.observe.metrics import Metrics
 from mirror.signatures import MasterKey
 from mirror.vocab.ids import Urls
+from mirror.vocab.parse import storable
 
 if TYPE_CHECKING:
     from mirror.publish.job import PublicationJob
@@ -74,6 +75,10 @@ class Federation:
         return self._session
 
     async def local_actor(self, username: str) -> LocalActor | None:
+        # A name from a URL path may be anything; one our column could not
+        # hold (PostgreSQL refuses NUL, UTF-8 a lone surrogate) is no one's.
+        if len(username) > 64 or not storable(username):
+            return None
         return await asyncio.to_thread(self._local_actor, username)
 
     def _local_actor(self, username: str) -> LocalActor | None:
@@ -130,6 +135,7 @@ class Federation:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
             for task in pending:
                 task.cancel()
+        await self.remote.close()  # key fetches still in flight
         if self._session is not None:
             await self._session.close()
             self._session = None

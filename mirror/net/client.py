@@ -125,12 +125,13 @@ async def fetch_json(
     max_bytes: int,
     signer: Signer | None = None,
     accept: str = ACCEPT_ACTIVITY,
+    max_redirects: int = MAX_REDIRECTS,
 ) -> tuple[str, Any]:
     """GET a JSON document (signed when a signer is given); returns (final URL, data).
 
-    Redirects are followed by hand, at most three, each target checked again.
+    Redirects are followed by hand, at most ``max_redirects``, each target checked again.
     """
-    for _ in range(MAX_REDIRECTS + 1):
+    for _ in range(max_redirects + 1):
         check_url(url, allow_private=allow_private)
         headers = {"Accept": accept}
         if signer is not None:
@@ -159,9 +160,10 @@ async def fetch_json(
             raise failure(url, exc) from None
         try:
             return url, json.loads(body)
-        except ValueError:
-            raise FetchError("not_json", f"{url}: the response is not JSON") from None
-    raise FetchError("redirects", f"{url}: more than {MAX_REDIRECTS} redirects")
+        except (ValueError, RecursionError):
+            # RecursionError: a document of 100,000 nested arrays is not one we read.
+            raise FetchError("not_json", f"{url}: the response is not JSON we read") from None
+    raise FetchError("redirects", f"{url}: more than {max_redirects} redirects")
 
 
 async def query_api(

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
+from mirror.observe.logs import quiet_malformed_requests
 from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes import actors, admin, discovery, health, inbox, objects
@@ -33,6 +34,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def make_app(federation: Federation) -> web.Application:
+    # Requests aiohttp's parser refuses are the client's mistake: a warning, no traceback.
+    quiet_malformed_requests()
     app = web.Application(middlewares=[errors_middleware])
     app[FEDERATION] = federation
     app[admin.THROTTLE] = Throttle()

@@ -9,9 +9,12 @@ from mirror.signatures.digest import (
 from mirror.signatures.http import (
     ParsedSignature,
     SignatureError,
+    check_request,
+    our_hosts,
     parse_signature,
     sign_request,
     verify_request,
+    verify_signature,
 )
 from mirror.signatures.keys import (
     InvalidKey,
@@ -34,6 +37,7 @@ __all__ = [
     "MasterKeyError",
     "ParsedSignature",
     "SignatureError",
+    "check_request",
     "content_digest_header",
     "create_master_key_file",
     "digest_header",
@@ -41,6 +45,7 @@ __all__ = [
     "load_master_key",
     "load_private_key",
     "load_public_key",
+    "our_hosts",
     "parse_signature",
     "private_key_to_pem",
     "public_key_pem",
@@ -48,4 +53,5 @@ __all__ = [
     "verify_content_digest",
     "verify_digest_header",
     "verify_request",
+    "verify_signature",
 ]

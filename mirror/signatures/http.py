@@ -5,6 +5,12 @@
 SHA-256 and says ``rsa-sha256`` (Lemmy ignores the algorithm, httpsig and
 older Mastodons know rsa-sha256 but not hs2019). ``verify_request`` accepts
 rsa-sha256 and hs2019, and RFC 9421 signatures via :mod:`.rfc9421`.
+
+Verification is two steps, so that a receiver can refuse a request before
+it fetches anyone's key: ``check_request`` does everything that needs no
+key (sizes, the signed headers' presence, the signed host, Date or
+``(created)``, Digest), ``verify_signature`` then checks the signature
+itself. ``verify_request`` does both.
 """
 
 from __future__ import annotations
@@ -28,6 +34,15 @@ from mirror.signatures.digest import digest_header, verify_digest_header
 
 ALGORITHMS = frozenset({"rsa-sha256", "hs2019"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Sizes beyond which a signature is not one we could verify: a keyId is a
+#: URL (our URL columns hold 2,048 characters), an RSA-8192 signature is
+#: 1,024 bytes, and no sender signs more than a handful of headers.
+MAX_KEY_ID = 2048
+MAX_SIGNATURE_BYTES = 1024
+MAX_COVERED = 32
+#: ``(created)`` and ``(expires)`` are Unix times: more digits than this is
+#: not a time (and 400 digits overflow a float when compared with now).
+_TIME = re.compile(r"-?[0-9]{1,12}")
 _PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,]*)\s*(?:,|$)')
 
 
@@ -155,12 +170,12 @@ def parse_signature(headers: Mapping[str, str]) -> ParsedSignature:
     raw_signature = params.get("signature")
     if not key_id or not raw_signature:
         raise SignatureError("malformed_signature", "the Signature header lacks keyId or signature")
-    try:
-        signature = base64.b64decode(raw_signature, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError("malformed_signature", "the signature is not base64") from None
+    check_key_id(key_id)
+    signature = decode_signature(raw_signature)
     # Without headers= the draft means "(created)" alone, which we never accept.
     covered = tuple(params.get("headers", "(created)").lower().split())
+    if len(covered) > MAX_COVERED:
+        raise SignatureError("malformed_signature", f"more than {MAX_COVERED} signed headers")
     return ParsedSignature(
         scheme="cavage",
         key_id=key_id,
@@ -170,6 +185,29 @@ def parse_signature(headers: Mapping[str, str]) -> ParsedSignature:
         created=_int_param(params, "created"),
         expires=_int_param(params, "expires"),
     )
+
+
+def check_key_id(key_id: str) -> None:
+    """A keyId that could be a URL: short, with no space or control character.
+
+    (Which URLs we fetch keys from is the receiver's business, not this module's.)
+    """
+    if len(key_id) > MAX_KEY_ID or not key_id.isprintable() or any(c.isspace() for c in key_id):
+        raise SignatureError("malformed_signature", f"the keyId {_excerpt(key_id)} is not a URL")
+
+
+def decode_signature(raw: str) -> bytes:
+    if len(raw) > MAX_SIGNATURE_BYTES * 4 // 3 + 4:
+        raise SignatureError("malformed_signature", "the signature is too long for any key")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError("malformed_signature", "the signature is not base64") from None
+
+
+def _excerpt(value: str, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_params(value: str) -> dict[str, str]:
@@ -190,10 +228,32 @@ def _parse_params(value: str) -> dict[str, str]:
 def _int_param(params: dict[str, str], name: str) -> int | None:
     if name not in params:
         return None
-    try:
-        return int(params[name])
-    except ValueError:
-        raise SignatureError("malformed_signature", f"({name}) is not an integer") from None
+    return parse_time(params[name], name)
+
+
+def parse_time(value: str, name: str) -> int:
+    """A ``created``/``expires`` parameter: a Unix time of at most 12 digits."""
+    if not _TIME.fullmatch(value.strip()):
+        raise SignatureError("malformed_signature", f"({name}) is not a Unix time")
+    return int(value)
+
+
+def signed_host_matches(value: str, hosts: frozenset[str]) -> bool:
+    """Whether a Host value names us (``hosts`` from :func:`our_hosts`)."""
+    return value.strip().lower() in hosts
+
+
+def our_hosts(base_url: str) -> frozenset[str]:
+    """The Host values a request to ``base_url`` may carry: with and without a default port."""
+    parts = urlsplit(base_url)
+    netloc = parts.netloc.lower()
+    hosts = {netloc}
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port is None and default is not None:
+        hosts.add(f"{netloc}:{default}")
+    elif parts.port == default and parts.hostname:
+        hosts.add(netloc.rsplit(":", 1)[0])
+    return frozenset(hosts)
 
 
 def verify_request(
@@ -208,8 +268,44 @@ def verify_request(
     require_digest: bool | None = None,
     parsed: ParsedSignature | None = None,
     url: str | None = None,
+    hosts: frozenset[str] | None = None,
 ) -> ParsedSignature:
     """Check a received request's signature; returns it, or raises SignatureError."""
+    parsed = check_request(
+        method,
+        target,
+        headers,
+        body,
+        now=now,
+        window_s=window_s,
+        require_digest=require_digest,
+        parsed=parsed,
+        url=url,
+        hosts=hosts,
+    )
+    verify_signature(method, target, headers, parsed, public_key, url=url)
+    return parsed
+
+
+def check_request(
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    now: datetime,
+    window_s: int = 3600,
+    require_digest: bool | None = None,
+    parsed: ParsedSignature | None = None,
+    url: str | None = None,
+    hosts: frozenset[str] | None = None,
+) -> ParsedSignature:
+    """Every check of a signed request that needs no key; returns the parsed signature.
+
+    ``hosts``, when given, are the Host values that name us (:func:`our_hosts`):
+    a request signed for another server is refused, since its signature
+    could be replayed from there to here.
+    """
     view = _Headers(headers)
     parsed = parsed or parse_signature(headers)
     if require_digest is None:
@@ -217,14 +313,11 @@ def verify_request(
     if parsed.scheme == "rfc9421":
         from mirror.signatures import rfc9421
 
-        if url is None:
-            url = f"https://{view.get('host') or ''}{target}"
-        return rfc9421.verify(
+        return rfc9421.check(
             method,
-            url,
+            _rfc9421_url(url, view, target),
             headers,
             body,
-            public_key,
             now=now,
             window_s=window_s,
             require_digest=require_digest,
@@ -233,15 +326,23 @@ def verify_request(
 
     algorithm = (parsed.algorithm or "hs2019").lower()
     if algorithm not in ALGORITHMS:
-        raise SignatureError(
-            "unsupported_algorithm", f"algorithm {parsed.algorithm!r} is not supported"
-        )
+        name = _excerpt(parsed.algorithm or "")
+        raise SignatureError("unsupported_algorithm", f"algorithm {name} is not supported")
     covered = parsed.covered
     for needed in ("(request-target)", "host"):
         if needed not in covered:
             raise SignatureError("missing_header", f"{needed} is not signed")
     if "date" not in covered and "(created)" not in covered:
         raise SignatureError("missing_header", "neither date nor (created) is signed")
+    if hosts is not None:
+        host = view.get("host")
+        if host is None:
+            raise SignatureError("missing_header", "the signed header host is absent")
+        if not signed_host_matches(host, hosts):
+            raise SignatureError(
+                "wrong_host", f"signed for host {_excerpt(host)}, not {' or '.join(sorted(hosts))}"
+            )
+    _check_times(parsed, view, covered, now, window_s)
     if require_digest:
         if "digest" not in covered:
             raise SignatureError("missing_digest", "the body's Digest is not signed")
@@ -250,10 +351,30 @@ def verify_request(
             raise SignatureError("missing_digest", "no Digest header")
         if body is None or not verify_digest_header(digest, body):
             raise SignatureError("digest_mismatch", "the Digest does not match the body")
-    _check_times(parsed, view, covered, now, window_s)
-
-    lines = []
     for name in covered:
+        if not name.startswith("(") and not view.all(name):
+            raise SignatureError("missing_header", f"the signed header {_excerpt(name)} is absent")
+    return parsed
+
+
+def verify_signature(
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    parsed: ParsedSignature,
+    public_key: rsa.RSAPublicKey,
+    *,
+    url: str | None = None,
+) -> None:
+    """The signature check itself, after :func:`check_request` passed."""
+    view = _Headers(headers)
+    if parsed.scheme == "rfc9421":
+        from mirror.signatures import rfc9421
+
+        rfc9421.verify_signature(_rfc9421_url(url, view, target), method, view, parsed, public_key)
+        return
+    lines = []
+    for name in parsed.covered:
         if name == "(request-target)":
             lines.append(f"(request-target): {method.lower()} {target}")
         elif name == "(created)":
@@ -266,14 +387,15 @@ def verify_request(
                 raise SignatureError("missing_header", f"the signed header {name} is absent")
             lines.append(f"{name}: {', '.join(v.strip() for v in values)}")
     try:
-        public_key.verify(
-            parsed.signature, "\n".join(lines).encode(), padding.PKCS1v15(), hashes.SHA256()
-        )
+        public_key.verify(parsed.signature, "\n".join(lines).encode(), _PKCS1, _SHA256)
     except InvalidSignature:
         raise SignatureError(
             "bad_signature", "the signature does not verify with the key"
         ) from None
-    return parsed
+
+
+def _rfc9421_url(url: str | None, view: _Headers, target: str) -> str:
+    return url if url is not None else f"https://{view.get('host') or ''}{target}"
 
 
 def _check_times(
@@ -285,13 +407,16 @@ def _check_times(
         if raw is None:
             raise SignatureError("missing_date", "no Date header")
         try:
+            # A year of 20 digits overflows a C long inside the parser.
             when = parsedate_to_datetime(raw).timestamp()
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             raise SignatureError(
-                "missing_date", f"the Date header {raw!r} does not parse"
+                "missing_date", f"the Date header {_excerpt(raw)} does not parse"
             ) from None
         if abs(stamp - when) > window_s:
-            raise SignatureError("stale_date", f"Date {raw} is more than {window_s} s from now")
+            raise SignatureError(
+                "stale_date", f"Date {_excerpt(raw)} is more than {window_s} s from now"
+            )
     if "(created)" in covered:
         if parsed.created is None:
             raise SignatureError("malformed_signature", "(created) is signed but not given")

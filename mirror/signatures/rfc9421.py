@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -14,7 +12,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mirror.signatures.digest import verify_content_digest
-from mirror.signatures.http import ParsedSignature, SignatureError, _Headers
+from mirror.signatures.http import (
+    MAX_COVERED,
+    ParsedSignature,
+    SignatureError,
+    _excerpt,
+    _Headers,
+    check_key_id,
+    decode_signature,
+    parse_time,
+)
 
 _MEMBER = re.compile(
     r'\s*([a-z*][a-z0-9_.*-]*)=(\((?:[^()"]|"(?:[^"\\]|\\.)*")*\)(?:;[^,]*)?)\s*(?:,|$)'
@@ -34,17 +41,17 @@ def parse(signature_input: str, signature: str) -> ParsedSignature:
     label, raw = member.group(1), member.group(2)
     inner_end = raw.index(")") if '"' not in raw else _inner_end(raw)
     items = tuple((name.lower() + params) for name, params in _ITEM.findall(raw[: inner_end + 1]))
+    if len(items) > MAX_COVERED:
+        raise SignatureError("malformed_signature", f"more than {MAX_COVERED} signed components")
     params = {name: value for name, value in _PARAM.findall(raw[inner_end + 1 :])}
     signatures = {m.group(1): m.group(2) for m in _SIGNATURE.finditer(signature)}
     if label not in signatures:
-        raise SignatureError("malformed_signature", f"no Signature for label {label}")
-    try:
-        value = base64.b64decode(signatures[label], validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError("malformed_signature", "the signature is not base64") from None
+        raise SignatureError("malformed_signature", f"no Signature for label {_excerpt(label)}")
+    value = decode_signature(signatures[label])
     key_id = _unquote(params.get("keyid", ""))
     if not key_id:
         raise SignatureError("malformed_signature", "Signature-Input lacks keyid")
+    check_key_id(key_id)
     return ParsedSignature(
         scheme="rfc9421",
         key_id=key_id,
@@ -73,12 +80,7 @@ def _unquote(value: str) -> str:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise SignatureError("malformed_signature", f"{value!r} is not an integer") from None
+    return None if value is None else parse_time(value, "created or expires")
 
 
 def verify(
@@ -93,6 +95,37 @@ def verify(
     require_digest: bool | None,
     parsed: ParsedSignature | None = None,
 ) -> ParsedSignature:
+    """:func:`check`, then :func:`verify_signature`."""
+    parsed = check(
+        method,
+        url,
+        headers,
+        body,
+        now=now,
+        window_s=window_s,
+        require_digest=require_digest,
+        parsed=parsed,
+    )
+    verify_signature(url, method, _Headers(headers), parsed, public_key)
+    return parsed
+
+
+def check(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    now: datetime,
+    window_s: int,
+    require_digest: bool | None,
+    parsed: ParsedSignature | None = None,
+) -> ParsedSignature:
+    """Everything that needs no key: the signed components, created, Content-Digest.
+
+    The authority signed is the one of ``url``, our own base URL's, so a
+    request signed for another server does not verify here.
+    """
     view = _Headers(headers)
     if parsed is None:
         parsed = parse(view.get("signature-input") or "", view.get("signature") or "")
@@ -103,6 +136,14 @@ def verify(
         raise SignatureError(
             "missing_header", "neither @target-uri nor @authority and @path are signed"
         )
+    for name in covered:
+        if not name.startswith("@") and view.get(name) is None:
+            raise SignatureError("missing_header", f"the signed header {_excerpt(name)} is absent")
+    stamp = now.timestamp()
+    if parsed.created is None or abs(stamp - parsed.created) > window_s:
+        raise SignatureError("stale_date", f"created is missing or more than {window_s} s from now")
+    if parsed.expires is not None and parsed.expires < stamp:
+        raise SignatureError("expired", "the signature has expired")
     if require_digest is None:
         require_digest = bool(body)
     if require_digest:
@@ -111,12 +152,14 @@ def verify(
         digest = view.get("content-digest")
         if digest is None or body is None or not verify_content_digest(digest, body):
             raise SignatureError("digest_mismatch", "the Content-Digest does not match the body")
-    stamp = now.timestamp()
-    if parsed.created is None or abs(stamp - parsed.created) > window_s:
-        raise SignatureError("stale_date", f"created is missing or more than {window_s} s from now")
-    if parsed.expires is not None and parsed.expires < stamp:
-        raise SignatureError("expired", "the signature has expired")
+    return parsed
 
+
+def verify_signature(
+    url: str, method: str, view: _Headers, parsed: ParsedSignature, public_key: rsa.RSAPublicKey
+) -> None:
+    """The signature itself, over the components :func:`check` found present."""
+    covered = [item.split(";", 1)[0] for item in parsed.covered]
     lines = [f'"{item}": {_component(item, method, url, view)}' for item in covered]
     lines.append(f'"@signature-params": {parsed.params_raw}')
     base = "\n".join(lines).encode()
@@ -133,13 +176,12 @@ def verify(
             )
         else:
             raise SignatureError(
-                "unsupported_algorithm", f"alg {parsed.algorithm!r} is not supported"
+                "unsupported_algorithm", f"alg {_excerpt(parsed.algorithm or '')} is not supported"
             )
     except InvalidSignature:
         raise SignatureError(
             "bad_signature", "the signature does not verify with the key"
         ) from None
-    return parsed
 
 
 def _component(name: str, method: str, url: str, view: _Headers) -> str:

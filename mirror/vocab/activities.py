@@ -10,12 +10,19 @@ from mirror.vocab.context import ACTIVITY_CONTEXT, PUBLIC
 from mirror.vocab.ids import Urls, check_id
 from mirror.vocab.times import rfc3339
 
+#: What an Accept embeds of the Follow it accepts.
+FOLLOW_KEYS = ("id", "type", "actor", "object")
+
 
 def build_accept(
     urls: Urls, *, username: str, activity_id: str, follow: dict[str, Any]
 ) -> dict[str, Any]:
-    """Accept a Follow; Mastodon matches it by the embedded Follow (its id and actor)."""
-    embedded = {key: value for key, value in follow.items() if key != "@context"}
+    """Accept a Follow; Mastodon matches it by the embedded Follow (its id and actor).
+
+    Only the Follow's id, type, actor and object are embedded, whatever
+    else the recipe holds (recipes stored before that kept the whole Follow).
+    """
+    embedded = {key: follow[key] for key in FOLLOW_KEYS if key in follow}
     return {
         "@context": ACTIVITY_CONTEXT,
         "id": check_id(urls.activity(activity_id)),

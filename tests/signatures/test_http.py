@@ -15,14 +15,17 @@ from hypothesis import strategies as st
 
 from mirror.signatures import (
     SignatureError,
+    check_request,
     digest_header,
     generate_private_key,
     load_public_key,
+    our_hosts,
     parse_signature,
     private_key_to_pem,
     public_key_pem,
     sign_request,
     verify_request,
+    verify_signature,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -231,3 +234,71 @@ def test_arbitrary_signature_headers_raise_only_signature_errors(value: str) -> 
 def test_host_header_matches_the_url() -> None:
     for url in ("https://a.example/x", "http://127.0.0.1:9/y?z=1"):
         assert signed(url=url)["Host"] == urlsplit(url).netloc
+
+
+# -- issue 19: absurd values are SignatureErrors (not OverflowError), the host is ours ----
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",
+        "Mon, 01 Jan 10000 00:00:00 GMT",
+        "Mon, 99 Jan 2026 00:00:00 GMT",
+        "x" * 5000,
+    ],
+)
+def test_absurd_dates_are_refused(date: str) -> None:
+    headers = signed()
+    headers["Date"] = date
+    assert _reason(headers) in ("missing_date", "stale_date")
+
+
+@pytest.mark.parametrize("created", ["9" * 400, "-" + "9" * 400, "1e9", "0x10"])
+def test_absurd_created_is_refused(created: str) -> None:
+    headers = signed()
+    headers["Signature"] = headers["Signature"].replace(
+        'headers="(request-target) host date',
+        f'created={created},headers="(request-target) host (created)',
+    )
+    assert _reason(headers) == "malformed_signature"
+
+
+def test_oversized_parts_are_refused_before_any_key() -> None:
+    headers = signed()
+    for value in (
+        f'keyId="https://a.example/{"k" * 3000}",signature="AAAA"',
+        'keyId="https://a.example/k x",signature="AAAA"',
+        'keyId="https://a.example/k\x01",signature="AAAA"',
+        f'keyId="https://a.example/k",signature="{"A" * 4000}"',
+        f'keyId="https://a.example/k",headers="{" date" * 40}",signature="AAAA"',
+    ):
+        headers["Signature"] = value
+        with pytest.raises(SignatureError) as info:
+            parse_signature(headers)
+        assert info.value.reason == "malformed_signature"
+
+
+def test_the_signed_host_must_be_ours() -> None:
+    headers = signed()  # for https://lemmy.example/inbox
+    ours = our_hosts("https://lemmy.example")
+    assert ours == {"lemmy.example", "lemmy.example:443"}
+    verify_request("POST", "/inbox", headers, BODY, PUBLIC, now=NOW, hosts=ours)
+    with pytest.raises(SignatureError) as info:
+        verify_request(
+            "POST", "/inbox", headers, BODY, PUBLIC, now=NOW, hosts=our_hosts("https://bot.example")
+        )
+    assert info.value.reason == "wrong_host"
+    assert our_hosts("http://127.0.0.1:8080") == {"127.0.0.1:8080"}
+    assert our_hosts("https://a.example:443") == {"a.example:443", "a.example"}
+
+
+def test_checks_without_a_key_come_first() -> None:
+    # A stale Date is found by check_request alone: no key is needed to refuse it.
+    with pytest.raises(SignatureError) as info:
+        check_request("POST", "/inbox", signed(now=NOW - timedelta(days=1)), BODY, now=NOW)
+    assert info.value.reason == "stale_date"
+    parsed = check_request("POST", "/inbox", signed(), BODY, now=NOW)
+    with pytest.raises(SignatureError) as info:
+        verify_signature("POST", "/inbox", signed(), parsed, load_public_key(public_key_pem(OTHER)))
+    assert info.value.reason == "bad_signature"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mirror.federation.inbox import receive
 from mirror.server.appkeys import FEDERATION
@@ -36,7 +37,12 @@ async def _handle(request: web.Request, username: str | None) -> web.Response:
         return _refuse(415, f"content type {request.content_type or 'missing'!r}", request, peer)
     if request.content_length is not None and request.content_length > limit:
         return _refuse(413, f"{request.content_length} bytes > {limit}", request, peer)
-    body = await _read(request, limit)
+    try:
+        body = await _read(request, limit)
+    except (ConnectionResetError, HttpProcessingError) as exc:
+        # The client went away mid-body, or sent a body that does not parse
+        # (a bad chunk, a short Content-Length): its mistake, not ours.
+        return _refuse(400, f"the body did not arrive whole: {exc}", request, peer)
     if body is None:
         return _refuse(413, f"body over {limit} bytes", request, peer)
     verdict = await receive(
@@ -55,7 +61,10 @@ async def _handle(request: web.Request, username: str | None) -> web.Response:
         metrics.inbox_requests.labels("accepted").inc()
         log.info("inbox %s: accepted %s", request.path, verdict.reason)
         return web.Response(status=202)
-    return _refuse(verdict.status, verdict.reason, request, peer)
+    response = _refuse(verdict.status, verdict.reason, request, peer)
+    if verdict.retry_after_s is not None:
+        response.headers["Retry-After"] = str(verdict.retry_after_s)
+    return response
 
 
 async def _read(request: web.Request, limit: int) -> bytes | None:
@@ -78,5 +87,6 @@ def _refuse(status: int, reason: str, request: web.Request, peer: str) -> web.Re
         401: "signature check failed",
         413: "body too large",
         415: "expected application/activity+json",
+        503: "try again later",
     }.get(status, "refused")
     return web.Response(status=status, text=text)

@@ -17,16 +17,24 @@ from mirror.server.negotiation import activity_json, wants_html
 from mirror.server.routes.access import require_signed_fetch
 from mirror.server.templates import render
 from mirror.vocab.context import AS
+from mirror.vocab.parse import storable
 from mirror.vocab.times import rfc3339
 
 routes = web.RouteTableDef()
 _TAG = re.compile(r"<[^>]+>")
 
 
+def _could_be_ours(identifier: str) -> bool:
+    """Our ids fit a 64-character column; a NUL would make PostgreSQL fail the lookup (a 500)."""
+    return len(identifier) <= 64 and storable(identifier)
+
+
 @routes.get("/objects/{object_id}")
 async def handle_object(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     object_id = request.match_info["object_id"]
+    if not _could_be_ours(object_id):
+        raise web.HTTPNotFound(text="no such object")
 
     def load() -> Any:
         with federation.engine.connect() as conn:
@@ -87,6 +95,8 @@ def _object_page(request: web.Request, obj: Any, url: str) -> web.Response:
 async def handle_activity(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     activity_id = request.match_info["activity_id"]
+    if not _could_be_ours(activity_id):
+        raise web.HTTPNotFound(text="no such activity")
 
     def load() -> dict[str, Any] | None:
         with federation.engine.connect() as conn:

@@ -80,6 +80,15 @@ def _free(now: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
 # on every claim cost more than running them.
 _NOW = sa.bindparam("now", type_=DELIVERIES.c.next_attempt_at.type)
 
+
+def _lane_free(d: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
+    """The row keeps no pace, or its lane's next slot has come."""
+    busy = sa.exists().where(
+        PACES.c.id == d.c.pace_id, PACES.c.host == d.c.host, PACES.c.next_at > _NOW
+    )
+    return sa.or_(d.c.pace_id.is_(None), ~busy)
+
+
 #: Hosts with due work, least recently served first; on PostgreSQL hosts that
 #: another worker is serving are skipped rather than waited for.
 _HOSTS_WITH_WORK = (
@@ -91,6 +100,9 @@ _HOSTS_WITH_WORK = (
             stored_in(DELIVERIES.c.state, State.PENDING),
             DELIVERIES.c.next_attempt_at <= _NOW,
             _free(_NOW),
+            # A host whose due rows all wait for their lanes has nothing to
+            # give now: taking it would crowd out hosts that have.
+            _lane_free(DELIVERIES),
         ),
     )
     .order_by(HOSTS.c.last_request_at.asc().nulls_first(), HOSTS.c.host)
@@ -148,10 +160,6 @@ def _claimable_statement() -> sa.Select[Any]:
             stored_in(b.c.state, State.PENDING, State.PARKED),
         )
 
-    # A paced row waits while its lane's next slot is still to come.
-    lane_busy = sa.exists().where(
-        PACES.c.id == d.c.pace_id, PACES.c.host == d.c.host, PACES.c.next_at > _NOW
-    )
     return (
         sa.select(*(d.c[name] for name in _CLAIM_COLUMNS))
         .where(
@@ -161,7 +169,8 @@ def _claimable_statement() -> sa.Select[Any]:
             _free(_NOW),
             ~earlier_outstanding(d.c.ordering_key),
             ~earlier_outstanding(d.c.depends_on),
-            sa.or_(d.c.pace_id.is_(None), ~lane_busy),
+            # A paced row waits while its lane's next slot is still to come.
+            _lane_free(d),
         )
         .order_by(d.c.next_attempt_at, d.c.id)
         .limit(sa.bindparam("quota", type_=sa.Integer()))

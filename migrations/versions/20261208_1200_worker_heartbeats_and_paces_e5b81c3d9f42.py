@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column('next_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('id', 'host', name=op.f('pk_delivery_pace')),
     )
+    op.create_index('ix_delivery_pace_next_at', 'delivery_pace', ['next_at'], unique=False)
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.add_column(sa.Column('pace_id', sa.Integer(), nullable=True))
 
@@ -47,5 +48,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_column('pace_id')
+    op.drop_index('ix_delivery_pace_next_at', table_name='delivery_pace')
     op.drop_table('delivery_pace')
     op.drop_table('delivery_worker')

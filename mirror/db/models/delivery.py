@@ -121,6 +121,8 @@ class DeliveryPace(Base):
     """
 
     __tablename__ = "delivery_pace"
+    # Each claim asks whether any lane waits for its next slot.
+    __table_args__ = (sa.Index("ix_delivery_pace_next_at", "next_at"),)
 
     #: The stream's id (a backfill run's).
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)

@@ -1,13 +1,16 @@
 """A scripted receiving server for delivery tests: a real aiohttp server on 127.0.0.1.
 
-Each POST is recorded and answered by a script (a status, optionally with
-headers and a body, or a delay before answering: a hang).
+Each POST is recorded (with the time it arrived) and answered by a script (a
+status, optionally with headers and a body, or a delay before answering: a
+hang). `lemmy_ids` makes it remember activity ids as Lemmy 1.0 does, before
+anything else: an id seen before is answered 400 `couldnt_create`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +34,10 @@ class Hit:
     path: str
     activity: dict[str, Any]
     headers: dict[str, str]
+    #: time.monotonic() when it arrived.
+    at: float = field(default_factory=time.monotonic)
+    #: Its activity id had arrived before (with `lemmy_ids`).
+    duplicate: bool = False
 
 
 Script = Callable[[Hit, int], Answer]
@@ -43,6 +50,8 @@ class Sink:
     port: int = field(default_factory=free_port)
     script: Script = field(default=lambda hit, n: Answer())
     hits: list[Hit] = field(default_factory=list)
+    lemmy_ids: bool = False
+    _seen: set[str] = field(default_factory=set)
     _server: TestServer | None = None
 
     @property
@@ -68,6 +77,11 @@ class Sink:
         body = await request.read()
         hit = Hit(request.path, json.loads(body), dict(request.headers))
         self.hits.append(hit)
+        if self.lemmy_ids:
+            hit.duplicate = hit.activity["id"] in self._seen
+            self._seen.add(hit.activity["id"])
+            if hit.duplicate:
+                return web.json_response({"error": "couldnt_create"}, status=400)
         answer = self.script(hit, len(self.hits))
         if answer.delay_s:
             await asyncio.sleep(answer.delay_s)

@@ -8,9 +8,20 @@ rows that an earlier undelivered row to the same host blocks: one about the
 same object (Create before Update before Delete) or about the object this
 one depends on (a parent before its replies). The lease and the attempt
 start are written in the claim's transaction; the outcome in a later one.
-A row whose attempt started but never finished was cut short (a crash):
-it is repeated with the same activity id. Any other retry gets a new id,
-rebuilt from the activity's recipe.
+
+A retry sends the activity id the last attempt sent, whatever cut that
+attempt short (a crash, a timeout, a transient error): it may have arrived,
+and a receiver recognises a repeat only by its id. Only after the receiver
+refused the id (an answer that failed the delivery, queued again by an
+operator or a re-run) is the activity rebuilt from its recipe with a new id.
+
+A paced row (one that names a pace: a paced run's post) is claimed only
+when its lane to that host is free, one per lane at a time, and the claim
+moves the lane's time on by the pace's interval. The lane is written in
+the claim's transaction under the host's lock, so workers never take the
+same slot twice. While no lane waits for its next slot (an unpaced queue,
+or every lane's slot come) the claim runs the statements without lane
+checks, which plan as they did before paces existed.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from mirror.db.bulk import bulk_insert, rows_params, rows_table
 from mirror.delivery import hosts as health
 from mirror.delivery.enqueue import new_activity_id
 from mirror.delivery.states import State, stored_in
-from mirror.delivery.tables import ACTIVITIES, DELIVERIES, HOSTS
+from mirror.delivery.tables import ACTIVITIES, DELIVERIES, HOSTS, PACES
 from mirror.vocab.activities import build
 from mirror.vocab.ids import Urls
 
@@ -44,10 +55,11 @@ class Claimed:
     inbox: str
     host: str
     actor: str
-    #: The id of the activity this attempt sends (a retry's is new).
+    #: The id of the activity this attempt sends (a retry's is the last attempt's).
     activity_id: str
     body: bytes
-    #: This attempt repeats one that was cut short (same activity id).
+    #: This attempt sends an id an earlier attempt sent, which may have
+    #: arrived: a receiver that answers "duplicate" holds it already.
     repeat: bool
     attempts: int
     unknown_errors: int
@@ -70,23 +82,50 @@ def _free(now: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
 # on every claim cost more than running them.
 _NOW = sa.bindparam("now", type_=DELIVERIES.c.next_attempt_at.type)
 
-#: Hosts with due work, least recently served first; on PostgreSQL hosts that
-#: another worker is serving are skipped rather than waited for.
-_HOSTS_WITH_WORK = (
-    sa.select(HOSTS)
-    .where(
-        sa.or_(HOSTS.c.breaker_open_until.is_(None), HOSTS.c.breaker_open_until <= _NOW),
-        sa.exists().where(
-            DELIVERIES.c.host == HOSTS.c.host,
-            stored_in(DELIVERIES.c.state, State.PENDING),
-            DELIVERIES.c.next_attempt_at <= _NOW,
-            _free(_NOW),
-        ),
+
+def _lane_free(d: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
+    """The row keeps no pace, or its lane's next slot has come."""
+    busy = sa.exists().where(
+        PACES.c.id == d.c.pace_id, PACES.c.host == d.c.host, PACES.c.next_at > _NOW
     )
-    .order_by(HOSTS.c.last_request_at.asc().nulls_first(), HOSTS.c.host)
-    .limit(HOSTS_PER_CLAIM)
-    .with_for_update(skip_locked=True)
-)
+    return sa.or_(d.c.pace_id.is_(None), ~busy)
+
+
+def _hosts_with_work(paced: bool) -> sa.Select[Any]:
+    """Hosts with due work, least recently served first; on PostgreSQL hosts that
+    another worker is serving are skipped rather than waited for.
+
+    ``paced``: some lane is busy, and a host whose due rows all wait for their
+    lanes has nothing to give now (taking it would crowd out hosts that have).
+    """
+    due = [
+        DELIVERIES.c.host == HOSTS.c.host,
+        stored_in(DELIVERIES.c.state, State.PENDING),
+        DELIVERIES.c.next_attempt_at <= _NOW,
+        _free(_NOW),
+    ]
+    if paced:
+        due.append(_lane_free(DELIVERIES))
+    return (
+        sa.select(HOSTS)
+        .where(
+            sa.or_(HOSTS.c.breaker_open_until.is_(None), HOSTS.c.breaker_open_until <= _NOW),
+            sa.exists().where(*due),
+        )
+        .order_by(HOSTS.c.last_request_at.asc().nulls_first(), HOSTS.c.host)
+        .limit(HOSTS_PER_CLAIM)
+        .with_for_update(skip_locked=True)
+    )
+
+
+_HOSTS_WITH_WORK = _hosts_with_work(paced=False)
+_HOSTS_WITH_PACED_WORK = _hosts_with_work(paced=True)
+
+#: Is any lane waiting for its next slot? Only then do claims check lanes:
+#: the check changes PostgreSQL's plans for the worse (estimates high
+#: enough to JIT-compile a query that runs in a tenth of a millisecond),
+#: and unpaced queues, the bulk of the traffic, need none of it.
+_ANY_LANE_BUSY = sa.select(PACES.c.id).where(PACES.c.next_at > _NOW).limit(1)
 
 #: Requests in flight per host. Only pending rows hold leases: every other
 #: state clears them, so the partial index ix_delivery_leased answers this.
@@ -111,13 +150,19 @@ _CLAIM_COLUMNS = (
     "attempts",
     "unknown_errors",
     "first_attempt_at",
-    "attempt_started_at",
-    "attempt_finished_at",
     "sent_activity_id",
+    "pace_id",
 )
 
+#: A paced row claimed up to this fraction of an interval after its lane's
+#: time keeps the lane's schedule (a worker polls, so it is rarely on time to
+#: the millisecond, and a run's rate must not drift by a poll per post). One
+#: claimed later than that comes after a gap (an outage, a crash, a pause):
+#: the schedule starts again from now, so the backlog goes at the pace.
+PACE_SLACK = 0.5
 
-def _claimable_statement() -> sa.Select[Any]:
+
+def _claimable_statement(paced: bool) -> sa.Select[Any]:
     d = DELIVERIES
     b = DELIVERIES.alias("earlier")
 
@@ -141,14 +186,18 @@ def _claimable_statement() -> sa.Select[Any]:
             _free(_NOW),
             ~earlier_outstanding(d.c.ordering_key),
             ~earlier_outstanding(d.c.depends_on),
+            # A paced row waits while its lane's next slot is still to come.
+            *([_lane_free(d)] if paced else []),
         )
         .order_by(d.c.next_attempt_at, d.c.id)
         .limit(sa.bindparam("quota", type_=sa.Integer()))
     )
 
 
-#: A host's due rows that nothing earlier to the same host blocks.
-_CLAIMABLE = _claimable_statement()
+#: A host's due rows that nothing earlier to the same host blocks (and, with
+#: some lane busy, that no busy lane holds back).
+_CLAIMABLE = _claimable_statement(paced=False)
+_CLAIMABLE_PACED = _claimable_statement(paced=True)
 
 
 def claim(
@@ -164,7 +213,14 @@ def claim(
     """Lease up to ``limit`` due deliveries for ``worker`` (in the caller's transaction)."""
     if limit <= 0:
         return []
-    locked = conn.execute(_HOSTS_WITH_WORK, {"now": now}).mappings().all()
+    paced = conn.execute(_ANY_LANE_BUSY, {"now": now}).first() is not None
+    if paced and conn.dialect.name == "postgresql":
+        # The lane checks' estimates pass jit_above_cost: compiling took
+        # 15-60 ms of every claim, for plans that run in well under one.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+    hosts_with_work = _HOSTS_WITH_PACED_WORK if paced else _HOSTS_WITH_WORK
+    claimable = _CLAIMABLE_PACED if paced else _CLAIMABLE
+    locked = conn.execute(hosts_with_work, {"now": now}).mappings().all()
     if not locked:
         return []
     in_flight: dict[str, int] = dict(
@@ -172,6 +228,7 @@ def claim(
     )
     chosen: list[sa.RowMapping] = []
     served: list[str] = []
+    lanes: set[tuple[int, str]] = set()
     for host in locked:
         if len(chosen) >= limit:
             break
@@ -180,20 +237,63 @@ def claim(
             continue
         rows = (
             conn.execute(
-                _CLAIMABLE,
+                claimable,
                 {"host": host["host"], "now": now, "quota": min(quota, limit - len(chosen))},
             )
             .mappings()
             .all()
         )
+        rows = _one_per_lane(rows, host["host"], lanes)
         if rows:
             chosen.extend(rows)
             served.append(host["host"])
     if not chosen:
         return []
+    if lanes:
+        _take_slots(conn, lanes, now)
     return _lease(
         conn, chosen, served, worker=worker, now=now, limits=limits, urls=urls, bodies=bodies
     )
+
+
+def _one_per_lane(
+    rows: list[sa.RowMapping], host: str, lanes: set[tuple[int, str]]
+) -> list[sa.RowMapping]:
+    """The rows, with one paced row per free lane: each claim takes one slot of it."""
+    kept = []
+    for row in rows:
+        pace = row["pace_id"]
+        if pace is not None:
+            if (pace, host) in lanes:
+                continue  # its slot is after this one's
+            lanes.add((pace, host))
+        kept.append(row)
+    return kept
+
+
+def next_slot(next_at: datetime | None, interval_s: float, now: datetime) -> datetime:
+    """A lane's time after a claim at ``now`` (at or after ``next_at``, its time until now)."""
+    step = timedelta(seconds=interval_s)
+    if next_at is not None and now - next_at <= step * PACE_SLACK:
+        return next_at + step  # on schedule, give or take a poll
+    return now + step  # the first claim, or one after a gap: a new schedule from now
+
+
+def _take_slots(conn: sa.Connection, lanes: set[tuple[int, str]], now: datetime) -> None:
+    """Move each lane a claimed row took on by its interval."""
+    for pace, host in sorted(lanes):
+        lane = conn.execute(
+            sa.select(PACES.c.interval_s, PACES.c.next_at).where(
+                PACES.c.id == pace, PACES.c.host == host
+            )
+        ).first()
+        if lane is None:
+            continue  # no lane was made for it: unpaced
+        conn.execute(
+            sa.update(PACES)
+            .where(PACES.c.id == pace, PACES.c.host == host)
+            .values(next_at=next_slot(lane.next_at, lane.interval_s, now))
+        )
 
 
 def _quota(host: Any, now: datetime, limits: Limits, in_flight: int) -> int:
@@ -287,11 +387,16 @@ def _lease(
     variants = []
     plan = []
     for row in rows:
-        started, finished = row["attempt_started_at"], row["attempt_finished_at"]
-        repeat = started is not None and (finished is None or finished < started)
-        if repeat or row["attempts"] == 0:
+        repeat = row["attempts"] > 0 and row["sent_activity_id"] is not None
+        if row["attempts"] == 0 or repeat:
+            # The first attempt, or a retry of one that may have arrived (a
+            # crash, a timeout, a transient error): the same id, so that the
+            # receiver can tell a repeat.
             sent = row["sent_activity_id"] or row["activity_id"]
         else:
+            # The receiver answered the last id with a refusal (it may have
+            # recorded it, as Lemmy 1.0 does before checking): an operator's
+            # retry sends the activity anew.
             sent = _new_attempt_id(conn, row["activity_id"], urls, now, variants, cache)
         updates.append({"id": row["id"], "sent": sent, "first": row["first_attempt_at"] or now})
         plan.append((row, sent, repeat))
@@ -310,7 +415,7 @@ def _lease(
     conn.execute(_SERVED, {"hosts": hosts, "now": now})
     missing = {sent for _, sent, _ in plan if sent not in cache}
     if missing:
-        # A repeat after a crash of an attempt that had a new id.
+        # A repeat of an attempt that had a new id.
         for activity_id, text in conn.execute(
             _ACTIVITY_BODIES, {"ids": list(missing), "cached": [""]}
         ):
@@ -340,7 +445,7 @@ def _new_attempt_id(
     variants: list[dict[str, Any]],
     cache: dict[str, bytes],
 ) -> str:
-    """Lemmy 1.0 records an activity id before checking it: a retry needs a new one.
+    """Lemmy 1.0 records an activity id before checking it: a refused id is spent.
 
     The activity is rebuilt from its recipe with the new id (the object and
     its id stay the same); an activity without a recipe is sent as it was.

@@ -1,7 +1,10 @@
 """Publishing: activities built, recorded and queued, one delivery row per inbox.
 
 An activity too large for a receiver is refused before anything is written.
-Deliveries to a host known to be dead are queued parked.
+Deliveries to a host known to be dead are queued parked. Deliveries that
+keep a pace (a paced backfill run's posts) name it, and each of its lanes
+(one per destination server) is created with them: the claim takes them
+one lane slot at a time (mirror.delivery.claim).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from mirror.db.bulk import bulk_insert
-from mirror.delivery.states import PARKED_DEAD, State
-from mirror.delivery.tables import ACTIVITIES, DELIVERIES, HOSTS
+from mirror.delivery.states import PARKED_DEAD, State, stored_in
+from mirror.delivery.tables import ACTIVITIES, DELIVERIES, HOSTS, PACES
 from mirror.errors import MirrorError
 from mirror.vocab.activities import build
 from mirror.vocab.ids import Urls
@@ -29,6 +32,22 @@ MAX_ACTIVITY_BYTES = 256 * 1024
 
 class TooLarge(MirrorError):
     """An activity too large for the receiver; refused before anything is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """A paced stream: at most one of its deliveries per ``interval_s`` to each server.
+
+    ``id`` names the stream (a backfill run's id); the queue knows no more of it.
+    """
+
+    id: int
+    interval_s: float
+
+    @classmethod
+    def per_minute(cls, stream: int, rate: float) -> Pace | None:
+        """``rate`` deliveries a minute; None (unpaced) for a rate of 0."""
+        return cls(stream, 60.0 / rate) if rate > 0 else None
 
 
 def new_activity_id() -> str:
@@ -71,10 +90,13 @@ class Outbox:
         activity_id: str | None = None,
         due_at: datetime | None = None,
         run_id: int | None = None,
+        pace: Pace | None = None,
     ) -> str:
         """Build the activity (refused now if too large); returns its id.
 
-        ``due_at`` schedules the first attempt (a paced backfill); default now.
+        ``due_at`` schedules the first attempt (a floor); default now.
+        ``pace`` spaces its deliveries with the others of that pace, whatever
+        their due times (which pass during an outage).
         """
         activity_id = activity_id or new_activity_id()
         document = build(self.urls, recipe, activity_id=activity_id)
@@ -104,7 +126,13 @@ class Outbox:
         )
         self._deliveries.append(
             _Enqueued(
-                activity_id, object_id or document["id"], depends_on, tuple(inboxes), now, due_at
+                activity_id,
+                object_id or document["id"],
+                depends_on,
+                tuple(inboxes),
+                now,
+                due_at,
+                pace,
             )
         )
         return activity_id
@@ -137,6 +165,7 @@ class _Enqueued:
     inboxes: Iterable[str]
     now: datetime
     due_at: datetime | None
+    pace: Pace | None = None
 
 
 _HOSTS_DEAD_SINCE = sa.select(HOSTS.c.host, HOSTS.c.dead_since).where(
@@ -155,10 +184,12 @@ def enqueue(
     inboxes: Iterable[str],
     now: datetime,
     due_at: datetime | None = None,
+    pace: Pace | None = None,
 ) -> int:
     """One row per inbox; an (activity, inbox) already queued is left alone."""
     return _enqueue(
-        conn, [_Enqueued(activity_id, ordering_key, depends_on, tuple(inboxes), now, due_at)]
+        conn,
+        [_Enqueued(activity_id, ordering_key, depends_on, tuple(inboxes), now, due_at, pace)],
     )
 
 
@@ -178,10 +209,13 @@ def _enqueue(conn: sa.Connection, batch: Sequence[_Enqueued]) -> int:
     bulk_insert(conn, HOSTS, missing, ignore_conflicts=True)
     dead = {host: since for host, since in known.items() if since is not None}
     rows = []
+    lanes: dict[tuple[int, str], float] = {}
     for entry, inboxes in zip(batch, targets, strict=True):
         for inbox in inboxes:
             host = host_of(inbox)
             parked = host in dead
+            if entry.pace is not None:
+                lanes[(entry.pace.id, host)] = entry.pace.interval_s
             rows.append(
                 {
                     "activity_id": entry.activity_id,
@@ -194,12 +228,66 @@ def _enqueue(conn: sa.Connection, batch: Sequence[_Enqueued]) -> int:
                     "unknown_errors": 0,
                     "next_attempt_at": entry.due_at or entry.now,
                     "last_error": f"{PARKED_DEAD} {dead[host].isoformat()}" if parked else None,
+                    "pace_id": entry.pace.id if entry.pace is not None else None,
                     "created_at": entry.now,
                     "updated_at": entry.now,
                 }
             )
+    add_lanes(conn, lanes)
     bulk_insert(conn, DELIVERIES, rows, ignore_conflicts=True)
     return len(rows)
+
+
+def add_lanes(conn: sa.Connection, lanes: dict[tuple[int, str], float]) -> None:
+    """Each (pace, host) lane that deliveries are queued on, free until its first claim.
+
+    A lane that exists keeps its time: a re-publication of a run takes the
+    next slot after the run's earlier posts.
+    """
+    bulk_insert(
+        conn,
+        PACES,
+        [
+            {"id": pace, "host": host, "interval_s": interval, "next_at": None}
+            for (pace, host), interval in sorted(lanes.items())
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def requeue(
+    conn: sa.Connection,
+    activity_id: str,
+    *,
+    now: datetime,
+    due_at: datetime | None = None,
+    pace: Pace | None = None,
+) -> int:
+    """An activity's failed or cancelled deliveries go back in the queue (a re-run).
+
+    With ``pace`` they keep that pace from now on (the run that queues them again).
+    """
+    where = (
+        DELIVERIES.c.activity_id == activity_id,
+        stored_in(DELIVERIES.c.state, State.FAILED, State.CANCELLED),
+    )
+    if pace is not None:
+        hosts = conn.scalars(sa.select(DELIVERIES.c.host).where(*where).distinct()).all()
+        add_lanes(conn, {(pace.id, host): pace.interval_s for host in hosts})
+    result = conn.execute(
+        sa.update(DELIVERIES)
+        .where(*where)
+        .values(
+            state=State.PENDING,
+            next_attempt_at=due_at or now,
+            pace_id=pace.id if pace is not None else None,
+            # A new start: its retries get their horizon again, as `mirror retry` gives.
+            first_attempt_at=None,
+            unknown_errors=0,
+            updated_at=now,
+        )
+    )
+    return result.rowcount or 0
 
 
 def refresh_statistics(conn: sa.Connection) -> None:

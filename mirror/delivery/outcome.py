@@ -80,7 +80,9 @@ def classify(
     network_error: str | None = None,
     unsent: str | None = None,
 ) -> Outcome:
-    """Classify one attempt; ``repeat`` means it re-sent the id of an attempt cut short.
+    """Classify one attempt; ``repeat`` means it re-sent the id of an earlier attempt
+    that may have arrived (cut short by a crash, timed out, or answered with a
+    transient error).
 
     ``unsent`` says why a request was never sent: REFUSED (a malformed inbox
     URL, an address the guard refuses: no retry would change that) or
@@ -107,8 +109,9 @@ def classify(
     if status == 400 and error is not None:
         text = f"{error} {message}".lower()
         if any(marker in text for marker in DUPLICATE_MARKERS):
-            # Only a repeat of an attempt that was cut short can have reached
-            # the server before: then the duplicate proves it arrived.
+            # Only a repeat of an earlier attempt can have reached the server
+            # before: then the duplicate proves one arrived. Whether it was
+            # stored is what confirmation asks (mirror.publish.confirm).
             if repeat:
                 return Delivered("the server already had this activity")
             return Failed(f"HTTP 400 duplicate activity: {excerpt}")

@@ -253,6 +253,10 @@ def _finish(
     }
     if state == State.DELIVERED:
         values["delivered_at"] = now
+    if state == State.FAILED and attempt.status is not None:
+        # The receiver answered and refused this id (Lemmy 1.0 records an id
+        # before checking it): if an operator sends it again, it goes as new.
+        values["sent_activity_id"] = None
     if next_at is not None:
         values["next_attempt_at"] = next_at
     if generic:
@@ -390,7 +394,8 @@ def revive_parked(conn: sa.Connection, host: str, now: datetime) -> int:
 
 
 def release(conn: sa.Connection, worker: str) -> int:
-    """Give back this worker's leases (graceful shutdown): the rows are repeated later."""
+    """Give back a worker's leases (its graceful stop, or its death): the rows are
+    repeated, with the ids they had."""
     result = conn.execute(
         sa.update(DELIVERIES)
         .where(DELIVERIES.c.locked_by == worker, stored_in(DELIVERIES.c.state, State.PENDING))

@@ -4,6 +4,8 @@ Outcomes are committed before the next claim, so after a crash at most the
 requests that were in flight are repeated (with the same activity id). On
 SIGTERM/SIGINT the worker stops claiming, lets in-flight requests finish
 for a bounded time, records what finished and gives back the other leases.
+While it runs it beats (mirror.delivery.workers), and releases the leases
+of workers that stopped beating.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mirror.clock import Clock
 from mirror.config import Settings
 from mirror.db.session import is_sqlite, write_transaction
-from mirror.delivery import enqueue, record
+from mirror.delivery import enqueue, record, workers
 from mirror.delivery.backoff import Policy
 from mirror.delivery.claim import Claimed, Limits, claim
 from mirror.delivery.hosts import BreakerPolicy
@@ -97,6 +99,8 @@ class Worker:
         self.limits = Limits(
             per_host=d.per_host_concurrency, interval_ms=d.per_host_interval_ms, lease_s=d.lease_s
         )
+        #: Seconds between heartbeats; missing three of them makes it dead to others.
+        self.heartbeat_s = workers.heartbeat_interval(d.lease_s)
         self.rules = record.Rules(
             policy=Policy(
                 base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
@@ -153,15 +157,25 @@ class Worker:
         if lock is not None:
             await asyncio.to_thread(lock.acquire)
         await asyncio.to_thread(self._refresh_statistics)
+        # Holding SQLite's claimer lock proves every other claimer dead.
+        await asyncio.to_thread(self._register, lock is not None)
         log.info("worker %s started", self.id)
+        heartbeat = asyncio.create_task(self._heartbeat())
         self.running = True
         try:
             await self._loop(stop)
         finally:
             self.running = False
-            await self._shutdown(
-                grace_s if grace_s is not None else self.settings.delivery.total_timeout_s
-            )
+            try:
+                # Beating on while requests in flight finish: a long grace
+                # must not make this worker look dead to the others.
+                await self._shutdown(
+                    grace_s if grace_s is not None else self.settings.delivery.total_timeout_s
+                )
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+                await asyncio.to_thread(self._leave)
             if lock is not None:
                 lock.release()
             log.info(
@@ -329,6 +343,52 @@ class Worker:
                 rng=self._rng,
             )
         )
+
+    # -- heartbeat --------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await asyncio.to_thread(self._beat)
+            except SQLAlchemyError:
+                # The next beat tries again; three missed ones make us look dead.
+                log.warning("worker %s: a heartbeat failed", self.id, exc_info=True)
+
+    def _register(self, all_others: bool) -> None:
+        with write_transaction(self.engine) as conn:
+            now = self.clock.now()
+            workers.register(conn, self.id, now=now, interval_s=self.heartbeat_s)
+            released = workers.release_dead(conn, me=self.id, now=now, all_others=all_others)
+        self._released(released)
+
+    def _beat(self) -> None:
+        with write_transaction(self.engine) as conn:
+            now = self.clock.now()
+            if not workers.beat(conn, self.id, now=now, interval_s=self.heartbeat_s):
+                log.warning(
+                    "worker %s had been taken for dead (no heartbeat for %d intervals): "
+                    "its leases were released and their rows are repeated",
+                    self.id,
+                    workers.MISSED_BEATS,
+                )
+            released = workers.release_dead(conn, me=self.id, now=now)
+        self._released(released)
+
+    def _released(self, released: list[workers.Released]) -> None:
+        for dead in released:
+            log.warning(
+                "worker %s is dead (last heartbeat %s): released its %d leases",
+                dead.worker,
+                dead.last_beat.isoformat(),
+                dead.leases,
+            )
+        if any(dead.leases for dead in released):
+            self._wake.set()  # their rows are due again: claim now, not at the next poll
+
+    def _leave(self) -> None:
+        with write_transaction(self.engine) as conn:
+            workers.leave(conn, self.id)
 
     def _refresh_statistics(self) -> None:
         # A worker often starts right after a large enqueue (a backfill).

@@ -23,9 +23,8 @@ import sqlalchemy as sa
 from mirror.config import Settings
 from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
-from mirror.db.models import Activity, ApObject, BackfillRun, Delivery, Publication
+from mirror.db.models import Activity, ApObject, BackfillRun, Publication
 from mirror.delivery import enqueue
-from mirror.delivery.states import State, stored_in
 from mirror.federation.actors import PUPPET, create_actor, get_actor
 from mirror.federation.follows import list_followers
 from mirror.inspection import load_bodies
@@ -46,7 +45,6 @@ from mirror.vocab.times import rfc3339
 PUBLICATIONS = table_of(Publication)
 OBJECTS = table_of(ApObject)
 RUNS = table_of(BackfillRun)
-DELIVERIES = table_of(Delivery)
 ACTIVITIES = table_of(Activity)
 #: The target of comments whose post is unknown: the followers, no community.
 FOLLOWERS_ONLY = "followers"
@@ -403,7 +401,12 @@ class Backfill:
         if not updates_only:
             this_run()
         matched = self._match(plan)
-        # Pacing counts posts actually queued now: the already mirrored take no slot.
+        # Each post sent now (a Create, an Update, one queued again) takes the
+        # next slot of the run's pace and its comments follow it; the
+        # already mirrored and the held take none. These due times are
+        # floors for the queue (and what `mirror status` shows); the pace
+        # itself is kept by the claim (mirror.delivery.claim), which also
+        # spaces what goes late, after an outage or a crash.
         slot = 0
         interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
         post_due = self.now
@@ -417,8 +420,6 @@ class Backfill:
                 report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, this_run())
             if item.kind == "post":
                 post_due = self.now + interval * slot
-                if previous is None:
-                    slot += 1
             due = post_due if item.kind != "orphan" else self.now
             prepared = self.prepare(
                 item,
@@ -430,11 +431,11 @@ class Backfill:
                 report.unchanged += 1
                 continue
             run_id = this_run()
+            sent = True
             if previous is None:
                 if self._create(prepared, run_id):
                     report.waiting += 1
-                    if item.kind == "post":
-                        slot -= 1  # a held post takes no pacing slot
+                    sent = False  # a held post takes no slot until it is released
                 else:
                     report.deliveries += len(prepared.inboxes)
                 report.queued += 1
@@ -442,10 +443,13 @@ class Backfill:
                 self._update(prepared, previous, run_id)
                 report.updated += 1
                 report.deliveries += len(prepared.inboxes)
-            elif self._requeue(previous.activity_id, run_id):
+            elif self._requeue(previous.activity_id, run_id, prepared):
                 report.requeued += 1
             else:
                 report.unchanged += 1
+                sent = False
+            if sent and item.kind == "post":
+                slot += 1
         for item_id in deletions:
             report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, this_run())
         self._flush()
@@ -507,7 +511,14 @@ class Backfill:
             depends_on=prepared.depends_on,
             due_at=prepared.due_at,
             run_id=run_id,
+            pace=self._pace(prepared, run_id),
         )
+
+    def _pace(self, prepared: Prepared, run_id: int) -> enqueue.Pace | None:
+        """A post keeps the run's pace; its comments follow it (they wait for it)."""
+        if prepared.item.kind != "post":
+            return None
+        return enqueue.Pace.per_minute(run_id, self.rate)
 
     def _create(self, prepared: Prepared, run_id: int) -> bool:
         """Publish a new item; returns whether it is held back (waiting)."""
@@ -572,17 +583,17 @@ class Backfill:
             }
         )
 
-    def _requeue(self, activity_id: str, run_id: int) -> bool:
-        """A failed or cancelled earlier delivery of the same Create goes back in the queue."""
-        result = self.conn.execute(
-            sa.update(DELIVERIES)
-            .where(
-                DELIVERIES.c.activity_id == activity_id,
-                stored_in(DELIVERIES.c.state, State.FAILED, State.CANCELLED),
-            )
-            .values(state=State.PENDING, next_attempt_at=self.now, updated_at=self.now)
+    def _requeue(self, activity_id: str, run_id: int, prepared: Prepared) -> bool:
+        """A failed or cancelled earlier delivery of the same Create goes back in the
+        queue, at this run's pace."""
+        requeued = enqueue.requeue(
+            self.conn,
+            activity_id,
+            now=self.now,
+            due_at=prepared.due_at,
+            pace=self._pace(prepared, run_id),
         )
-        if result.rowcount:
+        if requeued:
             # It now counts in this run's progress.
             self.conn.execute(
                 sa.update(ACTIVITIES).where(ACTIVITIES.c.id == activity_id).values(run_id=run_id)
@@ -594,7 +605,7 @@ class Backfill:
                     state=Published.QUEUED.value, reason=None, run_id=run_id, updated_at=self.now
                 )
             )
-        return bool(result.rowcount)
+        return bool(requeued)
 
     def _adopt(self, object_id: str, item_id: str) -> None:
         """The object now stands for the item under its new id."""

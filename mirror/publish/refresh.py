@@ -49,8 +49,13 @@ def queue_updates(federation: Any) -> list[Report]:
                 software=run.software,
                 version=run.version,
             )
-            backfill = Backfill.of(conn, federation, target, 0.0)
-            report = backfill.run(plan, {"to": target_id, "after": "ingest"}, [], updates_only=True)
+            # The Updates of posts keep a pace as a backfill's posts do (an
+            # ingest may change thousands of items): the configured rate.
+            rate = federation.settings.backfill.rate_per_minute
+            backfill = Backfill.of(conn, federation, target, rate)
+            report = backfill.run(
+                plan, {"to": target_id, "after": "ingest", "rate": rate}, [], updates_only=True
+            )
             if report.run_id is not None:
                 reports.append(report)
     return reports

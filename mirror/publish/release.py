@@ -42,7 +42,9 @@ RELEASABLE = (
         PUBLICATIONS.c.state,
         PUBLICATIONS.c.sends,
         PUBLICATIONS.c.run_id,
+        PUBLICATIONS.c.kind,
         RUNS.c.inbox,
+        RUNS.c.options,
     )
     .join(RUNS, RUNS.c.id == PUBLICATIONS.c.run_id)
     .join(_PARENT, _PARENT.c.id == PUBLICATIONS.c.parent_id, isouter=True)
@@ -116,8 +118,12 @@ def release(conn: sa.Connection, *, now: datetime, urls: Urls) -> int:
 def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
     """Queue a publication's activity: the first time as built, later with a new id.
 
-    Lemmy records an activity id before it processes the activity, so a
-    repeated id is dropped unread; the object (and its id) stays the same.
+    A re-publication is decided here, by confirmation: the target does not
+    hold the object. Lemmy records an activity id before it processes the
+    activity, so a repeated id would be dropped unread; the object (and its
+    id) stays the same. (The delivery queue's own retries keep their id.)
+    A post released or published again takes the next slot of its run's
+    pace, as the run's other posts do: a day's held posts do not go at once.
     """
     activity = (
         conn.execute(sa.select(ACTIVITIES).where(ACTIVITIES.c.id == row.activity_id))
@@ -125,6 +131,7 @@ def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
         .one()
     )
     object_id = activity["object_id"]
+    pace = run_pace(row.run_id, row.options) if row.kind == "post" else None
     if row.sends == 0:
         # Held before its first send: the followers get it now too.
         inboxes = {row.inbox, *(f.shared_inbox or f.inbox for f in list_followers(conn, row.actor))}
@@ -135,6 +142,7 @@ def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
             depends_on=activity["depends_on"],
             inboxes=sorted(inboxes),
             now=now,
+            pace=pace,
         )
         activity_id = row.activity_id
     else:
@@ -148,6 +156,7 @@ def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
             public=True,
             depends_on=activity["depends_on"],
             run_id=row.run_id,
+            pace=pace,
         )
     move(
         conn,
@@ -161,6 +170,12 @@ def send(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) -> str:
         },
     )
     return activity_id
+
+
+def run_pace(run_id: int, options: dict[str, Any] | None) -> enqueue.Pace | None:
+    """The pace a run's posts keep: its `--rate` (the options it was started with)."""
+    rate = (options or {}).get("rate")
+    return enqueue.Pace.per_minute(run_id, float(rate)) if rate else None
 
 
 # -- holding up front ----------------------------------------------------------------

@@ -40,18 +40,60 @@ async def test_500_retries_with_backoff_then_delivers(env: Env) -> None:
     assert env.row()["state"] == "delivered" and env.row()["attempts"] == 3
 
 
-async def test_every_retry_carries_a_new_activity_id(env: Env) -> None:
-    env.sink.script = lambda hit, n: Answer(503) if n == 1 else Answer(202)
+@pytest.mark.parametrize(
+    "first",
+    [
+        Answer(delay_s=2),  # read, then no answer within total_timeout_s
+        Answer(503),
+        Answer(500, "oops"),
+        Answer(400, json.dumps({"error": "inbox_timeout"})),
+    ],
+    ids=["timeout", "503", "500", "lemmy-inbox_timeout"],
+)
+async def test_a_retry_keeps_its_activity_id_and_a_duplicate_answer_is_delivered(
+    env: Env, first: Answer
+) -> None:
+    """Issue 19, decision "Activity ids on retry": an attempt that may have arrived
+    is retried with the same id, which a receiver recognises as a repeat; Lemmy
+    1.0, which recorded it, answers a duplicate, and that is a delivery."""
+    env.sink.lemmy_ids = True
+    env.sink.script = lambda hit, n: first if n == 1 else Answer()
     original = env.publish("p1")
     await env.cycle()
+    assert env.row()["state"] == "pending"
     await env.cycle(advance_s=11)
+    ids = [hit.activity["id"] for hit in env.sink.hits]
+    assert len(ids) == 2 and set(ids) == {env.federation.urls.activity(original)}
+    assert env.sink.hits[1].duplicate
+    row = env.row()
+    assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 2, 400)
+    assert row["last_error"] == "the server already had this activity"
+
+
+async def test_an_id_the_receiver_refused_is_sent_anew_when_an_operator_retries(
+    env: Env,
+) -> None:
+    """Lemmy 1.0 records an id before checking it: after a refusal (fixed by the
+    operator since) the same id would only be answered as a duplicate."""
+    from mirror.db.models import Activity
+    from mirror.db.session import write_transaction
+    from mirror.delivery import operate
+
+    env.sink.lemmy_ids = True
+    refusal = Answer(400, json.dumps({"error": "only_mods_can_post_in_community"}))
+    env.sink.script = lambda hit, n: refusal if n == 1 else Answer()
+    original = env.publish("p1")
+    await env.cycle()
+    assert env.row()["state"] == "failed"
+    with write_transaction(env.engine) as conn:
+        assert operate.retry(conn, now=env.clock.now(), failed=True, host=None) == 1
+    await env.cycle()
     first, second = env.sink.hits
     assert first.activity["id"].endswith(original)
-    assert second.activity["id"] != first.activity["id"]
+    assert second.activity["id"] != first.activity["id"] and not second.duplicate
     assert second.activity["object"] == first.activity["object"]  # the object id never changes
+    assert env.row()["state"] == "delivered"
     # The rebuilt activity is served at its id too.
-    from mirror.db.models import Activity
-
     with env.engine.connect() as conn:
         import sqlalchemy as sa
 

@@ -1,6 +1,6 @@
 """Every table, importable from one place (alembic's env imports this to see them all)."""
 
-from mirror.db.models.delivery import Delivery, DeliveryHost
+from mirror.db.models.delivery import Delivery, DeliveryHost, DeliveryPace, DeliveryWorker
 from mirror.db.models.federation import (
     Activity,
     ApObject,
@@ -34,6 +34,8 @@ __all__ = [
     "Community",
     "Delivery",
     "DeliveryHost",
+    "DeliveryPace",
+    "DeliveryWorker",
     "DumpFile",
     "Follower",
     "Fragment",

@@ -76,7 +76,9 @@ class Delivery(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(TZ)
     attempt_started_at: Mapped[datetime | None] = mapped_column(TZ)
     attempt_finished_at: Mapped[datetime | None] = mapped_column(TZ)
-    #: The activity id of the last attempt (Lemmy 1.0 needs a new one per retry).
+    #: The activity id of the last attempt: a retry sends it again (a receiver
+    #: recognises the repeat); None after the receiver refused it, when the
+    #: next attempt (an operator's retry) gets a new id.
     sent_activity_id: Mapped[str | None] = mapped_column(sa.String(64))
     last_status: Mapped[int | None] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -84,6 +86,8 @@ class Delivery(Base):
     unknown_errors: Mapped[int] = mapped_column(sa.Integer, default=0)
     locked_by: Mapped[str | None] = mapped_column(sa.String(64))
     locked_until: Mapped[datetime | None] = mapped_column(TZ)
+    #: The pace it keeps, if any (a paced backfill run's id): see DeliveryPace.
+    pace_id: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
     delivered_at: Mapped[datetime | None] = mapped_column(TZ)
@@ -104,3 +108,43 @@ class DeliveryHost(Base):
     last_failure_at: Mapped[datetime | None] = mapped_column(TZ)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     last_request_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class DeliveryPace(Base):
+    """A paced stream's lane to one destination server: when its next delivery may go.
+
+    A paced backfill run's posts (their Creates, Updates and re-publications)
+    carry the run's id as their pace; the claim takes one of them per lane
+    only when `next_at` has come, and moves it on by `interval_s`. Due times
+    alone are floors: after an outage or a crash every one of them has
+    passed, and the backlog would go at once.
+    """
+
+    __tablename__ = "delivery_pace"
+    # Each claim asks whether any lane waits for its next slot.
+    __table_args__ = (sa.Index("ix_delivery_pace_next_at", "next_at"),)
+
+    #: The stream's id (a backfill run's).
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    host: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    interval_s: Mapped[float] = mapped_column(sa.Float)
+    #: When the next delivery of this lane may be claimed (None: now).
+    next_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class DeliveryWorker(Base):
+    """A running delivery worker and its heartbeat.
+
+    A worker that stops beating (killed, its machine gone) is taken for dead
+    after three of its own intervals, and another worker releases its leases:
+    until they expire they would count toward the per-host limit.
+    """
+
+    __tablename__ = "delivery_worker"
+
+    #: The worker's id, as its leases name it (Delivery.locked_by).
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(TZ)
+    heartbeat_at: Mapped[datetime] = mapped_column(TZ)
+    #: Its interval between beats (each worker is judged by its own).
+    heartbeat_s: Mapped[float] = mapped_column(sa.Float)

@@ -6,6 +6,10 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mirror.config import DeliverySettings
 
 #: The longest Retry-After we honour; a server asking for more is asked again then.
 MAX_RETRY_AFTER = timedelta(days=1)
@@ -16,6 +20,15 @@ class Policy:
     base_s: float
     max_s: float
     horizon_s: float
+
+    @classmethod
+    def of(cls, delivery: DeliverySettings) -> Policy:
+        """The policy `[delivery]` sets (deliveries and re-publications share it)."""
+        return cls(
+            base_s=delivery.backoff_base_s,
+            max_s=delivery.backoff_max_s,
+            horizon_s=delivery.retry_horizon_s,
+        )
 
 
 def next_attempt_at(

@@ -102,9 +102,7 @@ class Worker:
         #: Seconds between heartbeats; missing three of them makes it dead to others.
         self.heartbeat_s = workers.heartbeat_interval(d.lease_s)
         self.rules = record.Rules(
-            policy=Policy(
-                base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
-            ),
+            policy=Policy.of(d),
             breaker=BreakerPolicy(
                 failures=d.breaker_failures,
                 cooloff_s=d.breaker_cooloff_s,

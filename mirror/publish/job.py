@@ -84,9 +84,7 @@ class PublicationJob:
         d = settings.delivery
         self.rules = confirm.Rules(
             window=confirm.Window(settings.confirm.window_s),
-            policy=Policy(
-                base_s=d.backoff_base_s, max_s=d.backoff_max_s, horizon_s=d.retry_horizon_s
-            ),
+            policy=Policy.of(d),
         )
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._buckets: dict[str, _Bucket] = {}

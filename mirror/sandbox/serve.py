@@ -49,37 +49,23 @@ async def start_sandbox(
     return runner, instance
 
 
-async def run_sandbox(
-    *,
-    host: str,
-    port: int,
-    community: str = "sandbox",
-    software: str = "lemmy",
-    version: str = "",
-    refusal_status: int | None = None,
-    clock: Clock | None = None,
-) -> None:
-    """Serve until SIGTERM/SIGINT."""
-    runner, instance = await start_sandbox(
-        host=host,
-        port=port,
-        community=community,
-        software=software,
-        version=version,
-        refusal_status=refusal_status,
-        clock=clock,
-    )
+async def run_sandbox(**options: Any) -> None:
+    """Serve until SIGTERM/SIGINT; ``options`` are :func:`start_sandbox`'s."""
+    runner, instance = await start_sandbox(**options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(
-        f"sandbox community !{community}@{instance.host} ({instance.software} "
+        f"sandbox community !{instance.community}@{instance.host} ({instance.software} "
         f"{instance.version}): {instance.base}/",
         flush=True,
     )
     print(f"  {describe(instance)}", flush=True)
-    print(f"backfill into it with: mirror backfill --to {community}@{instance.host}", flush=True)
+    print(
+        f"backfill into it with: mirror backfill --to {instance.community}@{instance.host}",
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:

@@ -96,11 +96,9 @@ class Entry:
     parent_id: str | None
     #: The object's own inReplyTo (for objects without a publication).
     in_reply_to: str | None
+    #: A post has a name (an object without a publication is judged by that alone).
+    is_post: bool
     replies: list[Entry] = field(default_factory=list)
-
-    @property
-    def is_post(self) -> bool:
-        return self.kind == "post" or (not self.kind and self.in_reply_to is None)
 
     @property
     def when(self) -> str:
@@ -152,6 +150,7 @@ def entry_of(row: Any, urls: Urls) -> Entry:
         deleted=row.deleted_at is not None,
         parent_id=row.parent_id,
         in_reply_to=_text(document.get("inReplyTo")),
+        is_post=row.kind == "post" if row.kind else _text(document.get("name")) is not None,
     )
 
 

@@ -301,10 +301,16 @@ def _store_big_thread(service: Service, comments: int, per_level: int) -> list[s
     return ids
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 async def test_a_post_with_2000_comments_is_read_in_a_few_queries(
-    service_factory: Callable[..., Any],
+    service_factory: Callable[..., Any], backend: str, request: pytest.FixtureRequest
 ) -> None:
-    service = await service_factory(worker=False)  # nothing else reads the database
+    # The thread is walked by recursive queries: both backends run them.
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else ""
+    # No worker: nothing else reads the database while the queries are counted.
+    service = await service_factory(worker=False, database={"url": url})
     ids = _store_big_thread(service, 2000, per_level=40)
     statements: list[str] = []
 

@@ -15,31 +15,31 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = "a7c3e91f5d20"
-down_revision: str | None = "e5b81c3d9f42"
+revision: str = 'a7c3e91f5d20'
+down_revision: str | None = 'e5b81c3d9f42'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
     op.create_table(
-        "hosted_community",
-        sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("source", sa.String(length=255), nullable=False),
-        sa.Column("source_url", sa.String(length=2048), nullable=True),
-        sa.Column("title", sa.String(length=255), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+        'hosted_community',
+        sa.Column('name', sa.String(length=64), nullable=False),
+        sa.Column('source', sa.String(length=255), nullable=False),
+        sa.Column('source_url', sa.String(length=2048), nullable=True),
+        sa.Column('title', sa.String(length=255), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('retired_at', sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["name"],
-            ["local_actor.username"],
-            name=op.f("fk_hosted_community_name_local_actor"),
+            ['name'],
+            ['local_actor.username'],
+            name=op.f('fk_hosted_community_name_local_actor'),
         ),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_hosted_community")),
-        sa.UniqueConstraint("source", name=op.f("uq_hosted_community_source")),
+        sa.PrimaryKeyConstraint('name', name=op.f('pk_hosted_community')),
+        sa.UniqueConstraint('source', name=op.f('uq_hosted_community_source')),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("hosted_community")
+    op.drop_table('hosted_community')

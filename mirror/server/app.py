@@ -14,7 +14,7 @@ from mirror.federation.service import Federation
 from mirror.observe.logs import quiet_malformed_requests
 from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
-from mirror.server.routes import actors, admin, discovery, health, inbox, objects
+from mirror.server.routes import actors, admin, communities, discovery, health, inbox, objects
 from mirror.server.routes.access import trusted_networks
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def make_app(federation: Federation) -> web.Application:
     for table in (
         discovery.routes,
         actors.routes,
+        communities.routes,
         inbox.routes,
         objects.routes,
         health.routes,

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from mirror.db.session import write_transaction
+from mirror.federation.communities import apply_config
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
 from mirror.observe.logs import quiet_malformed_requests
@@ -60,6 +62,19 @@ def make_app(federation: Federation) -> web.Application:
     return app
 
 
+def apply_hosted_config(federation: Federation) -> list[str]:
+    """The config's [[hosted]] tables, applied (added or updated, never removed)."""
+
+    with write_transaction(federation.engine) as conn:
+        return apply_config(
+            conn,
+            federation.settings.hosted,
+            master_key=federation.master_key,
+            now=federation.clock.now(),
+            bot_username=federation.bot_username,
+        )
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
@@ -80,6 +95,9 @@ async def serve(
     # Refused before anything starts: a config error is one line, not a half-started service.
     health.check_metrics_listen(federation.settings)
     trusted_networks(federation.settings)
+    if federation.settings.hosted:
+        for line in await asyncio.to_thread(apply_hosted_config, federation):
+            log.info("%s", line)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

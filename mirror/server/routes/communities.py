@@ -7,6 +7,8 @@ Group answers 410, which Lemmy reads as a deleted community.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,8 +34,15 @@ OUTBOX_ITEMS = 50
 PAGE_SIZE = 20
 
 
+class _Gone(Exception):
+    """The Group was unhosted: answered with a Tombstone (see _group_route)."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
 async def _group_or_error(request: web.Request) -> tuple[LocalActor, Hosted]:
-    """The Group and its row; 404 when there is none, 410 when it was unhosted."""
+    """The Group and its row; 404 when there is none, _Gone when it was unhosted."""
     federation = request.app[FEDERATION]
     name = request.match_info["name"]
     actor = await federation.local_actor(name)
@@ -41,26 +50,39 @@ async def _group_or_error(request: web.Request) -> tuple[LocalActor, Hosted]:
     if actor is None or actor.kind != GROUP or hosted is None:
         raise web.HTTPNotFound(text="no such community")
     if not hosted.active:
-        raise _gone(federation.urls.community(name).id, hosted)
+        tombstone = {
+            "@context": AS,
+            "id": federation.urls.community(name).id,
+            "type": "Tombstone",
+            "formerType": "Group",
+            "deleted": rfc3339(hosted.retired_at) if hosted.retired_at else None,
+        }
+        # Lemmy reads 410 on fetch as a deleted community.
+        raise _Gone(activity_json(tombstone, status=410))
     return actor, hosted
 
 
-def _gone(group_id: str, hosted: Hosted) -> web.HTTPException:
-    tombstone = {
-        "@context": AS,
-        "id": group_id,
-        "type": "Tombstone",
-        "formerType": "Group",
-        "deleted": rfc3339(hosted.retired_at) if hosted.retired_at else None,
-    }
-    response = activity_json(tombstone, status=410)
-    return web.HTTPGone(body=response.body, headers=response.headers)
+Handler = Callable[[web.Request, LocalActor, Hosted], Awaitable[web.Response]]
+
+
+def _group_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler of one hosted community's URLs, given its Group and row."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            actor, hosted = await _group_or_error(request)
+        except _Gone as gone:
+            return gone.response
+        return await handler(request, actor, hosted)
+
+    return wrapped
 
 
 @routes.get("/c/{name}")
-async def handle_group(request: web.Request) -> web.Response:
+@_group_route
+async def handle_group(request: web.Request, actor: LocalActor, hosted: Hosted) -> web.Response:
     federation = request.app[FEDERATION]
-    actor, hosted = await _group_or_error(request)
     if wants_html(request):
         return await _community_page(request, hosted)
     await require_signed_fetch(request)
@@ -114,14 +136,14 @@ async def _community_page(request: web.Request, hosted: Hosted) -> web.Response:
 
 
 @routes.get("/c/{name}/outbox")
-async def handle_outbox(request: web.Request) -> web.Response:
+@_group_route
+async def handle_outbox(request: web.Request, _actor: LocalActor, hosted: Hosted) -> web.Response:
     """Unpaged, the newest Announces inline: what Lemmy and PieFed read on subscribing.
 
     The Group's Announces are the activities it publishes (none until
     posts are published into it); each is served as it was sent.
     """
     federation = request.app[FEDERATION]
-    _, hosted = await _group_or_error(request)
     await require_signed_fetch(request)
 
     def load() -> tuple[int, list[dict[str, Any]]]:
@@ -146,9 +168,11 @@ async def handle_outbox(request: web.Request) -> web.Response:
 
 
 @routes.get("/c/{name}/followers")
-async def handle_followers(request: web.Request) -> web.Response:
+@_group_route
+async def handle_followers(
+    request: web.Request, _actor: LocalActor, hosted: Hosted
+) -> web.Response:
     federation = request.app[FEDERATION]
-    _, hosted = await _group_or_error(request)
     await require_signed_fetch(request)
     total, items = await asyncio.to_thread(follower_urls, federation, hosted.name)
     followers = federation.urls.community(hosted.name).followers
@@ -156,10 +180,12 @@ async def handle_followers(request: web.Request) -> web.Response:
 
 
 @routes.get("/c/{name}/moderators")
-async def handle_moderators(request: web.Request) -> web.Response:
+@_group_route
+async def handle_moderators(
+    request: web.Request, _actor: LocalActor, hosted: Hosted
+) -> web.Response:
     """The bot moderates every hosted community (Lemmy reads these as Person ids)."""
     federation = request.app[FEDERATION]
-    _, hosted = await _group_or_error(request)
     await require_signed_fetch(request)
     bot = federation.urls.actor(federation.bot_username)
     moderators = federation.urls.community(hosted.name).moderators
@@ -167,10 +193,10 @@ async def handle_moderators(request: web.Request) -> web.Response:
 
 
 @routes.get("/c/{name}/featured")
-async def handle_featured(request: web.Request) -> web.Response:
+@_group_route
+async def handle_featured(request: web.Request, _actor: LocalActor, hosted: Hosted) -> web.Response:
     """Nothing is pinned in an archive."""
     federation = request.app[FEDERATION]
-    _, hosted = await _group_or_error(request)
     await require_signed_fetch(request)
     featured = federation.urls.community(hosted.name).featured
     return activity_json(build_collection(featured, total=0, items=[]))

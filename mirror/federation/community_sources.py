@@ -48,7 +48,7 @@ class Source:
     def label(self) -> str:
         if self.spec == UNKNOWN:
             return "posts of no known community"
-        return f"!{self.handle}" if self.handle else self.title or self.spec
+        return f"!{self.handle}" if self.handle else self.spec
 
 
 def resolve(conn: sa.Connection, spec: str) -> Source:

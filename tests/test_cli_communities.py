@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mirror.cli import main
 from mirror.config import HostedEntry, load_settings
 from mirror.db.models import Follower, HostedCommunity, LocalActor
 from mirror.db.session import make_engine, write_transaction
@@ -25,9 +24,10 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 def mirror(capsys, home: Path) -> Path:  # noqa: F811
     """An initialised mirror with the samples ingested; returns its config file."""
     config = home / "mirror.toml"
-    assert run(capsys, "init", "--base-url", "https://mirror.example.org", "--config", str(config))[
-        0
-    ] == 0
+    assert (
+        run(capsys, "init", "--base-url", "https://mirror.example.org", "--config", str(config))[0]
+        == 0
+    )
     assert run(capsys, "--config", str(config), "ingest", "--samples")[0] == 0
     return config
 
@@ -87,9 +87,12 @@ def test_host_list_unhost(capsys, mirror: Path) -> None:
     code, out, _ = run(capsys, *cfg, "communities", "unhost", "seed_savers_lemmy")
     assert code == 0 and "its name is free again" in out
     with engine.connect() as conn:
-        assert conn.scalar(
-            sa.select(LocalActor.username).where(LocalActor.username == "seed_savers_lemmy")
-        ) is None
+        assert (
+            conn.scalar(
+                sa.select(LocalActor.username).where(LocalActor.username == "seed_savers_lemmy")
+            )
+            is None
+        )
     code, _, err = run(capsys, *cfg, "communities", "unhost", "seed_savers_lemmy")
     assert code == 1 and "no hosted community is called 'seed_savers_lemmy'" in err
 
@@ -166,7 +169,7 @@ def test_hosted_tables_in_the_config(tmp_path: Path) -> None:
     for text, message in (
         ('[[hosted]]\nname = "x"\n', r"\[\[hosted\]\] #1: source is required"),
         ('[[hosted]]\nsource = "a"\nsize = 1\n', "unknown key 'size'"),
-        ('[[hosted]]\nsource = 3\n', "source must be a string"),
+        ("[[hosted]]\nsource = 3\n", "source must be a string"),
         ('[hosted]\nsource = "a"\n', "must be \\[\\[hosted\\]\\] tables"),
     ):
         path.write_text(text)
@@ -190,8 +193,6 @@ def test_config_entries_are_added_or_updated_never_removed(capsys, mirror: Path)
         hosted = {h.name: h for h in list_hosted(conn)}
     assert hosted["bikes"].title == "Bikes, archived" and "seed_savers_lemmy" in hosted
     with write_transaction(engine) as conn, pytest.raises(HostingError, match=r"#1 \('x@y'\)"):
-        apply_config(
-            conn, [HostedEntry("x@y")], master_key=key, now=NOW, bot_username="mirror"
-        )
+        apply_config(conn, [HostedEntry("x@y")], master_key=key, now=NOW, bot_username="mirror")
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(HostedCommunity)) == 2

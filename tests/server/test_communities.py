@@ -242,9 +242,7 @@ async def test_community_page_lists_its_posts_with_paging(hosted: Service) -> No
     assert (await hosted.get(f"/c/{NAME}?page=x", accept=BROWSER))[0] == 400
 
 
-async def test_forced_unhost_answers_410_and_no_one_can_follow(
-    hosted: Service, peer: Peer
-) -> None:
+async def test_forced_unhost_answers_410_and_no_one_can_follow(hosted: Service, peer: Peer) -> None:
     group = await peer.discover_group(hosted.base, NAME)
     await peer.send(group["inbox"], peer.follow(group["id"]))
     now = datetime.now(UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from mirror.db.models import Follower
 from mirror.db.session import write_transaction
 from mirror.federation.communities import host, unhost
 from mirror.ingest.files import ingest_paths, sample_files
+from mirror.signatures import MasterKey
 from tests.conftest import CAPTURED, LEMMY_EXAMPLES
 from tests.peer import Peer
 from tests.server.conftest import Service, wait_for
@@ -260,3 +262,50 @@ async def test_forced_unhost_answers_410_and_no_one_can_follow(hosted: Service, 
         assert [r[0] for r in followers_of(hosted, NAME)] == [peer.actor_id]
     finally:
         await other.close()
+
+
+async def test_serve_applies_the_hosted_tables_of_the_config(hosted: Service) -> None:
+    from dataclasses import replace
+
+    from mirror.config import HostedEntry
+    from mirror.federation.service import Federation
+    from mirror.server.app import apply_hosted_config
+
+    settings = replace(hosted.settings, hosted=(HostedEntry("Seed Savers", "seeds", "Seeds"),))
+    federation = Federation(
+        settings=settings,
+        engine=hosted.engine,
+        clock=hosted.federation.clock,
+        master_key=hosted.master_key,
+    )
+    lines = await asyncio.to_thread(apply_hosted_config, federation)
+    assert "[[hosted]] seeds: created" in lines
+    assert any(line.startswith(f"{NAME} is hosted but not in [[hosted]]") for line in lines)
+    group = await peer_free_group(hosted, "seeds")
+    assert group["name"] == "Seeds" and "Seed Savers@lemmy.example" in group["summary"]
+    # A source known by its title only links its instance, not a /c/ path it does not know.
+    assert 'href="https://lemmy.example/"' in group["summary"]
+
+
+async def peer_free_group(service: Service, name: str) -> dict:
+    status, _, body = await service.get(f"/c/{name}")
+    assert status == 200
+    return json.loads(body)
+
+
+@pytest.mark.postgres
+def test_hosting_on_postgresql(pg_engine: sa.Engine, clock) -> None:
+    ingest_paths(pg_engine, sample_files(), clock=clock, captured_at=CAPTURED)
+    key = MasterKey.generate()
+    with write_transaction(pg_engine) as conn:
+        outcome = host(
+            conn,
+            source="bikerepair@bikes.example",
+            master_key=key,
+            now=clock.now(),
+            bot_username="mirror",
+        )
+    assert outcome.action == "created" and outcome.hosted.name == "bikerepair_bikes"
+    with write_transaction(pg_engine) as conn:
+        said = unhost(conn, "bikerepair_bikes", force=False, now=clock.now())
+    assert "free again" in said

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Publication
 from mirror.delivery import enqueue
-from mirror.federation.actors import PUPPET, create_actor, get_actor
+from mirror.federation.actors import PUPPET, create_actor, get_actor, puppet_username
 from mirror.federation.follows import list_followers
 from mirror.inspection import load_bodies
 from mirror.publish import release, render
@@ -50,7 +49,6 @@ ACTIVITIES = table_of(Activity)
 FOLLOWERS_ONLY = "followers"
 #: Lemmy 0.19 fetches at most 200 KB of an object (rules §5.2).
 MAX_OBJECT_BYTES = 200_000
-PUPPET_NAME = re.compile(r"[^a-z0-9_]+")
 #: Activities a backfill builds before writing them (bounds its memory).
 FLUSH_EVERY = 500
 _OBJECT_UPDATE = ("actor", "type", "json", "created_at", "updated_at", "deleted_at")
@@ -74,14 +72,6 @@ _PUBLICATION_UPDATED = (
 def object_id_for(item_id: str, target: str) -> str:
     """A post lives in one community: its object id is made from the item and the target."""
     return "o" + hashlib.sha256(f"{item_id}\n{target}".encode()).hexdigest()[:24]
-
-
-def puppet_username(handle: str) -> str:
-    """A stable local username for an author: milo@wheels.example -> milo_wheels_example."""
-    name = PUPPET_NAME.sub("_", handle.lower().replace("@", "_")).strip("_")
-    if len(name) > 48:
-        name = name[:39] + "_" + hashlib.sha256(handle.encode()).hexdigest()[:8]
-    return name or "unknown"
 
 
 @dataclass(slots=True)
@@ -165,7 +155,8 @@ class Backfill:
         #: Posts each actor has on the target's server, counting this run's.
         self._posts: dict[str, int] = {}
         self._followers: dict[str, list[str]] = {}
-        self._actors: set[str] = set()
+        #: author handle -> puppet username, once known to exist.
+        self._puppets: dict[str, str] = {}
         #: Object ids of items already published under another id (see _match).
         self._objects: dict[str, str] = {}
         # Written in bulk every FLUSH_EVERY activities (see enqueue.Outbox).
@@ -201,18 +192,27 @@ class Backfill:
         handle = item.data.get("author")
         if self.attribution != "puppets" or not handle:
             return self.bot
+        username = self._puppets.get(handle)
+        if username is not None:
+            return username
         username = puppet_username(handle)
-        if create and username not in self._actors:
-            if get_actor(self.conn, username) is None:
-                create_actor(
-                    self.conn,
-                    username=username,
-                    kind=PUPPET,
-                    master_key=self.master_key,
-                    now=self.now,
-                    source_handle=handle,
-                )
-            self._actors.add(username)
+        existing = get_actor(self.conn, username)
+        if existing is not None and existing.kind != PUPPET:
+            # A hosted community (or the bot) has the name: one namespace.
+            username = puppet_username(handle, taken=True)
+            existing = get_actor(self.conn, username)
+        if existing is None:
+            if not create:
+                return username
+            create_actor(
+                self.conn,
+                username=username,
+                kind=PUPPET,
+                master_key=self.master_key,
+                now=self.now,
+                source_handle=handle,
+            )
+        self._puppets[handle] = username
         return username
 
     def follower_inboxes(self, username: str) -> list[str]:

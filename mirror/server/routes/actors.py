@@ -10,7 +10,7 @@ from aiohttp import web
 
 from mirror import __version__
 from mirror.db.models import Activity, Follower, LocalActor
-from mirror.federation.actors import BOT, actor_document
+from mirror.federation.actors import BOT, GROUP, actor_document
 from mirror.federation.follows import ACTIVE
 from mirror.server.appkeys import FEDERATION
 from mirror.server.entries import (
@@ -36,7 +36,8 @@ POST = "post"
 
 async def _actor_or_404(request: web.Request) -> LocalActor:
     actor = await request.app[FEDERATION].local_actor(request.match_info["username"])
-    if actor is None:
+    # A hosted community's Group is at /c/NAME (routes/communities.py), not here.
+    if actor is None or actor.kind == GROUP:
         raise web.HTTPNotFound(text="no such actor")
     return actor
 
@@ -53,7 +54,7 @@ async def handle_actor(request: web.Request) -> web.Response:
 
 async def _profile_page(request: web.Request, actor: LocalActor) -> web.Response:
     federation = request.app[FEDERATION]
-    number = _page_number(request.query.get("page", "1"))
+    number = page_number(request.query.get("page", "1"))
 
     def load() -> tuple[int, dict[str, int], list[Entry]]:
         with federation.engine.connect() as conn:
@@ -156,7 +157,7 @@ async def handle_outbox(request: web.Request) -> web.Response:
     if page is None:
         total, _ = await asyncio.to_thread(load, None)
         return activity_json(build_collection(outbox, total=total, first=f"{outbox}?page=1"))
-    number = _page_number(page)
+    number = page_number(page)
     total, items = await asyncio.to_thread(load, number)
     last = max(1, -(-total // PAGE_SIZE))
     return activity_json(
@@ -170,7 +171,7 @@ async def handle_outbox(request: web.Request) -> web.Response:
     )
 
 
-def _page_number(text: str) -> int:
+def page_number(text: str) -> int:
     if text in ("true", ""):
         return 1
     try:
@@ -191,24 +192,24 @@ async def handle_followers(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     actor = await _actor_or_404(request)
     await require_signed_fetch(request)
-    visible = federation.settings.federation.followers_visible
-
-    def load() -> tuple[int, list[str] | None]:
-        with federation.engine.connect() as conn:
-            total = _count_followers(conn, actor.username)
-            if not visible:
-                return total, None
-            urls = conn.scalars(
-                sa.select(Follower.actor_url)
-                .where(Follower.local_username == actor.username, Follower.state == ACTIVE)
-                .order_by(Follower.created_at, Follower.actor_url)
-            ).all()
-        return total, list(urls)
-
-    total, items = await asyncio.to_thread(load)
+    total, items = await asyncio.to_thread(follower_urls, federation, actor.username)
     return activity_json(
         build_collection(federation.urls.followers(actor.username), total=total, items=items)
     )
+
+
+def follower_urls(federation: Any, username: str) -> tuple[int, list[str] | None]:
+    """How many follow an actor, and who ([federation].followers_visible) or None."""
+    with federation.engine.connect() as conn:
+        total = _count_followers(conn, username)
+        if not federation.settings.federation.followers_visible:
+            return total, None
+        urls = conn.scalars(
+            sa.select(Follower.actor_url)
+            .where(Follower.local_username == username, Follower.state == ACTIVE)
+            .order_by(Follower.created_at, Follower.actor_url)
+        ).all()
+    return total, list(urls)
 
 
 @routes.get("/u/{username}/following")

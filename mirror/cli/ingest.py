@@ -84,9 +84,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INTERRUPTED
     if stop.is_set():
         print(
-            f"mirror: stopped by Ctrl-C after whole batches; {tally.unread:,} files were not "
-            "read: run the same command again to ingest them (what is stored already "
-            "changes nothing)",
+            f"mirror: stopped by Ctrl-C after whole batches; the other {tally.unread:,} files "
+            "were not stored: run the same command again to ingest them (what is stored "
+            "already changes nothing)",
             file=sys.stderr,
         )
     _queue_updates(settings, engine)

@@ -58,7 +58,9 @@ def progress_shown(tally: Tally, console: Console) -> Iterator[OnBatch]:
         transient=True,
         auto_refresh=False,
     )
-    task = bar.add_task("ingest", total=len(tally.scan.files), size=f"0/{total}", items=0)
+    task = bar.add_task(
+        "ingest", total=len(tally.scan.files), size=f"{decimal(0)}/{total}", items=0
+    )
 
     def shown(reports: list[FileReport]) -> None:
         tally.add(reports)
@@ -117,7 +119,8 @@ def named_problems(tally: Tally) -> list[str]:
     """One stderr line per refused file, and per skipped one when they are few."""
     lines = [f"mirror: refused {r.path}: {r.error}" for r in tally.failed]
     if len(tally.skipped) <= FEW_FILES:
-        lines += [f"mirror: skipped {r.path}: {r.error}" for r in tally.skipped]
+        skipped = sorted(tally.skipped, key=lambda r: r.path)
+        lines += [f"mirror: skipped {r.path}: {r.error}" for r in skipped]
     return lines
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from mirror.db.session import write_transaction
 from mirror.ingest.files import find_dump_files, ingest_file, ingest_paths
 from mirror.ingest.observe import MAX_DUMP_BYTES
+from mirror.ingest.scan import scan
 from tests.conftest import CAPTURED, seed
 
 THREAD = """\
@@ -148,16 +149,48 @@ def test_folders_are_searched_recursively_for_text_files(tmp_path: Path) -> None
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "one.txt").write_text("x")
     (tmp_path / "a" / "two").write_text("x")
+    (tmp_path / "a" / "page.HTML").write_text("xy")
+    (tmp_path / "a" / "saved.htm").write_text("x")
     (tmp_path / "a" / "image.png").write_bytes(b"x")
+    (tmp_path / "a" / "notes.json").write_bytes(b"{}")
+    os.mkfifo(tmp_path / "a" / "pipe.txt")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "three.txt").write_text("x")
-    found = sorted(p.relative_to(tmp_path).as_posix() for p in find_dump_files([tmp_path]))
-    assert found == ["a/b/one.txt", "a/two"]
+    found = scan([tmp_path])
+    names = [p.relative_to(tmp_path).as_posix() for p in found.files]
+    assert names == ["a/b/one.txt", "a/page.HTML", "a/saved.htm", "a/two"]
+    assert [p.relative_to(tmp_path).as_posix() for p in find_dump_files([tmp_path])] == names
+    assert [(p.name, why) for p, why in found.skipped] == [
+        ("image.png", "name ends in .png"),
+        ("notes.json", "name ends in .json"),
+    ]
+    assert found.total_bytes == 5 and not found.named
+
+
+def test_named_files_are_taken_whatever_their_names(tmp_path: Path) -> None:
+    picture = tmp_path / "image.png"
+    picture.write_bytes(b"abc")
+    found = scan([picture, tmp_path / "missing.json"])
+    assert found.files == [picture, tmp_path / "missing.json"]
+    assert found.named == set(found.files) and found.skipped == []
+    assert found.sizes == {picture: 3, tmp_path / "missing.json": 0}
+
+
+def test_only_relative_times_counted_from_a_file_time_are_marked(
+    engine: Engine, clock, tmp_path: Path
+) -> None:
+    thread = tmp_path / "thread.txt"  # "1 day ago" and the like
+    thread.write_text(THREAD.replace("POISON: ", ""))
+    dated = tmp_path / "dated.txt"  # no time at all
+    dated.write_text("Green, with a little honey when the afternoon gets long, always.")
+    os.utime(thread, (1_753_704_000, 1_753_704_000))
+    reports = ingest_paths(engine, [thread, dated], clock=clock)
+    assert [r.counted_from_mtime for r in reports] == [CAPTURED, None]
+    reports = ingest_paths(engine, [thread, dated], clock=clock, captured_at=CAPTURED)
+    assert [r.counted_from_mtime for r in reports] == [None, None]
 
 
 def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: Path) -> None:
-    import os
-
     copy = tmp_path / "thread.txt"
     copy.write_bytes(seed("thread").read_bytes())
     os.utime(copy, (1_753_704_000, 1_753_704_000))  # 2025-07-28T12:00:00Z

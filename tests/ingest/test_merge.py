@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from mirror.db import migrate
 from mirror.db.session import make_engine
-from mirror.ingest.files import ingest_file
+from mirror.ingest.files import ingest_file, ingest_paths
 from mirror.inspection import build_document
 from mirror.reconstruct.text import normalize
 from tests.conftest import CAPTURED, SEED, corpus, seed, shipped, shipped_dumps
@@ -317,3 +317,22 @@ def test_lookup_keys_go_in_statements_of_bounded_size_each_key_once() -> None:
         seen = [key for r in rounds for key in r[name]]
         assert sorted(seen) == sorted(keys)
     assert list(_lookup_batches({"none": set()})) == []
+
+
+def test_pieces_in_the_same_batch_as_their_whole_keep_its_counts(tmp_path: Path, clock) -> None:
+    # Three bare pieces, then the full comment they came from, in one batch:
+    # the comment merges into one piece, that piece into the smallest-id
+    # one; the score and the descendant count must travel along, as they
+    # do when the files are stored one transaction each.
+    paths = [shipped("bare_comments.txt"), shipped("thread_full_bikes.txt")]
+    documents = []
+    for n, batches in enumerate([[paths], [[p] for p in paths]]):
+        engine = make_engine(f"sqlite:///{tmp_path / f'batch{n}.db'}")
+        migrate.upgrade(engine)
+        for batch in batches:
+            assert all(r.ok for r in ingest_paths(engine, batch, clock=clock, captured_at=CAPTURED))
+        documents.append(build_document(engine))
+        engine.dispose()
+    whole = starting(documents[0]["comments"], "Then pull it out")
+    assert (whole["score"], whole["descendants"]) == (7, 1)
+    assert documents[0] == documents[1]

@@ -63,6 +63,29 @@ def corpus() -> list[Path]:
     from mirror.ingest.files import sample_files
 
     return sorted(SEEDS.glob("*.txt")) if SEEDS_HERE else sample_files()
+
+
+#: Small dumps written for the tests in the seeds' formats (tests/fixtures/README.md):
+#: with the samples, every behaviour a seed test checks is checked in a plain clone too.
+FIXTURE_DUMPS = ROOT / "tests" / "fixtures" / "dumps"
+
+
+def shipped(name: str) -> Path:
+    """A dump the project ships: a sample (mirror/samples) or a test fixture, by file name."""
+    from mirror.ingest.files import sample_files
+
+    found = [p for p in [*sample_files(), *FIXTURE_DUMPS.glob("*.txt")] if p.name == name]
+    assert len(found) == 1, f"no shipped dump named {name}"
+    return found[0]
+
+
+def shipped_dumps() -> list[Path]:
+    """Every dump the project ships: the samples, then the test fixtures."""
+    from mirror.ingest.files import sample_files
+
+    return [*sample_files(), *sorted(FIXTURE_DUMPS.glob("*.txt"))]
+
+
 PG_ADMIN_URL = os.environ.get(
     "MIRROR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -243,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ISO8601",
         help="when the pages were captured (default: each file's modification time)",
     )
+    ingest.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="list every file and what became of it (and log more, as `mirror -v` does)",
+    )
     ingest.set_defaults(handler=cmd_ingest)
 
     inspect = commands.add_parser(

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.db.session import checkpoint_wal, write_transaction
-from mirror.ingest.observe import DumpMeta, Observed, observe_file
+from mirror.ingest.observe import DumpMeta, Observed, Refusal, observe_file
 from mirror.ingest.store import DumpWriter
 from mirror.reconstruct import DumpKind
 
@@ -47,6 +47,11 @@ class FileReport:
     comments: int = 0
     merged: int = 0
     error: str | None = None
+    #: The error says the content is no page dump (not that reading or storing failed).
+    not_a_dump: bool = False
+    #: The file's modification time, when its relative times were counted back
+    #: from it for want of a capture time (``--captured-at``).
+    counted_from_mtime: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,6 +65,7 @@ class ParsedFile:
     path: Path
     meta: DumpMeta
     observed: Observed
+    counted_from_mtime: datetime | None = None
 
 
 def ingest_batch(
@@ -81,10 +87,12 @@ def parse_batch(
     out: list[ParsedFile | FileReport] = []
     for path in paths:
         observed = observe_file(path, kind, captured_at)
-        if isinstance(observed, str):
-            out.append(FileReport(path, error=observed))
-        else:
-            out.append(ParsedFile(path, *observed))
+        if isinstance(observed, Refusal):
+            out.append(FileReport(path, error=observed.reason, not_a_dump=observed.not_a_dump))
+            continue
+        meta, rows = observed
+        guessed = meta.captured_at if captured_at is None and rows.relative_times else None
+        out.append(ParsedFile(path, meta, rows, guessed))
     return out
 
 
@@ -126,6 +134,7 @@ def _store(engine: Engine, batch: list[ParsedFile], now: datetime) -> list[FileR
             posts=result.posts,
             comments=result.comments,
             merged=result.merged,
+            counted_from_mtime=item.counted_from_mtime,
         )
         for item, result in zip(batch, results, strict=True)
     ]

@@ -1,4 +1,4 @@
-"""Ingest dump files: find them, then parse and store them in batches.
+"""Ingest dump files: find them (:mod:`mirror.ingest.scan`), then parse and store them in batches.
 
 Each batch is one transaction and each dump all or nothing
 (:mod:`mirror.ingest.batch`). With many batches a partner process takes
@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from mirror.clock import Clock
 from mirror.ingest.batch import FileReport
+from mirror.ingest.scan import find_dump_files
 from mirror.ingest.turns import Partner, can_fork, can_share, ingest_in_turns
 from mirror.reconstruct import DumpKind
 
@@ -28,25 +30,8 @@ __all__ = ["FileReport", "find_dump_files", "ingest_file", "ingest_files", "inge
 
 log = logging.getLogger(__name__)
 
-#: Extensions taken when a folder is searched (files named directly are always read).
-TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".dump", ""})
 #: Dumps parsed and stored per transaction.
 BATCH_FILES = 128
-
-
-def find_dump_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly, and text files found recursively under folders."""
-    for path in paths:
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if (
-                    found.is_file()
-                    and found.suffix.lower() in TEXT_SUFFIXES
-                    and not any(part.startswith(".") for part in found.relative_to(path).parts)
-                ):
-                    yield found
-        else:
-            yield path
 
 
 def sample_files() -> list[Path]:
@@ -83,8 +68,15 @@ def ingest_files(
     kind: DumpKind | None = None,
     captured_at: datetime | None = None,
     batch_files: int = BATCH_FILES,
+    on_batch: Callable[[list[FileReport]], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[FileReport]:
-    """Ingest these files (no folder search); one report per file, in order."""
+    """Ingest these files (no folder search); one report per file, in order.
+
+    ``on_batch`` gets the reports of each batch once it is stored. Once
+    ``stop`` is set, no further batch is stored: the reports returned are
+    then those of the files stored (whole batches), the first of ``files``.
+    """
     paths = list(files)
     batches = _batches(paths, max(1, batch_files))
     with contextlib.ExitStack() as stack:
@@ -99,11 +91,19 @@ def ingest_files(
             " with a partner process" if partner else "",
         )
         reports = ingest_in_turns(
-            engine, partner, batches, kind=kind, captured_at=captured_at, clock=clock
+            engine,
+            partner,
+            batches,
+            kind=kind,
+            captured_at=captured_at,
+            clock=clock,
+            on_batch=on_batch,
+            stop=stop,
         )
     for report in reports:
         if report.ok:
-            log.info(
+            # DEBUG: `mirror -v ingest` lists every file in its table already.
+            log.debug(
                 "ingested %s as %s: %d new posts, %d new comments, %d merged",
                 report.path,
                 report.kind,

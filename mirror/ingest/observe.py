@@ -66,6 +66,21 @@ class Observed:
     comments: list[Copy]
     people: list[ParsedAuthor]
     places: list[ParsedCommunity]
+    #: Whether the dump shows relative times ("4 hours ago"): their estimates
+    #: depend on the capture time, which the operator is told when it was guessed.
+    relative_times: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a file was not observed; ``not_a_dump``: its content is no page dump.
+
+    Otherwise the file could not be read at all (permissions, I/O), which a
+    folder scan must not pass over as it passes over a picture.
+    """
+
+    reason: str
+    not_a_dump: bool
 
 
 def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
@@ -131,7 +146,8 @@ def observe(meta: DumpMeta, dump: ParsedDump) -> Observed:
                 paragraphs=paragraph_hashes(comment.body),
             )
         )
-    return Observed(posts, comments, _distinct(_people(dump)), _distinct(_places(dump)))
+    people, places = _distinct(_people(dump)), _distinct(_places(dump))
+    return Observed(posts, comments, people, places, _shows_relative_times(dump, people, places))
 
 
 def _distinct(objects: Iterable[Any]) -> list[Any]:
@@ -147,19 +163,30 @@ def _places(dump: ParsedDump) -> list[ParsedCommunity | None]:
     return [dump.page_community, *(p.community for p in dump.posts)]
 
 
+def _shows_relative_times(
+    dump: ParsedDump, people: list[ParsedAuthor], places: list[ParsedCommunity]
+) -> bool:
+    moments = [
+        *(m for item in (*dump.posts, *dump.comments) for m in (item.published, item.edited_at)),
+        *(a.joined for a in people),
+        *(c.founded for c in places),
+    ]
+    return any(m is not None and not m.absolute for m in moments)
+
+
 def observe_file(
     path: Path, kind: DumpKind | None, captured_at: datetime | None
-) -> tuple[DumpMeta, Observed] | str:
-    """Read, parse and observe one file; a refusal comes back as its one-line reason."""
+) -> tuple[DumpMeta, Observed] | Refusal:
+    """Read, parse and observe one file; a refusal comes back with its one-line reason."""
     try:
         data, mtime = _read(path)
         text = decode(data)
         when = captured_at or mtime
         dump = parse_dump(text, kind=kind, captured_at=when)
     except NotADump as exc:
-        return str(exc)
+        return Refusal(str(exc), not_a_dump=True)
     except OSError as exc:
-        return f"cannot read: {exc.strerror or exc}"
+        return Refusal(f"cannot read: {exc.strerror or exc}", not_a_dump=False)
     meta = DumpMeta(
         sha256=hashlib.sha256(data).hexdigest(),
         name=path.name,

@@ -330,6 +330,10 @@ def _fold_item(kind: str, dst: Row, src: Row) -> None:
                 dst[field] = value
         if src_time is not None and (dst_time is None or src_time > dst_time):
             dst["counts_captured_at"] = src_time
+        if "_shows_counts" in dst:
+            # It holds counts now: folded into another item in turn (a bare
+            # piece into a smaller-id piece in the same batch), it passes them on.
+            dst["_shows_counts"] = True
 
     if src.get("published_raw") and (
         dst.get("published_raw") is None

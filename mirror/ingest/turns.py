@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
@@ -70,15 +70,28 @@ def ingest_in_turns(
     kind: DumpKind | None,
     captured_at: datetime | None,
     clock: Clock,
+    on_batch: Callable[[list[FileReport]], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[FileReport]:
     """Ingest the batches in order, every other one in ``partner``; reports in order.
 
     After the partner is lost, and without one, this process stores every
-    batch itself.
+    batch itself. ``on_batch`` gets each batch's reports as they come in.
+    Once ``stop`` is set no further batch is stored (nor handed to the
+    partner): the reports are those of the batches stored, a prefix of the
+    files, each batch whole.
     """
     reports: list[FileReport] = []
     theirs: int | None = None  # the batch the partner has, parsed or being parsed
     checkpoints = Checkpoints(engine)
+
+    def stopping() -> bool:
+        return stop is not None and stop.is_set()
+
+    def stored(done: list[FileReport]) -> None:
+        reports.extend(done)
+        if on_batch is not None:
+            on_batch(done)
 
     def here(paths: Sequence[Path]) -> list[FileReport]:
         done = ingest_batch(engine, paths, kind=kind, captured_at=captured_at, now=clock.now())
@@ -87,14 +100,16 @@ def ingest_in_turns(
 
     with fewer_collections():
         k = 0
-        while k < len(batches):
+        while k < len(batches) and not stopping():
             if theirs != k:
                 checkpoints.settle()
                 if partner and partner.alive and theirs is None and k + 1 < len(batches):
                     partner.take(batches[k + 1])  # it parses k + 1 while k is done here
                     theirs = k + 1
                 parsed = parse_batch(batches[k], kind, captured_at)
-                reports += store_batch(engine, parsed, clock.now())
+                if stopping():
+                    break
+                stored(store_batch(engine, parsed, clock.now()))
                 checkpoints.stored()
                 k += 1
                 continue
@@ -109,9 +124,9 @@ def ingest_in_turns(
             if answer is None:  # stored here instead: a bug raises here too
                 theirs = None
                 answer = here(batches[k])
-            reports += answer
-            if mine is not None:
-                reports += store_batch(engine, mine, clock.now())
+            stored(answer)
+            if mine is not None and not stopping():
+                stored(store_batch(engine, mine, clock.now()))
                 checkpoints.stored()
             k += 2
     return reports

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from mirror.db.session import write_transaction
 from mirror.ingest.files import find_dump_files, ingest_file, ingest_paths
 from mirror.ingest.observe import MAX_DUMP_BYTES
-from tests.conftest import CAPTURED, seed
+from mirror.ingest.scan import scan
+from tests.conftest import CAPTURED, shipped
 
 THREAD = """\
 this post was submitted on 3 Mar 2024
@@ -69,9 +70,8 @@ def test_a_file_that_fails_while_storing_leaves_nothing(
     bad = tmp_path / "tea.txt"
     bad.write_text(THREAD)
     collector = gc.get_threshold()
-    reports = ingest_paths(
-        engine, [seed("listing"), bad, seed("thread")], clock=clock, captured_at=CAPTURED
-    )
+    good = [shipped("listing_bikes.txt"), shipped("thread_full_bikes.txt")]
+    reports = ingest_paths(engine, [good[0], bad, good[1]], clock=clock, captured_at=CAPTURED)
     assert gc.get_threshold() == collector  # ingest tunes it while storing, then puts it back
     assert [r.ok for r in reports] == [True, False, True]
     assert "poisoned row" in reports[1].error
@@ -84,7 +84,7 @@ def test_a_file_that_fails_while_storing_leaves_nothing(
             conn.scalar(sa.text("SELECT count(*) FROM comment WHERE body LIKE 'Green, with%'")) == 0
         )
         assert conn.scalar(sa.text("SELECT count(*) FROM dump_file WHERE name = 'tea.txt'")) == 0
-    assert _count(engine, "post") == 26  # 25 listing posts + the thread's post
+    assert _count(engine, "post") == 11  # 10 listing posts + the thread's post
 
 
 def test_refused_files_are_named_with_the_reason(engine: Engine, clock, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def _pipe(data: bytes) -> Iterator[Path]:
 
 
 def test_a_pipe_is_read_to_its_end_within_the_size_limit(engine: Engine, clock) -> None:
-    with _pipe(seed("thread").read_bytes()) as path:
+    with _pipe(shipped("thread_full_bikes.txt").read_bytes()) as path:
         report = ingest_file(engine, path, clock=clock)
     assert report.ok and report.kind == "thread" and report.comments > 0
     with _pipe(b"word " * (MAX_DUMP_BYTES // 4)) as path:
@@ -148,25 +148,58 @@ def test_folders_are_searched_recursively_for_text_files(tmp_path: Path) -> None
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "one.txt").write_text("x")
     (tmp_path / "a" / "two").write_text("x")
+    (tmp_path / "a" / "page.HTML").write_text("xy")
+    (tmp_path / "a" / "saved.htm").write_text("x")
     (tmp_path / "a" / "image.png").write_bytes(b"x")
+    (tmp_path / "a" / "notes.json").write_bytes(b"{}")
+    os.mkfifo(tmp_path / "a" / "pipe.txt")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "three.txt").write_text("x")
-    found = sorted(p.relative_to(tmp_path).as_posix() for p in find_dump_files([tmp_path]))
-    assert found == ["a/b/one.txt", "a/two"]
+    found = scan([tmp_path])
+    names = [p.relative_to(tmp_path).as_posix() for p in found.files]
+    assert names == ["a/b/one.txt", "a/page.HTML", "a/saved.htm", "a/two"]
+    assert [p.relative_to(tmp_path).as_posix() for p in find_dump_files([tmp_path])] == names
+    assert [(p.name, why) for p, why in found.skipped] == [
+        ("image.png", "name ends in .png"),
+        ("notes.json", "name ends in .json"),
+    ]
+    assert found.total_bytes == 5 and not found.named
+
+
+def test_named_files_are_taken_whatever_their_names(tmp_path: Path) -> None:
+    picture = tmp_path / "image.png"
+    picture.write_bytes(b"abc")
+    found = scan([picture, tmp_path / "missing.json"])
+    assert found.files == [picture, tmp_path / "missing.json"]
+    assert found.named == set(found.files) and found.skipped == []
+    assert found.sizes == {picture: 3, tmp_path / "missing.json": 0}
+
+
+def test_only_relative_times_counted_from_a_file_time_are_marked(
+    engine: Engine, clock, tmp_path: Path
+) -> None:
+    thread = tmp_path / "thread.txt"  # "1 day ago" and the like
+    thread.write_text(THREAD.replace("POISON: ", ""))
+    dated = tmp_path / "dated.txt"  # no time at all
+    dated.write_text("Green, with a little honey when the afternoon gets long, always.")
+    os.utime(thread, (1_753_704_000, 1_753_704_000))
+    reports = ingest_paths(engine, [thread, dated], clock=clock)
+    assert [r.counted_from_mtime for r in reports] == [CAPTURED, None]
+    reports = ingest_paths(engine, [thread, dated], clock=clock, captured_at=CAPTURED)
+    assert [r.counted_from_mtime for r in reports] == [None, None]
 
 
 def test_captured_at_defaults_to_the_file_time(engine: Engine, clock, tmp_path: Path) -> None:
-    import os
-
     copy = tmp_path / "thread.txt"
-    copy.write_bytes(seed("thread").read_bytes())
+    copy.write_bytes(shipped("thread_single_gardening.txt").read_bytes())
     os.utime(copy, (1_753_704_000, 1_753_704_000))  # 2025-07-28T12:00:00Z
     assert ingest_file(engine, copy, clock=clock).ok
     with engine.connect() as conn:
-        published = conn.scalar(
-            sa.text("SELECT published_raw FROM comment WHERE body LIKE 'I''ve explained%'")
-        )
-        assert published == "2 days ago"
+        published = conn.execute(
+            sa.text("SELECT published_raw, published_at FROM comment WHERE body LIKE 'Please do%'")
+        ).one()
+        assert published[0] == "20 hours ago"
+        assert str(published[1]).startswith("2025-07-27 16:00:00")
         captured = conn.scalar(sa.text("SELECT captured_at FROM dump_file"))
     assert str(captured).startswith("2025-07-28 12:00:00")
 

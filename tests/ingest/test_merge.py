@@ -1,4 +1,9 @@
-"""Storing the seeds: copies merge, nothing is invented, ids do not depend on order."""
+"""Storing the seeds: copies merge, nothing is invented, ids do not depend on order.
+
+The tests of what the seeds hold have twins on the dumps the project ships
+in tests/ingest/test_samples.py; the tests of properties of any corpus run
+on the seeds where they are and on the shipped dumps (``DUMPS``).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,29 @@ from sqlalchemy.engine import Engine
 
 from mirror.db import migrate
 from mirror.db.session import make_engine
-from mirror.ingest.files import ingest_file
+from mirror.ingest.files import ingest_file, ingest_paths
 from mirror.inspection import build_document
 from mirror.reconstruct.text import normalize
-from tests.conftest import CAPTURED, SEED, seed
+from tests.conftest import CAPTURED, SEED, corpus, seed, shipped, shipped_dumps
 from tests.helpers import MULTI_PARAGRAPH_THREAD, SECOND_PARAGRAPH
 
 
 def ingest(engine: Engine, clock, *names: str) -> list:
-    reports = [ingest_file(engine, seed(name), clock=clock, captured_at=CAPTURED) for name in names]
+    return ingest_all(engine, clock, [seed(name) for name in names])
+
+
+def ingest_all(engine: Engine, clock, paths: list[Path]) -> list:
+    reports = [ingest_file(engine, path, clock=clock, captured_at=CAPTURED) for path in paths]
     assert all(r.ok for r in reports), [r.error for r in reports]
     return reports
+
+
+def _seeds() -> list[Path]:
+    return [seed(name) for name in SEED]
+
+
+#: Corpora the order and idempotence tests run on (each a function: seeds skip without ../shared).
+DUMPS = pytest.mark.parametrize("dumps", [_seeds, shipped_dumps], ids=["seeds", "shipped"])
 
 
 def starting(items: list[dict], prefix: str) -> dict:
@@ -147,22 +164,27 @@ def test_bare_leftovers_stay_unknown(seeded: dict) -> None:
     assert (link["parent"], link["parent_known"]) == (None, False)
 
 
-def test_ingesting_twice_changes_nothing(engine: Engine, clock) -> None:
-    ingest(engine, clock, *SEED)
+@DUMPS
+def test_ingesting_twice_changes_nothing(engine: Engine, clock, dumps) -> None:
+    ingest_all(engine, clock, dumps())
     before = _snapshot(engine)
     clock.advance(3600)
-    reports = ingest(engine, clock, *SEED)
+    reports = ingest_all(engine, clock, dumps())
     assert sum(r.posts + r.comments for r in reports) == 0
     assert _snapshot(engine) == before
 
 
-def test_ids_do_not_depend_on_ingest_order(tmp_path: Path, clock) -> None:
+@DUMPS
+def test_ids_do_not_depend_on_ingest_order(tmp_path: Path, clock, dumps) -> None:
     documents = []
-    orders = [list(SEED), list(reversed(SEED)), ["bare", "thread", "listing", "profile", "flat"]]
-    for n, order in enumerate(orders):
+    paths = dumps()
+    # Forwards, backwards, and the kinds interleaved (bare, thread, listing... first).
+    shuffled = [p for start in (3, 1, 4, 0, 2) for p in paths[start::5]]
+    assert sorted(shuffled) == sorted(paths)
+    for n, order in enumerate([paths, paths[::-1], shuffled]):
         engine = make_engine(f"sqlite:///{tmp_path / f'order{n}.db'}")
         migrate.upgrade(engine)
-        ingest(engine, clock, *order)
+        ingest_all(engine, clock, order)
         document = build_document(engine)
         for key in ("posts", "comments"):
             for item in document[key]:
@@ -175,10 +197,19 @@ def test_ids_do_not_depend_on_ingest_order(tmp_path: Path, clock) -> None:
             assert other[key] == documents[0][key], key
 
 
-def test_earlier_ids_stay_resolvable_after_a_merge(engine: Engine, clock) -> None:
-    ingest(engine, clock, "profile")
+@pytest.mark.parametrize(
+    "pair",
+    [
+        lambda: (seed("profile"), seed("thread")),
+        lambda: (shipped("profile_fern.txt"), shipped("thread_single_gardening.txt")),
+    ],
+    ids=["seeds", "samples"],
+)
+def test_earlier_ids_stay_resolvable_after_a_merge(engine: Engine, clock, pair) -> None:
+    profile, thread = pair()
+    ingest_all(engine, clock, [profile])
     first = build_document(engine)
-    ingest(engine, clock, "thread")
+    ingest_all(engine, clock, [thread])
     after = build_document(engine)
     known = {i["id"] for k in ("posts", "comments") for i in after[k]}
     known |= {a for k in ("posts", "comments") for i in after[k] for a in i["aliases"]}
@@ -187,21 +218,30 @@ def test_earlier_ids_stay_resolvable_after_a_merge(engine: Engine, clock) -> Non
             assert item["id"] in known
 
 
-def test_same_file_under_two_names_is_one_dump(engine: Engine, clock, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "thread",
+    [lambda: seed("thread"), lambda: shipped("thread_single_gardening.txt")],
+    ids=["seed", "sample"],
+)
+def test_same_file_under_two_names_is_one_dump(
+    engine: Engine, clock, tmp_path: Path, thread
+) -> None:
+    original = thread()
     copy = tmp_path / "renamed.txt"
-    shutil.copy(seed("thread"), copy)
-    ingest(engine, clock, "thread")
+    shutil.copy(original, copy)
+    ingest_all(engine, clock, [original])
     before = _snapshot(engine)
     report = ingest_file(engine, copy, clock=clock, captured_at=CAPTURED)
     assert report.ok and report.posts == report.comments == 0
     assert _snapshot(engine) == before
 
 
-def test_every_pair_of_seeds_merges_without_error(tmp_path: Path, clock) -> None:
-    for n, pair in enumerate(itertools.permutations(SEED, 2)):
+def test_every_pair_of_dumps_merges_without_error(tmp_path: Path, clock) -> None:
+    # The seeds where they are, else the samples (the pairs cost a database each).
+    for n, pair in enumerate(itertools.permutations(corpus(), 2)):
         engine = make_engine(f"sqlite:///{tmp_path / f'pair{n}.db'}")
         migrate.upgrade(engine)
-        ingest(engine, clock, *pair)
+        ingest_all(engine, clock, list(pair))
         engine.dispose()
 
 
@@ -277,3 +317,22 @@ def test_lookup_keys_go_in_statements_of_bounded_size_each_key_once() -> None:
         seen = [key for r in rounds for key in r[name]]
         assert sorted(seen) == sorted(keys)
     assert list(_lookup_batches({"none": set()})) == []
+
+
+def test_pieces_in_the_same_batch_as_their_whole_keep_its_counts(tmp_path: Path, clock) -> None:
+    # Three bare pieces, then the full comment they came from, in one batch:
+    # the comment merges into one piece, that piece into the smallest-id
+    # one; the score and the descendant count must travel along, as they
+    # do when the files are stored one transaction each.
+    paths = [shipped("bare_comments.txt"), shipped("thread_full_bikes.txt")]
+    documents = []
+    for n, batches in enumerate([[paths], [[p] for p in paths]]):
+        engine = make_engine(f"sqlite:///{tmp_path / f'batch{n}.db'}")
+        migrate.upgrade(engine)
+        for batch in batches:
+            assert all(r.ok for r in ingest_paths(engine, batch, clock=clock, captured_at=CAPTURED))
+        documents.append(build_document(engine))
+        engine.dispose()
+    whole = starting(documents[0]["comments"], "Then pull it out")
+    assert (whole["score"], whole["descendants"]) == (7, 1)
+    assert documents[0] == documents[1]

@@ -1,4 +1,4 @@
-"""The same reconstruction on PostgreSQL as on SQLite."""
+"""The same reconstruction on PostgreSQL as on SQLite (the seeds where here, else the samples)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from sqlalchemy.engine import Engine
 
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
-from tests.conftest import CAPTURED, SEED, seed
+from tests.conftest import CAPTURED, corpus
 
 pytestmark = pytest.mark.postgres
 
 
 def _document(engine: Engine, clock) -> dict:
-    reports = ingest_paths(engine, [seed(name) for name in SEED], clock=clock, captured_at=CAPTURED)
+    reports = ingest_paths(engine, corpus(), clock=clock, captured_at=CAPTURED)
     assert all(r.ok for r in reports)
     return build_document(engine)
 
@@ -26,8 +26,6 @@ def test_postgresql_and_sqlite_reconstruct_the_same(
 
 def test_postgresql_ingest_twice_adds_nothing(pg_engine: Engine, clock) -> None:
     first = _document(pg_engine, clock)
-    reports = ingest_paths(
-        pg_engine, [seed(name) for name in SEED], clock=clock, captured_at=CAPTURED
-    )
+    reports = ingest_paths(pg_engine, corpus(), clock=clock, captured_at=CAPTURED)
     assert sum(r.posts + r.comments for r in reports) == 0
     assert build_document(pg_engine) == first

@@ -11,11 +11,12 @@ from sqlalchemy.engine import Engine
 from mirror.db.models import Comment, Observation
 from mirror.ingest.files import ingest_file
 from mirror.ingest.rows import with_references
-from tests.conftest import CAPTURED, seed
+from tests.conftest import CAPTURED, shipped
 
 
 def _records(engine: Engine, clock) -> list[tuple[str, int, dict, str | None]]:
-    report = ingest_file(engine, seed("thread"), clock=clock, captured_at=CAPTURED)
+    path = shipped("thread_full_bikes.txt")
+    report = ingest_file(engine, path, clock=clock, captured_at=CAPTURED)
     assert report.ok, report.error
     with engine.connect() as conn:
         rows = conn.execute(
@@ -38,7 +39,7 @@ def test_a_copy_records_what_it_said_and_what_it_was_placed_under(
     assert len(post) == 1 and post[0]["title"] and "body" not in post[0]
     assert post[0]["counts_captured_at"] == CAPTURED.isoformat()
     replies = [(data, parent) for kind, _, data, parent in records if kind == "comment" and parent]
-    assert replies, "the thread seed has replies"
+    assert len(replies) == 7, "the full thread has seven replies"
     for data, parent in replies:
         # The references the writer resolved join the copy's own words.
         assert data["parent_id"] == parent
@@ -46,7 +47,7 @@ def test_a_copy_records_what_it_said_and_what_it_was_placed_under(
         assert data["confidence"] == "high"
         assert isinstance(data["parent_known"], bool)
     top = [data for kind, _, data, parent in records if kind == "comment" and not parent]
-    assert top and all("parent_id" not in data for data in top)
+    assert len(top) == 4 and all("parent_id" not in data for data in top)
 
 
 def test_references_join_an_empty_or_a_full_record() -> None:

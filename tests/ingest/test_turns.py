@@ -290,3 +290,40 @@ def test_a_killed_ingest_leaves_whole_batches_and_its_partner_exits_quietly(
         )
     assert 40 <= stored() < len(paths)
     engine.dispose()
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_a_stop_stores_no_further_batch_and_reports_what_was_stored(
+    clock, tmp_path: Path, stop_after: int
+) -> None:
+    # Batches of 4: the first is stored here, the second by the partner.
+    # Stopped after the first, the partner's parsed batch is never stored;
+    # after the partner's, the batch parsed here meanwhile is not either.
+    paths = _dumps(tmp_path / "dumps", 24)
+    engine = _engine(f"sqlite:///{tmp_path / 'stopped.db'}")
+    stop = threading.Event()
+    seen: list[list[FileReport]] = []
+
+    def on_batch(reports: list[FileReport]) -> None:
+        seen.append(reports)
+        if len(seen) == stop_after:
+            stop.set()
+
+    batches = [paths[i : i + 4] for i in range(0, len(paths), 4)]
+    with Partner(engine, None, CAPTURED) as partner:
+        reports = ingest_in_turns(
+            engine,
+            partner,
+            batches,
+            kind=None,
+            captured_at=CAPTURED,
+            clock=clock,
+            on_batch=on_batch,
+            stop=stop,
+        )
+    assert partner.stored == stop_after - 1
+    assert [r.path for r in reports] == paths[: 4 * stop_after]
+    assert [r for batch in seen for r in batch] == reports
+    single = _engine(f"sqlite:///{tmp_path / 'single.db'}")
+    _one_at_a_time(single, paths[: 4 * stop_after], clock)
+    assert _tables(engine) == _tables(single)

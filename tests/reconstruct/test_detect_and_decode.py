@@ -6,7 +6,7 @@ import pytest
 
 from mirror.reconstruct import DumpKind, NotADump, decode, parse_dump
 from mirror.reconstruct.text import split_lines
-from tests.conftest import SEED, seed
+from tests.conftest import SEED, seed, shipped, shipped_dumps
 
 
 @pytest.mark.parametrize("kind", list(SEED))
@@ -14,8 +14,16 @@ def test_each_seed_is_detected_as_its_kind(kind: str) -> None:
     assert parse_dump(seed(kind).read_text()).kind is DumpKind(kind)
 
 
-def test_format_can_be_forced() -> None:
-    text = seed("bare").read_text()
+@pytest.mark.parametrize("path", shipped_dumps(), ids=lambda p: p.name)
+def test_each_shipped_dump_is_detected_as_the_kind_its_name_says(path) -> None:
+    assert parse_dump(path.read_text()).kind is DumpKind(path.name.split("_")[0])
+
+
+@pytest.mark.parametrize(
+    "path", [lambda: seed("bare"), lambda: shipped("bare_comments.txt")], ids=["seed", "sample"]
+)
+def test_format_can_be_forced(path) -> None:
+    text = path().read_text()
     dump = parse_dump(text, kind=DumpKind.FLAT)
     assert dump.kind is DumpKind.FLAT and len(dump.posts) == 1
 

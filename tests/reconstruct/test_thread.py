@@ -1,4 +1,8 @@
-"""Seed 001: an old-reddit-style post page in "single comment's thread" mode."""
+"""Old-reddit-style post pages: seed 001 ("single comment's thread"), twins, a full page.
+
+The twins check the same as the seed tests on the thread sample and on
+tests/fixtures/dumps/thread_quote_reply.txt, which the project ships.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mirror.reconstruct import Confidence, DumpKind, parse_dump
-from tests.conftest import CAPTURED, seed
+from tests.conftest import CAPTURED, seed, shipped
 from tests.helpers import parse_file
 
 
@@ -16,8 +20,22 @@ def dump():
     return parse_file(seed("thread"), CAPTURED)
 
 
+@pytest.fixture(scope="module")
+def sample():
+    return parse_file(shipped("thread_single_gardening.txt"), CAPTURED)
+
+
+@pytest.fixture(scope="module")
+def quoting():
+    return parse_file(shipped("thread_quote_reply.txt"), CAPTURED)
+
+
 def test_thread_is_detected(dump) -> None:
     assert dump.kind is DumpKind.THREAD
+
+
+def test_thread_is_detected_in_the_shipped_dumps(sample, quoting) -> None:
+    assert sample.kind is quoting.kind is DumpKind.THREAD
 
 
 def test_post_from_sidebar_and_body(dump) -> None:
@@ -70,6 +88,63 @@ def test_quote_reply_body_and_literal_backslash(dump) -> None:
     )
     assert any(p.endswith("supported by slaves.\\") for p in last)
     assert len(last) == 17
+
+
+def test_post_from_sidebar_and_body_in_the_sample(sample) -> None:
+    (post,) = sample.posts
+    assert (post.first_line, post.last_line) == (15, 21)
+    assert post.votes.score == 37
+    assert post.votes.like_ratio == pytest.approx(0.949)
+    assert post.published.raw == "14 Jun 2025"
+    assert post.published.estimated == datetime(2025, 6, 14, tzinfo=UTC)
+    assert post.author is None  # the page does not show it
+    assert post.community.title == "Seed Savers"
+    assert post.community.readers == 2210
+    assert post.community.description == (
+        "Saving, swapping and sowing open-pollinated seed. No selling."
+    )
+    assert post.community.handle is None
+    # No title on the page: a derived one, marked so.
+    assert post.title_derived is True
+    assert post.title.startswith("Every year someone at the swap asks how to save tomato seed")
+    assert len(post.title) <= 200
+    assert len(post.body.split("\n\n")) == 4
+    assert "What Comes Next" in post.body.split("\n\n")
+
+
+def test_comment_headers_in_the_sample(sample) -> None:
+    rows = [
+        (c.first_line, c.last_line, c.author.handle, c.votes.score, c.descendants, c.edited)
+        for c in sample.comments
+    ]
+    assert rows == [
+        (25, 27, "olu@lemmy.example", 6, 3, False),
+        (29, 35, "fern_wright@garden.example", 4, 2, True),
+        (37, 41, "olu@lemmy.example", 3, 1, False),
+        (43, 45, "fern_wright@garden.example", 2, None, False),
+    ]
+    edited = sample.comments[1]
+    assert edited.edited_at.raw == "1 day ago"
+    assert edited.published.estimated == CAPTURED - timedelta(days=1)
+
+
+def test_single_thread_chain_with_unknown_top_parent_in_the_shipped_dumps(sample, quoting) -> None:
+    parents = [(c.parent, c.parent_known) for c in sample.comments]
+    assert parents == [(None, False), (0, True), (1, True), (2, True)]
+    assert [(c.parent, c.parent_known) for c in quoting.comments] == [(None, False), (0, True)]
+    for dump in (sample, quoting):
+        assert all(c.post == 0 and c.confidence is Confidence.HIGH for c in dump.comments)
+
+
+def test_quote_reply_body_and_literal_backslash_in_the_shipped_dumps(sample, quoting) -> None:
+    reply = quoting.comments[1].body.split("\n\n")
+    # The quoted sentences stay in the reply, in the reply's quote style.
+    assert reply[0] == "Paper envelopes don\u2019t keep beans dry enough."
+    assert reply[2] == "Jars are better for anything big."
+    assert reply[3].endswith("on the way to the library.\\")
+    assert len(reply) == 5
+    towel = sample.comments[2].body.split("\n\n")
+    assert towel[0].endswith("keep the jar for the beefsteaks.\\")
 
 
 FULL_PAGE = """\

@@ -71,6 +71,12 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         json.dump(report.first, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return EXIT_OK
+    if report.run_id is None:
+        print(
+            f"nothing new: the {report.unchanged} planned items were all queued before "
+            "(`mirror runs` shows how they went); no run was made"
+        )
+        return EXIT_OK
     print(
         f"run {report.run_id}: {report.queued} new, {report.updated} updated, "
         f"{report.requeued} queued again, {report.unchanged} already there, "

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mirror.db.models import Alias, Author, Comment, Community, DumpFile, Observation, Post
+from mirror.wording import counted
 
 Doc = dict[str, Any]
 
@@ -177,6 +178,19 @@ def _aliases(conn: sa.Connection) -> dict[str, list[str]]:
     return out
 
 
+def summary(doc: Doc) -> str:
+    """How many of each: the line `mirror inspect` opens with."""
+    return ", ".join(
+        counted(len(doc[key]), one, key)
+        for key, one in (
+            ("posts", "post"),
+            ("comments", "comment"),
+            ("authors", "author"),
+            ("communities", "community"),
+        )
+    )
+
+
 def render_threads(doc: Doc, width: int = 100) -> Iterator[str]:
     """Readable threads: each post, then its comments indented under their parents."""
     by_post: dict[str | None, list[Doc]] = defaultdict(list)
@@ -227,7 +241,7 @@ def _render_comments(comments: list[Doc], width: int) -> Iterator[str]:
 def _meta(item: Doc) -> str:
     parts = []
     if item["score"] is not None:
-        parts.append(f"{item['score']} points")
+        parts.append(counted(item["score"], "point"))
     if item["upvotes"] is not None:
         parts.append(f"+{item['upvotes']}/-{item['downvotes']}")
     if item["published_raw"]:

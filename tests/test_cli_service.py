@@ -190,9 +190,17 @@ def test_followers_list_on_a_fresh_bot(capsys, home: Path) -> None:
     config = str(home / "mirror.toml")
     run(capsys, "init", "--base-url", "https://mirror.example.org", "--config", config)
     code, out, _ = run(capsys, "--config", config, "followers", "list")
-    assert code == 0 and "followers of @mirror" in out
+    assert code == 0 and out.startswith("nobody follows @mirror@mirror.example.org (--all")
     code, _, err = run(capsys, "--config", config, "followers", "remove", "https://x.example/u/a")
     assert code == 1 and "does not follow" in err
+    code, out, _ = run(capsys, "--config", config, "followers", "list", "--all")
+    assert code == 0 and out == "nobody follows or followed @mirror@mirror.example.org\n"
+    # Blocked before following: not a follower, but --all lists it.
+    assert run(capsys, "--config", config, "followers", "block", "https://x.example/u/a")[0] == 0
+    assert "nobody follows" in run(capsys, "--config", config, "followers", "list")[1]
+    code, out, _ = run(capsys, "--config", config, "followers", "list", "--all")
+    assert code == 0 and "followers of @mirror" in out and "https://x.example/u/a" in out
+    assert "blocked" in out
 
 
 def _modes(path: Path) -> dict[str, str]:

@@ -76,8 +76,7 @@ def _say_no_config_file(settings: Settings) -> None:
 
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     print(
-        f"mirror: no config file ({where_config_was_looked_for()}): "
-        f"defaults, database {database}",
+        f"mirror: no config file ({where_config_was_looked_for()}): defaults, database {database}",
         file=sys.stderr,
     )
 

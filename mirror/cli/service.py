@@ -229,6 +229,14 @@ def cmd_followers_list(args: argparse.Namespace, settings: Settings) -> int:
     states = (ACTIVE, REMOVED, BLOCKED) if args.all else (ACTIVE,)
     with federation.engine.connect() as conn:
         rows = list_followers(conn, settings.instance.username, states=states)
+    if not rows:
+        bot = f"@{settings.instance.username}@{federation.urls.host}"
+        print(
+            f"nobody follows or followed {bot}"
+            if args.all
+            else f"nobody follows {bot} (--all includes removed and blocked followers)"
+        )
+        return EXIT_OK
     console = Console(highlight=False)
     table = Table(title=f"followers of @{settings.instance.username}")
     for column in ("actor", "state", "since", "inbox"):

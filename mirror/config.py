@@ -148,6 +148,15 @@ class ConfirmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HostedEntry:
+    """One ``[[hosted]]`` table: a community to host (mirror.federation.communities)."""
+
+    source: str
+    name: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     instance: InstanceSettings = field(default_factory=InstanceSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -160,6 +169,8 @@ class Settings:
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    #: The ``[[hosted]]`` tables, applied when the service starts.
+    hosted: tuple[HostedEntry, ...] = ()
     #: The file the settings came from, if any.
     source: Path | None = None
 
@@ -186,7 +197,7 @@ class Settings:
 SECTIONS: dict[str, type] = {
     f.name: f.type if isinstance(f.type, type) else globals()[str(f.type)]
     for f in fields(Settings)
-    if f.name != "source"
+    if f.name not in ("source", "hosted")
 }
 
 
@@ -235,7 +246,11 @@ def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{path}: config file is not UTF-8 (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    if "hosted" in data:
+        data["hosted"] = _hosted_entries(data["hosted"], str(path))
     for section, table in data.items():
+        if section == "hosted":
+            continue
         if section not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}]")
         if not isinstance(table, dict):
@@ -243,6 +258,28 @@ def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
         for key, value in table.items():
             _check_type(section, key, value, str(path))
     return data
+
+
+def _hosted_entries(value: Any, origin: str) -> tuple[HostedEntry, ...]:
+    """The ``[[hosted]]`` tables, each checked: a source, and optional name and title."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{origin}: hosted must be [[hosted]] tables, one per community")
+    entries = []
+    keys = {f.name for f in fields(HostedEntry)}
+    for number, table in enumerate(value, start=1):
+        where = f"{origin}: [[hosted]] #{number}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = sorted(set(table) - keys)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (source, name, title)")
+        for key, item in table.items():
+            if not isinstance(item, str):
+                raise ConfigError(f"{where}: {key} must be a string, got {item!r}")
+        if not table.get("source", "").strip():
+            raise ConfigError(f"{where}: source is required (name@instance, a title, or unknown)")
+        entries.append(HostedEntry(**table))
+    return tuple(entries)
 
 
 def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, str], str, str]]:
@@ -340,7 +377,7 @@ def _type_word(expected: type) -> str:
 
 
 def _build(values: dict[str, dict[str, Any]], path: Path | None) -> Settings:
-    settings = Settings(source=path)
+    settings = Settings(source=path, hosted=values.pop("hosted", ()))  # type: ignore[arg-type]
     for section, table in values.items():
         current = getattr(settings, section)
         settings = replace(settings, **{section: replace(current, **table)})

@@ -179,6 +179,55 @@ class Peer:
         )
         return signer.sign(headers, host=parts.netloc, method="POST", path=parts.path or "/")
 
+    async def discover_group(self, base: str, name: str) -> dict[str, Any]:
+        """What Lemmy does to find a community: WebFinger acct:NAME@host, then the Group.
+
+        The self link must say it is a Group (Lemmy answers users and
+        communities from one namespace, each typed); the Group is fetched
+        from it with activity+json, as a remote server would.
+        """
+        from urllib.parse import urlsplit
+
+        host = urlsplit(base).netloc
+        async with aiohttp.ClientSession() as session:
+            async with session.get(
+                f"{base}/.well-known/webfinger",
+                params={"resource": f"acct:{name}@{host}"},
+                headers={"Accept": "application/jrd+json"},
+            ) as response:
+                assert response.status == 200, f"WebFinger of {name}: {response.status}"
+                jrd = await response.json(content_type=None)
+            link = next(
+                link
+                for link in jrd["links"]
+                if link.get("rel") == "self"
+                and link.get("properties", {}).get("https://www.w3.org/ns/activitystreams#type")
+                == "Group"
+            )
+            async with session.get(link["href"], headers={"Accept": ACTIVITY_JSON}) as response:
+                assert response.status == 200, f"{link['href']}: {response.status}"
+                group = await response.json(content_type=None)
+        assert group["type"] == "Group" and group["id"] == link["href"]
+        return group
+
+    async def send(self, inbox: str, activity: dict[str, Any]) -> int:
+        """POST a signed activity to an inbox; the status it answered."""
+        body = json.dumps(activity).encode()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(inbox, data=body, headers=self.signed_post_headers(inbox, body)) as r,
+        ):
+            return r.status
+
+    def undo(self, follow: dict[str, Any], number: int = 1) -> dict[str, Any]:
+        return {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": f"{self.actor_id}#undo/{number}",
+            "type": "Undo",
+            "actor": self.actor_id,
+            "object": {k: v for k, v in follow.items() if k != "@context"},
+        }
+
     def follow(self, target: str, number: int = 1) -> dict[str, Any]:
         return {
             "@context": "https://www.w3.org/ns/activitystreams",

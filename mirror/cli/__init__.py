@@ -4,7 +4,7 @@ Exit codes: 0 success, 1 a runtime failure or a refused input file,
 2 a usage or configuration error.
 
 The arguments are declared in parser.py; the handlers, by area, in ingest.py,
-service.py, delivery.py and backfill.py; what they share in wiring.py.
+service.py, delivery.py, backfill.py and communities.py; what they share in wiring.py.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mirror import __version__
+from mirror.cli import communities as communities_cli
 from mirror.cli.backfill import cmd_backfill, cmd_demo, cmd_retract, cmd_runs, cmd_sandbox
 from mirror.cli.delivery import cmd_cancel, cmd_hosts_revive, cmd_prune, cmd_retry, cmd_status
 from mirror.cli.ingest import cmd_ingest, cmd_inspect
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(
             handler=cmd_followers_change, state={"remove": "removed", "block": "blocked"}[action]
         )
+
+    communities_cli.add_parser(commands, common)
 
     worker = commands.add_parser(
         "worker", parents=[common], help="deliver queued activities (no HTTP service)"

@@ -308,6 +308,12 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
         elif (name, key) == ("database", "url") and value:
             value = make_url(value).render_as_string(hide_password=True)
         print(f"{key} = {json.dumps(value)}")
+    for entry in settings.hosted:
+        print(f"\n[[hosted]]\nsource = {json.dumps(entry.source)}")
+        if entry.name:
+            print(f"name = {json.dumps(entry.name)}")
+        if entry.title:
+            print(f"title = {json.dumps(entry.title)}")
     print(f"\n# database: {make_url(settings.database_url).render_as_string(hide_password=True)}")
     key_source = (
         "MIRROR_MASTER_KEY" if os.environ.get("MIRROR_MASTER_KEY") else settings.master_key_path

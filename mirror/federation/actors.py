@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from datetime import datetime
 from functools import lru_cache
@@ -28,6 +29,21 @@ from mirror.vocab.ids import Urls
 
 BOT = "bot"
 PUPPET = "puppet"
+#: A hosted community's Group (mirror.federation.communities).
+GROUP = "group"
+_NOT_NAME = re.compile(r"[^a-z0-9_]+")
+
+
+def puppet_username(handle: str, *, taken: bool = False) -> str:
+    """A stable local username for an author: milo@wheels.example -> milo_wheels_example.
+
+    ``taken``: the plain name belongs to a hosted community or the bot (one
+    namespace); the puppet then carries a hash of its handle instead.
+    """
+    name = _NOT_NAME.sub("_", handle.lower().replace("@", "_")).strip("_")
+    if len(name) > 48 or taken:
+        name = name[:39] + "_" + hashlib.sha256(handle.encode()).hexdigest()[:8]
+    return name or "unknown"
 
 
 def get_actor(connection: sa.Connection, username: str) -> LocalActor | None:
@@ -74,10 +90,19 @@ class KeyStore:
     def signer(self, actor: LocalActor) -> Signer:
         pem = _decrypt(self._master_key, actor.private_key)
         return Signer(
-            key_id=self._urls.key_id(actor.username),
+            key_id=actor_key_id(self._urls, actor),
             private_key=load_private_key(pem),
             pem=pem.encode(),
         )
+
+
+def actor_url(urls: Urls, actor: LocalActor) -> str:
+    """Where an actor is served: /c/NAME for a Group, /u/NAME for the others."""
+    return urls.community(actor.username).id if actor.kind == GROUP else urls.actor(actor.username)
+
+
+def actor_key_id(urls: Urls, actor: LocalActor) -> str:
+    return f"{actor_url(urls, actor)}#main-key"
 
 
 @lru_cache(maxsize=1024)

@@ -1,4 +1,9 @@
-"""Followers of our actors: Follow, Undo{Follow}, Delete of a follower, operator actions."""
+"""Followers of our actors: Follow, Undo{Follow}, Delete of a follower, operator actions.
+
+The bot, the puppets and the hosted communities' Groups are followed alike:
+one follower row per (actor, follower), the Accept signed by the followed
+actor and sent through the durable queue.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import Follower, LocalActor
 from mirror.db.session import write_transaction
 from mirror.delivery.enqueue import publish
+from mirror.federation.actors import GROUP
 from mirror.federation.service import Federation
 from mirror.vocab.activities import recipe
 from mirror.vocab.parse import Inbound, RemoteActorDoc
@@ -108,7 +114,7 @@ async def handle_follow(
         "actor": activity.actor,
         "object": activity.object_id,
     }
-    accept = recipe("accept", username=local.username, follow=follow)
+    accept = recipe("accept", username=local.username, follow=follow, **_as_group(local))
 
     def store() -> bool:
         with write_transaction(federation.engine) as conn:
@@ -156,6 +162,12 @@ async def handle_follow(
         return
     log.info("%s now follows %s", activity.actor, local.username)
     federation.wake()
+
+
+def _as_group(local: LocalActor) -> dict[str, bool]:
+    """The recipe argument that makes a Group its activities' actor (none for the others,
+    so the recipes of the bot's activities stay as they were stored)."""
+    return {"group": True} if local.kind == GROUP else {}
 
 
 async def handle_undo_follow(federation: Federation, local: LocalActor, activity: Inbound) -> None:
@@ -210,6 +222,7 @@ def reject_follower(
             username=local.username,
             follower=follower.actor_url,
             follow_id=follower.follow_id or "",
+            **_as_group(local),
         ),
         inboxes=[follower.inbox],
         now=federation.clock.now(),

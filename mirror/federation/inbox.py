@@ -21,8 +21,10 @@ with it) is believed only when it verifies with the key we cached for that
 actor, or when the actor's own id answers 404/410 on a fresh fetch of ours;
 steps 1-3 apply to it as to anything else.
 
-Only then is the activity id recorded (duplicates are acknowledged and
-ignored) and handled. Anything we do not handle is accepted and logged:
+Then a post or comment written into one of our hosted communities (a
+Create or Update addressed to its Group) is refused with 403: they are
+read-only archives. Only then is the activity id recorded (duplicates are
+acknowledged and ignored) and handled. Anything we do not handle is accepted and logged:
 answering 5xx would make Lemmy retry it forever.
 """
 
@@ -37,9 +39,10 @@ from urllib.parse import urlsplit
 
 from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
-from mirror.db.models import ReceivedActivity
+from mirror.db.models import LocalActor, ReceivedActivity
 from mirror.db.session import write_transaction
 from mirror.federation import follows
+from mirror.federation.actors import GROUP
 from mirror.federation.remote import RETRY_AFTER_S, ActorUnavailable, KeyFetchBusy
 from mirror.federation.service import Federation
 from mirror.signatures import (
@@ -119,6 +122,9 @@ async def receive(
             return Verdict(503, f"cannot fetch the signer's key now: {exc}", "", retry)
         return refuse(401, f"cannot fetch the signer's key: {exc}", "key_unavailable")
 
+    refusal = await _refusal(federation, activity)
+    if refusal is not None:
+        return refusal
     if not await asyncio.to_thread(_record, federation, activity):
         return Verdict(202, f"duplicate {activity.type} {activity.id}")
     await dispatch(federation, activity, signer, username)
@@ -296,8 +302,7 @@ async def dispatch(
     """Act on the activities we handle; log and ignore the rest."""
     kind = activity.type
     if kind == "Follow":
-        target = federation.urls.username_of(activity.object_id or "")
-        local = await federation.local_actor(target) if target else None
+        local = await local_target(federation, activity.object_id or "")
         if local is None:
             log.info(
                 "Follow %s of %s: not one of our actors; ignored", activity.id, activity.object_id
@@ -314,8 +319,7 @@ async def dispatch(
         if inner.get("actor") not in (None, activity.actor):
             log.info("Undo %s: the Follow belongs to someone else; ignored", activity.id)
             return
-        target = federation.urls.username_of(_object_id(inner.get("object")))
-        local = await federation.local_actor(target) if target else None
+        local = await local_target(federation, _object_id(inner.get("object")))
         if local is not None:
             await follows.handle_undo_follow(federation, local, activity)
         return
@@ -323,6 +327,67 @@ async def dispatch(
         await follows.handle_actor_deleted(federation, activity.actor)
         return
     log.info("%s %s from %s accepted and ignored", kind, activity.id, activity.actor)
+
+
+async def local_target(federation: Federation, url: str) -> LocalActor | None:
+    """The actor of ours an id names: /u/NAME the bot or a puppet, /c/NAME a hosted Group.
+
+    One namespace, two paths (as on Lemmy): a Group is not followed at /u/,
+    nor a user at /c/, and an unhosted Group (410) is followed by no one.
+    """
+    urls = federation.urls
+    name = urls.username_of(url)
+    if name is not None:
+        local = await federation.local_actor(name)
+        return local if local is not None and local.kind != GROUP else None
+    name = urls.community_of(url)
+    if name is None:
+        return None
+    local = await federation.local_actor(name)
+    if local is None or local.kind != GROUP:
+        return None
+    hosted = await federation.hosted_community(name)
+    return local if hosted is not None and hosted.active else None
+
+
+#: What writes a post or comment (a reply to one is a Create too).
+_WRITES = frozenset({"Create", "Update"})
+_ADDRESS_KEYS = ("to", "cc", "audience", "target")
+
+
+async def _refusal(federation: Federation, activity: Inbound) -> Verdict | None:
+    """403 for a post or comment into one of our Groups: hosted communities are read-only.
+
+    Refused (4xx, never 5xx: Lemmy would retry that) before it is recorded,
+    so that the same activity sent again is refused again, not acknowledged.
+    """
+    if activity.type not in _WRITES:
+        return None
+    obj = activity.object if isinstance(activity.object, dict) else {}
+    if obj.get("type") in ("Group", "Person", "Service", "Application"):
+        return None  # an actor's profile update, not a post
+    addressed = set()
+    for document in (activity.raw, obj):
+        for key in _ADDRESS_KEYS:
+            value = document.get(key)
+            values = value if isinstance(value, list) else [value]
+            addressed.update(v for v in values if isinstance(v, str))
+            addressed.update(
+                v["id"] for v in values if isinstance(v, dict) and isinstance(v.get("id"), str)
+            )
+    urls = federation.urls
+    for url in sorted(addressed):
+        name = urls.community_of(url.removesuffix("/followers"))
+        if name is None:
+            continue
+        local = await federation.local_actor(name)
+        if local is not None and local.kind == GROUP:
+            return refuse(
+                403,
+                f"{activity.type} {activity.id} from {activity.actor} into the hosted community "
+                f"{name}: it is a read-only archive",
+            )
+    return None
 
 
 def _object_id(value: object) -> str:

@@ -23,6 +23,7 @@ from mirror.vocab.ids import Urls
 from mirror.vocab.parse import storable
 
 if TYPE_CHECKING:
+    from mirror.federation.communities import Hosted
     from mirror.publish.job import PublicationJob
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,19 @@ class Federation:
     def _local_actor(self, username: str) -> LocalActor | None:
         with self.engine.connect() as conn:
             return get_actor(conn, username)
+
+    async def hosted_community(self, name: str) -> Hosted | None:
+        """A hosted community's row (retired ones too), or None."""
+        from mirror.federation.communities import get_hosted
+
+        if len(name) > 64 or not storable(name):
+            return None
+
+        def load() -> Hosted | None:
+            with self.engine.connect() as conn:
+                return get_hosted(conn, name)
+
+        return await asyncio.to_thread(load)
 
     async def bot_signer(self) -> Signer | None:
         """Our fetches are signed by the bot (Lemmy 1.0 and some Mastodons require it)."""

@@ -13,6 +13,9 @@ from datetime import datetime
 from mirror.publish import render
 from mirror.publish.plan import Item
 
+#: Where the block starts in an object's content: the body's HTML never has a rule.
+BLOCK_OPENING = "<hr><p><small>"
+
 
 def attribution(item: Item, *, actor_is_bot: bool) -> tuple[str, str]:
     """The block that says where a mirrored item came from: (markdown, HTML)."""
@@ -60,8 +63,14 @@ def attribution(item: Item, *, actor_is_bot: bool) -> tuple[str, str]:
     if not actor_is_bot:
         say(" This account is a mirror, not the author.")
     markdown = "---\n\n*" + "".join(parts_md) + "*"
-    html = render.sanitize("<hr><p><small>" + "".join(parts_html) + "</small></p>")
+    html = render.sanitize(BLOCK_OPENING + "".join(parts_html) + "</small></p>")
     return markdown, html
+
+
+def split_content(content: str) -> tuple[str, str]:
+    """An object's content HTML as (body, attribution block); no block: ("content", "")."""
+    body, opening, block = content.rpartition(BLOCK_OPENING)
+    return (body, opening + block) if opening else (content, "")
 
 
 def _escape(text: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 
 from mirror.config import Settings
 from mirror.delivery import enqueue
-from mirror.federation.actors import PUPPET, create_actor, get_actor
+from mirror.federation.actors import PUPPET, create_actor, get_actor, puppet_username
 from mirror.federation.follows import list_followers
 from mirror.publish import render
 from mirror.publish.attribution import attribution, derived_title, parse_time
@@ -33,20 +32,11 @@ from mirror.vocab.objects import build_comment, build_post
 FOLLOWERS_ONLY = "followers"
 #: Lemmy 0.19 fetches at most 200 KB of an object (rules §5.2).
 MAX_OBJECT_BYTES = 200_000
-PUPPET_NAME = re.compile(r"[^a-z0-9_]+")
 
 
 def object_id_for(item_id: str, target: str) -> str:
     """A post lives in one community: its object id is made from the item and the target."""
     return "o" + hashlib.sha256(f"{item_id}\n{target}".encode()).hexdigest()[:24]
-
-
-def puppet_username(handle: str) -> str:
-    """A stable local username for an author: milo@wheels.example -> milo_wheels_example."""
-    name = PUPPET_NAME.sub("_", handle.lower().replace("@", "_")).strip("_")
-    if len(name) > 48:
-        name = name[:39] + "_" + hashlib.sha256(handle.encode()).hexdigest()[:8]
-    return name or "unknown"
 
 
 @dataclass(slots=True)
@@ -89,7 +79,8 @@ class Builder:
         self.attribution = attribution or settings.backfill.attribution
         self.post_type = target.post_type(settings.backfill.post_type)
         self._followers: dict[str, list[str]] = {}
-        self._actors: set[str] = set()
+        #: author handle -> puppet username, once known to exist.
+        self._puppets: dict[str, str] = {}
         #: Object ids of items already published under another id (see Backfill._match).
         self._objects: dict[str, str] = {}
 
@@ -97,18 +88,27 @@ class Builder:
         handle = item.data.get("author")
         if self.attribution != "puppets" or not handle:
             return self.bot
+        username = self._puppets.get(handle)
+        if username is not None:
+            return username
         username = puppet_username(handle)
-        if create and username not in self._actors:
-            if get_actor(self.conn, username) is None:
-                create_actor(
-                    self.conn,
-                    username=username,
-                    kind=PUPPET,
-                    master_key=self.master_key,
-                    now=self.now,
-                    source_handle=handle,
-                )
-            self._actors.add(username)
+        existing = get_actor(self.conn, username)
+        if existing is not None and existing.kind != PUPPET:
+            # A hosted community (or the bot) has the name: one namespace.
+            username = puppet_username(handle, taken=True)
+            existing = get_actor(self.conn, username)
+        if existing is None:
+            if not create:
+                return username
+            create_actor(
+                self.conn,
+                username=username,
+                kind=PUPPET,
+                master_key=self.master_key,
+                now=self.now,
+                source_handle=handle,
+            )
+        self._puppets[handle] = username
         return username
 
     def follower_inboxes(self, username: str) -> list[str]:

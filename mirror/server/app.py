@@ -10,15 +10,17 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from mirror.db.session import write_transaction
 from mirror.delivery.worker import Worker
 from mirror.errors import MirrorError
+from mirror.federation.communities import apply_config
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
 from mirror.net.listen import parse_listen
 from mirror.observe.logs import quiet_malformed_requests
 from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
-from mirror.server.routes import actors, admin, discovery, health, inbox, objects
+from mirror.server.routes import actors, admin, communities, discovery, health, inbox, objects
 from mirror.server.routes.access import trusted_networks
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ def make_app(federation: Federation) -> web.Application:
     for table in (
         discovery.routes,
         actors.routes,
+        communities.routes,
         inbox.routes,
         objects.routes,
         health.routes,
@@ -63,6 +66,19 @@ def make_app(federation: Federation) -> web.Application:
     return app
 
 
+def apply_hosted_config(federation: Federation) -> list[str]:
+    """The config's [[hosted]] tables, applied (added or updated, never removed)."""
+
+    with write_transaction(federation.engine) as conn:
+        return apply_config(
+            conn,
+            federation.settings.hosted,
+            master_key=federation.master_key,
+            now=federation.clock.now(),
+            bot_username=federation.bot_username,
+        )
+
+
 async def serve(
     federation: Federation,
     *,
@@ -76,6 +92,9 @@ async def serve(
     # Refused before anything starts: a config error is one line, not a half-started service.
     health.check_metrics_listen(federation.settings)
     trusted_networks(federation.settings)
+    if federation.settings.hosted:
+        for line in await asyncio.to_thread(apply_hosted_config, federation):
+            log.info("%s", line)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

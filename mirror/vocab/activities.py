@@ -14,8 +14,18 @@ from mirror.vocab.times import rfc3339
 FOLLOW_KEYS = ("id", "type", "actor", "object")
 
 
+def actor_id(urls: Urls, username: str, *, group: bool = False) -> str:
+    """Our actor's id: a hosted community's Group is at /c/NAME, the others at /u/NAME."""
+    return urls.community(username).id if group else urls.actor(username)
+
+
 def build_accept(
-    urls: Urls, *, username: str, activity_id: str, follow: dict[str, Any]
+    urls: Urls,
+    *,
+    username: str,
+    activity_id: str,
+    follow: dict[str, Any],
+    group: bool = False,
 ) -> dict[str, Any]:
     """Accept a Follow; Mastodon matches it by the embedded Follow (its id and actor).
 
@@ -27,7 +37,7 @@ def build_accept(
         "@context": ACTIVITY_CONTEXT,
         "id": check_id(urls.activity(activity_id)),
         "type": "Accept",
-        "actor": urls.actor(username),
+        "actor": actor_id(urls, username, group=group),
         "to": [follow["actor"]],
         "object": embedded,
     }
@@ -56,17 +66,24 @@ def build_update_actor(
 
 
 def build_reject(
-    urls: Urls, *, username: str, activity_id: str, follower: str, follow_id: str
+    urls: Urls,
+    *,
+    username: str,
+    activity_id: str,
+    follower: str,
+    follow_id: str,
+    group: bool = False,
 ) -> dict[str, Any]:
     """Reject a Follow we had accepted: how Mastodon removes a follower."""
-    follow: dict[str, Any] = {"type": "Follow", "actor": follower, "object": urls.actor(username)}
+    actor = actor_id(urls, username, group=group)
+    follow: dict[str, Any] = {"type": "Follow", "actor": follower, "object": actor}
     if follow_id:
         follow["id"] = follow_id
     return {
         "@context": ACTIVITY_CONTEXT,
         "id": check_id(urls.activity(activity_id)),
         "type": "Reject",
-        "actor": urls.actor(username),
+        "actor": actor,
         "to": [follower],
         "object": follow,
     }

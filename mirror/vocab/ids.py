@@ -82,6 +82,10 @@ class Urls:
     def activity(self, activity_id: str) -> str:
         return f"{self.base}/activities/{activity_id}"
 
+    def community(self, name: str) -> CommunityUrls:
+        """A hosted community's URLs, under /c/ as Lemmy's (one namespace with /u/)."""
+        return CommunityUrls(f"{self.base}/c/{name}")
+
     def acct(self, username: str) -> str:
         return f"acct:{username}@{self.host}"
 
@@ -101,6 +105,45 @@ class Urls:
             return None
         rest = actor_url[len(prefix) :]
         return rest if rest and "/" not in rest and "#" not in rest else None
+
+    def community_of(self, url: str) -> str | None:
+        """The name in one of our community (Group) URLs, or None."""
+        prefix = f"{self.base}/c/"
+        if not url.startswith(prefix):
+            return None
+        rest = url[len(prefix) :]
+        return rest if rest and "/" not in rest and "#" not in rest else None
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityUrls:
+    """The URLs of one hosted community (a Group), named as Lemmy names its own."""
+
+    id: str
+
+    @property
+    def key_id(self) -> str:
+        return f"{self.id}#main-key"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.id}/inbox"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.id}/outbox"
+
+    @property
+    def followers(self) -> str:
+        return f"{self.id}/followers"
+
+    @property
+    def moderators(self) -> str:
+        return f"{self.id}/moderators"
+
+    @property
+    def featured(self) -> str:
+        return f"{self.id}/featured"
 
 
 def check_id(url: str) -> str:

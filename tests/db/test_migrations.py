@@ -33,6 +33,7 @@ TABLES = {
     "ap_object",
     "instance",
     "admin_session",
+    "hosted_community",
 }
 
 

@@ -23,13 +23,13 @@ from mirror.db.models import Delivery
 from mirror.db.session import write_transaction
 from mirror.delivery.enqueue import TooLarge
 from mirror.errors import MirrorError
-from mirror.federation.actors import get_actor
+from mirror.federation.actors import get_actor, puppet_username
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_document
 from mirror.publish import publications, render, runs
 from mirror.publish.backfill import OBJECTS, PUBLICATIONS
 from mirror.publish.plan import MAX_DEPTH, NO_TEXT, Options, build_plan, has_text
-from mirror.publish.prepare import FOLLOWERS_ONLY, object_id_for, puppet_username
+from mirror.publish.prepare import FOLLOWERS_ONLY, object_id_for
 from mirror.publish.start import start_backfill
 from mirror.publish.target import TargetError
 from mirror.sandbox.app import Instance
@@ -660,3 +660,36 @@ async def test_an_object_keeps_the_author_it_was_first_published_with(
     assert authors == {bot}
     with service.engine.connect() as conn:
         assert set(conn.scalars(sa.select(PUBLICATIONS.c.actor))) == {"mirror"}
+
+
+async def test_a_puppet_never_takes_the_name_of_a_hosted_community(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    """Users and Groups share one namespace: an author whose puppet name a Group
+    already has (it was ingested after the Group was hosted) gets a hashed name."""
+    from mirror.federation.actors import GROUP, create_actor
+
+    service = await mirror_service(service_factory, rate_per_minute=0.0)
+    plan = build_plan(build_document(service.engine), Options(limit=3))
+    author = next(i.data["author"] for i in plan.items if i.data.get("author"))
+    with write_transaction(service.engine) as conn:
+        create_actor(
+            conn,
+            username=puppet_username(author),
+            kind=GROUP,
+            master_key=service.master_key,
+            now=service.federation.clock.now(),
+        )
+    sandbox = await sandbox_factory()
+    _, report = await start_backfill(
+        service.federation, to=handle(sandbox), attribution="puppets", limit=3
+    )
+    await wait_for_run(service, report.run_id)
+    urls = service.federation.urls
+    authors = {item.object["attributedTo"] for item in sandbox.objects.values()}
+    assert urls.actor(puppet_username(author)) not in authors
+    assert urls.actor(puppet_username(author, taken=True)) in authors
+    with service.engine.connect() as conn:
+        assert get_actor(conn, puppet_username(author)).kind == GROUP  # type: ignore[union-attr]
+        puppet = get_actor(conn, puppet_username(author, taken=True))
+    assert puppet is not None and puppet.kind == "puppet" and puppet.source_handle == author

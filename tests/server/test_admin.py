@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from mirror.clock import ShiftedClock
-from mirror.db.models import AdminSession, Community
+from mirror.db.models import AdminSession, Community, Delivery
 from mirror.delivery import operate
 from tests.server.conftest import Service
 
@@ -221,9 +222,53 @@ async def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
     assert (await browser.login(headers=via_proxy("2001:db8:1:3::1")))[0] == 303
 
 
+async def test_recent_deliveries_name_what_was_sent_and_page_back_to_the_first(
+    service_factory: Callable[..., Any],
+    sandbox_factory: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mirror.server.routes import admin
+    from tests.server.html_tree import parse
+    from tests.server.test_pages import mirrored, published
+
+    service = await mirrored(service_factory, sandbox_factory, admin={"token": TOKEN})
+    monkeypatch.setattr(admin, "RECENT", 5)
+    titles = {service.federation.urls.object(oid): text for oid, _, _, text in published(service)}
+    with service.engine.connect() as conn:
+        queued = sorted(conn.scalars(sa.select(Delivery.id)), reverse=True)
+    assert len(queued) > 10  # replies wait for their parents: posts, mostly
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    seen: list[int] = []
+    path: str | None = "/admin"
+    while path is not None:
+        status, _, body = await service.get(path, accept="text/html", headers=bearer)
+        assert status == 200, body[:300]
+        tree = parse(body.decode())
+        rows = tree.find("table", class_="compact").find_all("tr")[1:]
+        assert 0 < len(rows) <= 5
+        for row in rows:
+            seen.append(int(row.attrs["data-delivery"]))
+            link = row.find_all("td")[1].find("a")
+            # The object's title or first words, linked; never its URL as the text.
+            assert "http" not in link.text()
+            assert titles[link.attrs["href"]].startswith(link.text().rstrip("…"))
+        older = tree.find_all("a", rel="next")
+        path = older[0].attrs["href"].split("#")[0] if older else None
+    assert seen == queued  # newest first, each once, down to the first
+    for bad in ("x", "0", "-3"):
+        status, _, _ = await service.get(f"/admin?before={bad}", accept="text/html", headers=bearer)
+        assert status == 400
+
+    # A community the dumps named only by its title is explained, not "?@host".
+    communities = tree.find("h2", id="communities").parent.text()
+    assert "?@" not in communities
+    assert "name unknown, on lemmy.example" in communities
+    assert "Pick it for a backfill by title" in communities
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
 async def test_admin_page_in_chromium_shows_what_the_database_holds(
-    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -270,6 +315,13 @@ async def test_admin_page_in_chromium_shows_what_the_database_holds(
             communities = await page.locator("#communities + table").inner_text()
             for title in titles:
                 assert title in communities
+            await page.screenshot(path=tmp_path / "admin.png", full_page=True)
+            # Recent deliveries: one line a row, titles rather than object URLs.
+            recent = page.locator("table.compact")
+            rows = await recent.locator("tr").count()
+            box = await recent.bounding_box()
+            assert rows > 1 and box is not None and box["height"] < 36 * rows, (rows, box)
+            assert "/objects/" not in await recent.inner_text()
 
             # A fresh browser without the session cookie is refused.
             other = await browser.new_page()

@@ -189,6 +189,8 @@ async def test_deleted_objects_answer_410_with_a_tombstone(service: Service) -> 
     assert status == 410 and headers["Content-Type"] == AP
     assert tombstone["type"] == "Tombstone" and tombstone["id"] == note["id"]
     assert tombstone["formerType"] == "Note"
+    status, _, body = await service.get("/objects/c1", accept=BROWSER)
+    assert status == 410 and "This mirrored comment was withdrawn on" in body.decode()
     assert set(fixture("lemmy/objects/tombstone.json")) - {"@context"} <= set(tombstone) | {
         "deleted"
     }

@@ -292,7 +292,7 @@ async def test_a_stalling_key_host_gets_503_and_starves_no_one(
     staller = KeyHost(host="127.0.0.2", stall={"*"})
     await staller.start()
     try:
-        service: Service = await service_factory(federation={"fetch_timeout_s": 4.0})
+        service: Service = await service_factory(federation={"fetch_timeout_s": 10.0})
         body = body_of(follow(f"{staller.base}/users/x", f"{service.base}/u/mirror"))
 
         async def stalled(number: int) -> tuple[int, dict[str, str], float]:
@@ -315,8 +315,10 @@ async def test_a_stalling_key_host_gets_503_and_starves_no_one(
         results = await asyncio.gather(*waves)
         assert {status for status, _, _ in results} == {503}
         assert all(int(headers["Retry-After"]) > 0 for _, headers, _ in results)
-        # Most were answered at once; none waited for the fetch timeout.
-        assert max(elapsed for _, _, elapsed in results) < 4.0
+        # Most were answered at once; none waited for the fetch timeout (10 s):
+        # those behind a fetch waited for it to stall (3 s), with room for a
+        # loaded machine.
+        assert max(elapsed for _, _, elapsed in results) < 8.0
         assert sorted(elapsed for _, _, elapsed in results)[250] < 1.0
         assert staller.max_in_flight <= 4
         assert followers(service) == [(peer.actor_id, "active")]

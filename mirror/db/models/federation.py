@@ -116,3 +116,29 @@ class ApObject(Base):
     updated_at: Mapped[datetime] = mapped_column(TZ)
     #: Set when the object was deleted: it then answers 410 with a Tombstone.
     deleted_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class HostedCommunity(Base):
+    """A community we host as a read-only Group: its actor is the local_actor of its name.
+
+    The Group shares the local_actor table (and so one namespace) with the
+    bot and the puppets, as Lemmy's users and communities share WebFinger.
+    """
+
+    __tablename__ = "hosted_community"
+
+    name: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("local_actor.username"), primary_key=True
+    )
+    #: The reconstructed community it shows: name@instance, its title (when the
+    #: pages named it only by title), or "unknown" (posts of no known community).
+    source: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    #: The original community (https://instance/c/name), when the source names one.
+    source_url: Mapped[str | None] = mapped_column(URL)
+    #: The Group's display name.
+    title: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)
+    #: Set by a forced unhost of a followed community: it answers 410, and its
+    #: name (known to its followers' servers) stays reserved for this source.
+    retired_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -9,10 +9,18 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from mirror import __version__
-from mirror.db.models import Activity, ApObject, Follower, LocalActor
-from mirror.federation.actors import BOT, actor_document
+from mirror.db.models import Activity, Follower, LocalActor
+from mirror.federation.actors import BOT, GROUP, actor_document
 from mirror.federation.follows import ACTIVE
 from mirror.server.appkeys import FEDERATION
+from mirror.server.entries import (
+    OBJECTS,
+    PUBLICATIONS,
+    PUBLISHED_AT,
+    Entry,
+    entry_of,
+    select_entries,
+)
 from mirror.server.negotiation import activity_json, wants_html
 from mirror.server.routes.access import require_signed_fetch
 from mirror.server.templates import render
@@ -21,11 +29,15 @@ from mirror.vocab.collections import build_collection, build_page
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 20
+#: Posts on one page of an HTML profile.
+PROFILE_PAGE = 50
+POST = "post"
 
 
 async def _actor_or_404(request: web.Request) -> LocalActor:
     actor = await request.app[FEDERATION].local_actor(request.match_info["username"])
-    if actor is None:
+    # A hosted community's Group is at /c/NAME (routes/communities.py), not here.
+    if actor is None or actor.kind == GROUP:
         raise web.HTTPNotFound(text="no such actor")
     return actor
 
@@ -42,28 +54,30 @@ async def handle_actor(request: web.Request) -> web.Response:
 
 async def _profile_page(request: web.Request, actor: LocalActor) -> web.Response:
     federation = request.app[FEDERATION]
+    number = page_number(request.query.get("page", "1"))
 
-    def load() -> tuple[int, list[dict[str, Any]]]:
+    def load() -> tuple[int, dict[str, int], list[Entry]]:
         with federation.engine.connect() as conn:
             followers = _count_followers(conn, actor.username)
+            counts = _count_items(conn, actor.username)
             rows = conn.execute(
-                sa.select(ApObject.id, ApObject.type, ApObject.json)
-                .where(ApObject.actor == actor.username, ApObject.deleted_at.is_(None))
-                .order_by(ApObject.created_at.desc())
-                .limit(50)
+                _live_posts(select_entries(), actor.username)
+                # The dump's time, newest first; posts it gave no time come last.
+                .order_by(
+                    PUBLISHED_AT.is_(None),
+                    PUBLISHED_AT.desc(),
+                    OBJECTS.c.created_at.desc(),
+                    OBJECTS.c.id,
+                )
+                .offset((number - 1) * PROFILE_PAGE)
+                .limit(PROFILE_PAGE)
             ).all()
-        objects = [
-            {
-                "url": federation.urls.object(r.id),
-                "type": r.type,
-                "title": r.json.get("name") or _excerpt(r.json),
-                "published": r.json.get("published", ""),
-            }
-            for r in rows
-        ]
-        return followers, objects
+        return followers, counts, [entry_of(row, federation.urls) for row in rows]
 
-    followers, objects = await asyncio.to_thread(load)
+    followers, counts, posts = await asyncio.to_thread(load)
+    last = max(1, -(-counts["posts"] // PROFILE_PAGE))
+    if number > last:
+        raise web.HTTPNotFound(text=f"no page {number}: the profile has {last}")
     instance = federation.settings.instance
     bot = actor.kind == BOT
     return render(
@@ -78,15 +92,32 @@ async def _profile_page(request: web.Request, actor: LocalActor) -> web.Response
         source_url=None if bot else original_profile(actor.source_handle or ""),
         operator=instance.operator,
         summary=instance.summary if bot else "",
-        objects=objects,
+        counts=counts,
+        posts=posts,
+        page=number,
+        last_page=last,
+        first_rank=(number - 1) * PROFILE_PAGE + 1,
     )
 
 
-def _excerpt(document: dict[str, Any]) -> str:
-    source = document.get("source")
-    text = source.get("content", "") if isinstance(source, dict) else ""
-    text = " ".join(str(text).split())
-    return text[:80] + ("…" if len(text) > 80 else "") if text else document.get("id", "")
+def _live_posts(select: sa.Select[Any], username: str) -> sa.Select[Any]:
+    return select.where(
+        OBJECTS.c.actor == username,
+        OBJECTS.c.deleted_at.is_(None),
+        PUBLICATIONS.c.kind == POST,
+    )
+
+
+def _count_items(conn: sa.Connection, username: str) -> dict[str, int]:
+    """The actor's live posts and comments (a comment of an unknown post is one too)."""
+    rows = conn.execute(
+        sa.select(PUBLICATIONS.c.kind, sa.func.count())
+        .select_from(OBJECTS.join(PUBLICATIONS, PUBLICATIONS.c.id == OBJECTS.c.id))
+        .where(OBJECTS.c.actor == username, OBJECTS.c.deleted_at.is_(None))
+        .group_by(PUBLICATIONS.c.kind)
+    ).all()
+    by_kind = {kind: count for kind, count in rows}
+    return {"posts": by_kind.pop(POST, 0), "comments": sum(by_kind.values())}
 
 
 def _count_followers(conn: sa.Connection, username: str) -> int:
@@ -126,7 +157,7 @@ async def handle_outbox(request: web.Request) -> web.Response:
     if page is None:
         total, _ = await asyncio.to_thread(load, None)
         return activity_json(build_collection(outbox, total=total, first=f"{outbox}?page=1"))
-    number = _page_number(page)
+    number = page_number(page)
     total, items = await asyncio.to_thread(load, number)
     last = max(1, -(-total // PAGE_SIZE))
     return activity_json(
@@ -140,7 +171,7 @@ async def handle_outbox(request: web.Request) -> web.Response:
     )
 
 
-def _page_number(text: str) -> int:
+def page_number(text: str) -> int:
     if text in ("true", ""):
         return 1
     try:
@@ -161,24 +192,24 @@ async def handle_followers(request: web.Request) -> web.Response:
     federation = request.app[FEDERATION]
     actor = await _actor_or_404(request)
     await require_signed_fetch(request)
-    visible = federation.settings.federation.followers_visible
-
-    def load() -> tuple[int, list[str] | None]:
-        with federation.engine.connect() as conn:
-            total = _count_followers(conn, actor.username)
-            if not visible:
-                return total, None
-            urls = conn.scalars(
-                sa.select(Follower.actor_url)
-                .where(Follower.local_username == actor.username, Follower.state == ACTIVE)
-                .order_by(Follower.created_at, Follower.actor_url)
-            ).all()
-        return total, list(urls)
-
-    total, items = await asyncio.to_thread(load)
+    total, items = await asyncio.to_thread(follower_urls, federation, actor.username)
     return activity_json(
         build_collection(federation.urls.followers(actor.username), total=total, items=items)
     )
+
+
+def follower_urls(federation: Any, username: str) -> tuple[int, list[str] | None]:
+    """How many follow an actor, and who ([federation].followers_visible) or None."""
+    with federation.engine.connect() as conn:
+        total = _count_followers(conn, username)
+        if not federation.settings.federation.followers_visible:
+            return total, None
+        urls = conn.scalars(
+            sa.select(Follower.actor_url)
+            .where(Follower.local_username == username, Follower.state == ACTIVE)
+            .order_by(Follower.created_at, Follower.actor_url)
+        ).all()
+    return total, list(urls)
 
 
 @routes.get("/u/{username}/following")

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from mirror.db.base import table_of
-from mirror.db.models import Activity, Community, Delivery, Post, Publication
+from mirror.db.models import Activity, ApObject, Community, Delivery, Post, Publication
 from mirror.delivery import operate
 from mirror.delivery.states import operator_state
 from mirror.federation.follows import list_followers
 from mirror.publish import publications, runs
-from mirror.server import admin_auth
+from mirror.server import admin_auth, display
 from mirror.server.admin_auth import COOKIE, Throttle, throttle_key
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes.access import client_address
@@ -97,8 +97,18 @@ async def admin(request: web.Request) -> web.Response:
         )
         if not valid:
             return _page(request, "admin_login.html", status=401, error=None)
-    context = await asyncio.to_thread(_gather, federation)
+    before = _before(request.query.get("before"))
+    context = await asyncio.to_thread(_gather, federation, before)
     return _page(request, "admin.html", **context)
+
+
+def _before(text: str | None) -> int | None:
+    """Recent deliveries are paged by id: ``?before=ID`` shows those older than ID."""
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise web.HTTPBadRequest(text="before must be a delivery id (a positive integer)")
+    return int(text)
 
 
 @routes.get("/admin/login")
@@ -156,7 +166,7 @@ def _common(request: web.Request) -> dict[str, Any]:
     return {"version": __version__, "base": request.app[FEDERATION].urls.base}
 
 
-def _gather(federation: Any) -> dict[str, Any]:
+def _gather(federation: Any, before: int | None = None) -> dict[str, Any]:
     now = federation.clock.now()
     deliveries = table_of(Delivery)
     activities = table_of(Activity)
@@ -181,11 +191,15 @@ def _gather(federation: Any) -> dict[str, Any]:
                     activities.c.object_id,
                 )
                 .join(activities, activities.c.id == deliveries.c.activity_id)
+                .where(deliveries.c.id < before if before else sa.true())
                 # Newest first by id: the primary key, so no scan of a large queue.
                 .order_by(deliveries.c.id.desc())
-                .limit(RECENT)
+                .limit(RECENT + 1)
             ).mappings()
         ]
+        older = recent[RECENT - 1]["id"] if len(recent) > RECENT else None
+        recent = recent[:RECENT]
+        titles = _titles(conn, federation.urls, [d["object_id"] for d in recent])
         followers = list_followers(conn, federation.bot_username)
         backfills = runs.list_runs(conn, now)
         not_confirmed = publications.not_confirmed(conn, limit=RECENT)
@@ -212,6 +226,9 @@ def _gather(federation: Any) -> dict[str, Any]:
     return {
         "queue": status,
         "recent": recent,
+        "titles": titles,
+        "before": before,
+        "older": older,
         "followers": followers,
         "runs": backfills,
         "not_confirmed": not_confirmed,
@@ -219,3 +236,13 @@ def _gather(federation: Any) -> dict[str, Any]:
         "published": published,
         "now": now,
     }
+
+
+def _titles(conn: sa.Connection, urls: Any, object_urls: list[str | None]) -> dict[str, str]:
+    """Our objects' titles or first words, by URL (one query for the page's deliveries)."""
+    prefix = urls.object("")
+    ids = {u.removeprefix(prefix) for u in object_urls if u and u.startswith(prefix)}
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(ApObject.id, ApObject.json).where(ApObject.id.in_(ids)))
+    return {urls.object(row.id): display.title_of(row.json or {}, limit=60) for row in rows}

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from mirror import __version__
 from mirror.db.models import ApObject, LocalActor
+from mirror.federation.actors import GROUP
 from mirror.server.appkeys import FEDERATION
 from mirror.server.negotiation import plain_json
 from mirror.server.templates import render
@@ -24,10 +25,17 @@ async def handle_webfinger(request: web.Request) -> web.Response:
     if not resource:
         raise web.HTTPBadRequest(text="the resource parameter is required")
     username = webfinger.resource_username(resource, federation.urls)
-    if username is None or await federation.local_actor(username) is None:
+    actor = await federation.local_actor(username) if username is not None else None
+    if actor is None or username is None:
         raise web.HTTPNotFound(text="no such account here")
+    group = actor.kind == GROUP
+    if group:
+        hosted = await federation.hosted_community(username)
+        if hosted is None or not hosted.active:
+            raise web.HTTPNotFound(text="no such account here")
     response = plain_json(
-        webfinger.build_jrd(federation.urls, username), content_type=webfinger.JRD_JSON
+        webfinger.build_jrd(federation.urls, username, group=group),
+        content_type=webfinger.JRD_JSON,
     )
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
@@ -51,7 +59,14 @@ async def handle_nodeinfo(request: web.Request) -> web.Response:
 
     def counts() -> tuple[int, int]:
         with federation.engine.connect() as conn:
-            users = conn.scalar(sa.select(sa.func.count()).select_from(LocalActor)) or 0
+            users = (
+                conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(LocalActor)
+                    .where(LocalActor.kind != GROUP)
+                )
+                or 0
+            )
             posts = (
                 conn.scalar(
                     sa.select(sa.func.count())

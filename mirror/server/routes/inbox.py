@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from mirror.federation.actors import GROUP
 from mirror.federation.inbox import receive
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes.access import public_url
@@ -24,9 +25,21 @@ async def handle_shared_inbox(request: web.Request) -> web.Response:
 @routes.post("/u/{username}/inbox")
 async def handle_actor_inbox(request: web.Request) -> web.Response:
     username = request.match_info["username"]
-    if await request.app[FEDERATION].local_actor(username) is None:
+    actor = await request.app[FEDERATION].local_actor(username)
+    if actor is None or actor.kind == GROUP:
         raise web.HTTPNotFound(text="no such actor")
     return await _handle(request, username)
+
+
+@routes.post("/c/{name}/inbox")
+async def handle_group_inbox(request: web.Request) -> web.Response:
+    """A hosted community's inbox (Lemmy's senders use the shared one when they can)."""
+    name = request.match_info["name"]
+    federation = request.app[FEDERATION]
+    actor = await federation.local_actor(name)
+    if actor is None or actor.kind != GROUP:
+        raise web.HTTPNotFound(text="no such community")
+    return await _handle(request, name)
 
 
 async def _handle(request: web.Request, username: str | None) -> web.Response:
@@ -85,6 +98,7 @@ def _refuse(status: int, reason: str, request: web.Request, peer: str) -> web.Re
     text = {
         400: "malformed activity",
         401: "signature check failed",
+        403: "refused: this community is a read-only archive",
         413: "body too large",
         415: "expected application/activity+json",
         503: "try again later",

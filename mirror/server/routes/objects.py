@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,15 +12,16 @@ from mirror import __version__
 from mirror.db.base import table_of
 from mirror.db.models import Activity, ApObject
 from mirror.server.appkeys import FEDERATION
+from mirror.server.display import human_time
 from mirror.server.negotiation import activity_json, wants_html
 from mirror.server.routes.access import require_signed_fetch
 from mirror.server.templates import render
+from mirror.server.threads import Thread, load_thread
 from mirror.vocab.context import AS
 from mirror.vocab.parse import storable
 from mirror.vocab.times import rfc3339
 
 routes = web.RouteTableDef()
-_TAG = re.compile(r"<[^>]+>")
 
 
 def _could_be_ours(identifier: str) -> bool:
@@ -47,7 +47,7 @@ async def handle_object(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such object")
     url = federation.urls.object(obj.id)
     if wants_html(request):
-        return _object_page(request, obj, url)
+        return await _object_page(request, obj)
     await require_signed_fetch(request)
     if obj.deleted_at is not None:
         # Lemmy reads 410 on fetch as "deleted".
@@ -64,30 +64,25 @@ async def handle_object(request: web.Request) -> web.Response:
     return activity_json(obj.json)
 
 
-def _object_page(request: web.Request, obj: Any, url: str) -> web.Response:
+async def _object_page(request: web.Request, obj: Any) -> web.Response:
     federation = request.app[FEDERATION]
-    document = obj.json
-    source = document.get("source")
-    text = source.get("content") if isinstance(source, dict) else None
-    if not isinstance(text, str):
-        text = _TAG.sub(" ", str(document.get("content", "")))
-    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
-    title = document.get("name") or (paragraphs[0][:80] if paragraphs else obj.id)
+
+    def load() -> Thread | None:
+        with federation.engine.connect() as conn:
+            return load_thread(conn, federation.urls, obj.id)
+
+    thread = await asyncio.to_thread(load)
+    if thread is None:  # deleted from the database meanwhile
+        raise web.HTTPNotFound(text="no such object")
+    original = obj.json.get("url")
     return render(
         "object.html",
         status=410 if obj.deleted_at else 200,
         version=__version__,
-        title=title,
-        type=obj.type,
-        object_url=url,
-        actor_url=federation.urls.actor(obj.actor),
-        actor_name=obj.actor,
-        original=document.get("url") if isinstance(document.get("url"), str) else None,
-        deleted=obj.deleted_at is not None,
+        thread=thread,
+        original=original if isinstance(original, str) else None,
         deleted_at=rfc3339(obj.deleted_at) if obj.deleted_at else None,
-        published=document.get("published"),
-        in_reply_to=document.get("inReplyTo"),
-        paragraphs=paragraphs,
+        deleted_when=human_time(obj.deleted_at),
     )
 
 

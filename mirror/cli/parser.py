@@ -305,6 +305,7 @@ OPERATORS_PATH = (
     "backfill",
     "runs",
     "status",
+    "communities",
     "followers",
     "doctor",
     "config",

@@ -217,6 +217,12 @@ def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Pat
     return fallback if fallback.is_file() else None
 
 
+def where_config_was_looked_for() -> str:
+    """Where :func:`find_config_file` looked when it found none (one named must exist)."""
+    here = Path.cwd() / DEFAULT_CONFIG_NAME
+    return f"neither --config nor ${ENV_CONFIG} names one, and there is no {here}"
+
+
 def load_settings(
     explicit: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> Settings:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mirror.db.models import Alias, Author, Comment, Community, DumpFile, Observation, Post
+from mirror.wording import counted
 
 Doc = dict[str, Any]
 
@@ -31,7 +32,8 @@ def build_document(engine: Engine) -> Doc:
 
 
 def build_outline(engine: Engine) -> Doc:
-    """The document without bodies and sources: what planning a backfill reads.
+    """The document without bodies and sources, saying instead whether each item
+    has a body (``has_body``): what planning a backfill reads.
 
     Bodies are most of a reconstruction's memory (the benchmark corpus's
     30,000 items: 114 MB with them, 30 MB without); a backfill reads them
@@ -73,6 +75,8 @@ def _document(engine: Engine, *, texts: bool) -> Doc:
         fields: Doc = {"author": author_handle(r.author_id)}
         if texts:
             fields["body"] = r.body
+        else:
+            fields["has_body"] = bool(r.has_body)
         fields |= {
             "score": r.score,
             "upvotes": r.upvotes,
@@ -147,8 +151,12 @@ def _document(engine: Engine, *, texts: bool) -> Doc:
 
 
 def _items(model: type[Post] | type[Comment], texts: bool) -> sa.Select[Any]:
-    columns = [c for c in model.__table__.c if texts or c.name != "body"]
-    return sa.select(*columns).order_by(model.id)
+    if texts:
+        return sa.select(*model.__table__.c).order_by(model.id)
+    # Without the body, whether there is one: the plan leaves out what has no text.
+    columns = [c for c in model.__table__.c if c.name != "body"]
+    has_body = sa.func.coalesce(sa.func.length(sa.func.trim(model.body)), 0) > 0
+    return sa.select(*columns, has_body.label("has_body")).order_by(model.id)
 
 
 def _sources(conn: sa.Connection) -> dict[str, list[Doc]]:
@@ -168,6 +176,19 @@ def _aliases(conn: sa.Connection) -> dict[str, list[str]]:
     for alias, target in conn.execute(sa.select(Alias.alias, Alias.target).order_by(Alias.alias)):
         out[target].append(alias)
     return out
+
+
+def summary(doc: Doc) -> str:
+    """How many of each: the line `mirror inspect` opens with."""
+    return ", ".join(
+        counted(len(doc[key]), one, key)
+        for key, one in (
+            ("posts", "post"),
+            ("comments", "comment"),
+            ("authors", "author"),
+            ("communities", "community"),
+        )
+    )
 
 
 def render_threads(doc: Doc, width: int = 100) -> Iterator[str]:
@@ -220,7 +241,7 @@ def _render_comments(comments: list[Doc], width: int) -> Iterator[str]:
 def _meta(item: Doc) -> str:
     parts = []
     if item["score"] is not None:
-        parts.append(f"{item['score']} points")
+        parts.append(counted(item["score"], "point"))
     if item["upvotes"] is not None:
         parts.append(f"+{item['upvotes']}/-{item['downvotes']}")
     if item["published_raw"]:

@@ -74,25 +74,35 @@ def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> Non
     assert main(["backfill", "--to", f"!sandbox@{sandbox}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "dry run: nothing was queued" in out and '"type": "Create"' in out
+    # The samples' bare listing entry: no "(untitled)" post with nothing in it.
+    assert "left out: 1 (neither title nor body)" in out
 
     assert main(["backfill", "--to", f"sandbox@{sandbox}", "--wait"]) == 0
     out = capsys.readouterr().out
-    assert "plan: 12 posts, 21 comments, 6 comments of unknown posts" in out
-    assert "deliveries: 33 delivered, 0 failed, 0 parked" in out
+    assert "plan: 11 posts, 21 comments, 6 comments of unknown posts" in out
+    assert "left out: 1 (neither title nor body)" in out
+    assert "deliveries: 32 delivered, 0 failed, 0 parked" in out
 
     with urllib.request.urlopen(f"http://{sandbox}/api/threads") as response:
         received = json.loads(response.read())
-    assert received["refused"] == [] and len(received["threads"]) == 12
+    assert received["refused"] == [] and len(received["threads"]) == 11
+    assert "(untitled)" not in {thread["name"] for thread in received["threads"]}
 
     assert main(["runs", "--json"]) == 0
     (run,) = json.loads(capsys.readouterr().out)
-    assert run["state"] == "done" and run["done"] == run["total"] == 39
+    assert run["state"] == "done" and run["done"] == run["total"] == 38
+    assert main(["runs", "pause", "1"]) == 1
+    assert capsys.readouterr().err == (
+        "mirror: error: run 1 is done: only active runs can be paused\n"
+    )
 
     assert main(["backfill", "--to", f"sandbox@{sandbox}"]) == 0
-    assert "0 new, 0 updated, 0 queued again, 39 already there" in capsys.readouterr().out
+    assert "nothing new: the 38 planned items were all queued before" in capsys.readouterr().out
+    assert main(["runs", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [1]  # no empty run 2
 
     assert main(["retract", "--run", "1"]) == 0
-    assert "39 objects: Deletes queued" in capsys.readouterr().out
+    assert "38 objects: Deletes queued" in capsys.readouterr().out
     first = received["threads"][0]["id"]
     with pytest.raises(urllib.error.HTTPError) as gone:
         urllib.request.urlopen(
@@ -120,7 +130,7 @@ def test_demo_runs_the_main_job_and_exits(tmp_path: Path) -> None:
     )
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
-    assert "delivered 33, failed 0; the sandbox holds 12 posts and 21 comments, refused 0" in out
+    assert "delivered 32, failed 0; the sandbox holds 11 posts and 21 comments, refused 0" in out
     assert "the community, as received:" in out
 
 

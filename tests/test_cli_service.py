@@ -41,6 +41,80 @@ def test_init_writes_config_key_and_bot(capsys, home: Path) -> None:
     assert key.exists() and os.stat(key).st_mode & 0o777 == 0o600
     assert "permanent" in out and "https on the default port" in out and "back up" in out
     assert "created with a new RSA-2048 key" in out
+    # A loopback base URL is served directly: the config listens right there.
+    assert 'listen = "127.0.0.1:8787"' in config.read_text()
+    assert f"config: wrote {config} " in out and "database: sqlite:///" in out
+    assert f"next: `mirror --config {config} ingest DUMPS/`" in out
+
+
+def test_init_behind_a_proxy_keeps_the_default_listen_and_says_what_is_next(
+    capsys, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tomllib
+
+    monkeypatch.chdir(home)
+    code, out, err = run(capsys, "init", "--base-url", "https://mirror.example.org")
+    assert code == 0, err
+    config = tomllib.loads((home / "mirror.toml").read_text())
+    assert config["server"]["listen"] == "127.0.0.1:8080"
+    assert "listen: 127.0.0.1:8080; your TLS proxy for https://mirror.example.org" in out
+    # ./mirror.toml is found from here: the next commands need no --config.
+    assert "next: `mirror ingest DUMPS/` (or `--samples`), then `mirror serve`" in out
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_init_refuses_an_invalid_port_in_one_line(capsys, home: Path, port: str) -> None:
+    config = home / "mirror.toml"
+    base_url = f"http://127.0.0.1:{port}"
+    code, _, err = run(capsys, "init", "--base-url", base_url, "--config", str(config))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"base_url {base_url!r}: the port must be a number from 1 to 65535" in err
+    assert not config.exists()
+
+
+def test_serve_refuses_an_invalid_port_in_one_line(capsys, home: Path) -> None:
+    config = str(home / "mirror.toml")
+    assert run(capsys, "init", "--base-url", "https://m.example", "--config", config)[0] == 0
+    code, _, err = run(capsys, "--config", config, "serve", "--listen", "127.0.0.1:99999")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--listen: listen address '127.0.0.1:99999': port 99999 is not between" in err
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(capsys, home: Path) -> None:
+    import socket
+
+    config = str(home / "mirror.toml")
+    assert run(capsys, "init", "--base-url", "https://m.example", "--config", config)[0] == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(capsys, "--config", config, "serve", "--listen", f"127.0.0.1:{port}")
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("mirror: error")]
+    assert errors == [f"mirror: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert "Traceback" not in err and "serving" not in err
+
+
+def test_a_second_serve_on_the_same_sqlite_is_refused_before_serving(capsys, home: Path) -> None:
+    from mirror.config import load_settings
+    from mirror.db.session import make_engine
+    from mirror.delivery.worker import ClaimerLock
+
+    config = str(home / "mirror.toml")
+    assert run(capsys, "init", "--base-url", "https://m.example", "--config", config)[0] == 0
+    engine = make_engine(load_settings(config).database_url)
+    first = ClaimerLock(engine.url.database or "")  # what the first `serve` holds
+    first.acquire()
+    try:
+        port = free_port()
+        code, _, err = run(capsys, "--config", config, "serve", "--listen", f"127.0.0.1:{port}")
+    finally:
+        first.release()
+        engine.dispose()
+    assert code == 1, err
+    assert "already delivering from this SQLite database" in err
+    assert "serving" not in err and "Traceback" not in err
 
 
 def test_second_init_refuses_and_force_keeps_the_key(capsys, home: Path) -> None:
@@ -116,9 +190,17 @@ def test_followers_list_on_a_fresh_bot(capsys, home: Path) -> None:
     config = str(home / "mirror.toml")
     run(capsys, "init", "--base-url", "https://mirror.example.org", "--config", config)
     code, out, _ = run(capsys, "--config", config, "followers", "list")
-    assert code == 0 and "followers of @mirror" in out
+    assert code == 0 and out.startswith("nobody follows @mirror@mirror.example.org (--all")
     code, _, err = run(capsys, "--config", config, "followers", "remove", "https://x.example/u/a")
     assert code == 1 and "does not follow" in err
+    code, out, _ = run(capsys, "--config", config, "followers", "list", "--all")
+    assert code == 0 and out == "nobody follows or followed @mirror@mirror.example.org\n"
+    # Blocked before following: not a follower, but --all lists it.
+    assert run(capsys, "--config", config, "followers", "block", "https://x.example/u/a")[0] == 0
+    assert "nobody follows" in run(capsys, "--config", config, "followers", "list")[1]
+    code, out, _ = run(capsys, "--config", config, "followers", "list", "--all")
+    assert code == 0 and "followers of @mirror" in out and "https://x.example/u/a" in out
+    assert "blocked" in out
 
 
 def _modes(path: Path) -> dict[str, str]:

@@ -151,3 +151,27 @@ def test_readme_configuration_reference_lists_every_option_with_its_default() ->
         if f"| `[{section}].{key}` | `{toml(value)}` |" not in readme
     ]
     assert missing == []
+
+
+def test_a_command_without_a_config_file_says_where_it_looked_and_what_it_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mirror.cli import main
+
+    monkeypatch.delenv("MIRROR_CONFIG", raising=False)
+    monkeypatch.setenv("MIRROR_DATA_DIR", str(tmp_path / "data"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["db", "current"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"there is no {elsewhere / 'mirror.toml'}" in err and "--config" in err
+    assert f"database sqlite:///{tmp_path / 'data' / 'mirror.db'}" in err
+    # Found (here, or named): not a word.
+    write(elsewhere / "mirror.toml", "")
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(elsewhere / "mirror.toml"), "db", "current"]) == 0
+    assert capsys.readouterr().err == ""

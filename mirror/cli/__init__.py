@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mirror.cli.parser import build_parser
 from mirror.cli.wiring import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
-from mirror.config import Settings, load_settings
+from mirror.config import Settings, load_settings, where_config_was_looked_for
 from mirror.errors import ConfigError, MirrorError
 
 log = logging.getLogger("mirror")
@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # `init` writes the config file, so it cannot read it first.
         settings = load_settings(args.config) if args.command != "init" else Settings()
+        if settings.source is None and args.command not in WITHOUT_CONFIG:
+            _say_no_config_file(settings)
         return int(args.handler(args, settings))
     except (ConfigError, UsageError) as exc:
         print(f"mirror: error: {exc}", file=sys.stderr)
@@ -60,6 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     finally:
         os.umask(umask)
+
+
+#: Commands that read no config file: `init` writes it, the sandbox and the
+#: demo run on their own throwaway state.
+WITHOUT_CONFIG = frozenset({"init", "sandbox", "demo"})
+
+
+def _say_no_config_file(settings: Settings) -> None:
+    """One line, since defaults quietly share the data directory's database:
+    from another folder, a command would run on that one instead of the config's."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    print(
+        f"mirror: no config file ({where_config_was_looked_for()}): defaults, database {database}",
+        file=sys.stderr,
+    )
 
 
 def _setup_logging(verbosity: int, fmt: str = "text") -> None:

@@ -27,6 +27,7 @@ from mirror.clock import SystemClock
 from mirror.config import Settings
 from mirror.db.session import write_transaction
 from mirror.errors import MirrorError
+from mirror.wording import counted
 
 log = logging.getLogger("mirror")
 
@@ -61,8 +62,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         f"inbox {target.inbox}"
     )
     print(
-        f"plan: {planned['posts']} posts, {planned['comments']} comments, "
-        f"{planned['followers_only']} comments of unknown posts (followers only)"
+        f"plan: {counted(planned['posts'], 'post')}, {counted(planned['comments'], 'comment')}, "
+        f"{counted(planned['followers_only'], 'comment')} of unknown posts (followers only)"
     )
     for reason, count in report.left_out.items():
         print(f"left out: {count} ({reason})")
@@ -71,10 +72,16 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         json.dump(report.first, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return EXIT_OK
+    if report.run_id is None:
+        print(
+            f"nothing new: the {report.unchanged} planned items were all queued before "
+            "(`mirror runs` shows how they went); no run was made"
+        )
+        return EXIT_OK
     print(
         f"run {report.run_id}: {report.queued} new, {report.updated} updated, "
         f"{report.requeued} queued again, {report.unchanged} already there, "
-        f"{report.deleted} deleted; {report.deliveries} deliveries queued"
+        f"{report.deleted} deleted; {counted(report.deliveries, 'delivery', 'deliveries')} queued"
     )
     if report.waiting:
         print(

@@ -43,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     unhost = actions.add_parser(
         "unhost", help="stop hosting one (refused once followed, unless --force)"
     )
-    unhost.add_argument("name", metavar="NAME")
+    unhost.add_argument("name", metavar="NAME", help="its name here, as `communities list` shows")
     unhost.add_argument(
         "--force",
         action="store_true",

@@ -133,18 +133,14 @@ def _queue_updates(settings: Settings, engine: Engine) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
-    from mirror.inspection import build_document, render_threads
+    from mirror.inspection import build_document, render_threads, summary
 
     document = build_document(engine_for(settings))
     if args.json:
         json.dump(document, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
-    counts = {k: len(document[k]) for k in ("communities", "authors", "posts", "comments")}
-    print(
-        f"{counts['posts']} posts, {counts['comments']} comments, "
-        f"{counts['authors']} authors, {counts['communities']} communities"
-    )
+    print(summary(document))
     print()
     for line in render_threads(document):
         print(line)

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format",
         choices=["text", "json"],
         default="text",
-        help="text for people, or one JSON object per line for log collectors",
+        help="text for people (default), or one JSON object per line for log collectors",
     )
     # `--config` is accepted after the command too (`mirror init --config PATH`).
     common = argparse.ArgumentParser(add_help=False)
@@ -47,20 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = commands.add_parser(
-        "init", parents=[common], help="write a config, create the database and the bot's key"
+    init = commands.add_parser("init", help="write a config, create the database and the bot's key")
+    init.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="where to write the config (default: $MIRROR_CONFIG, else ./mirror.toml)",
     )
     init.add_argument(
         "--base-url",
         required=True,
         metavar="URL",
-        help="public base URL, e.g. https://mirror.example.org",
+        help="public base URL, e.g. https://mirror.example.org (permanent); a loopback "
+        "one (http://127.0.0.1:PORT) is also where `serve` listens",
     )
     init.add_argument("--force", action="store_true", help="overwrite an existing config file")
     init.set_defaults(handler=cmd_init)
 
     serve = commands.add_parser("serve", parents=[common], help="run the ActivityPub service")
-    serve.add_argument("--listen", metavar="HOST:PORT", help="listen address (default from config)")
+    serve.add_argument(
+        "--listen", metavar="HOST:PORT", help="listen address (default: [server].listen)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     followers = commands.add_parser(
@@ -77,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("block", "remove a follower and refuse their future Follows"),
     ):
         sub = follower_commands.add_parser(action, help=help_text)
-        sub.add_argument("actor", metavar="ACTOR_URL")
+        sub.add_argument("actor", metavar="ACTOR_URL", help="the follower's actor id")
         sub.set_defaults(
             handler=cmd_followers_change, state={"remove": "removed", "block": "blocked"}[action]
         )
@@ -90,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
 
     status = commands.add_parser("status", parents=[common], help="delivery queue and host health")
-    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.add_argument("--json", action="store_true", help="one JSON document (default: text)")
     status.set_defaults(handler=cmd_status)
 
     retry = commands.add_parser(
@@ -120,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     revive = host_commands.add_parser(
         "revive", help="a dead host is back: close its breaker and unpark its deliveries"
     )
-    revive.add_argument("host", metavar="HOST")
+    revive.add_argument("host", metavar="HOST", help="as `mirror status` names it (host[:port])")
     revive.set_defaults(handler=cmd_hosts_revive)
 
     prune = commands.add_parser(
@@ -145,12 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="source",
         default="all",
         metavar="SOURCE",
-        help="a reconstructed community (name@instance or its title), all, or unknown",
+        help="a reconstructed community (name@instance or its title), all, or unknown "
+        "(default: all)",
     )
     backfill.add_argument(
-        "--since", type=_iso_datetime, metavar="DATE", help="only posts published since"
+        "--since",
+        type=_iso_datetime,
+        metavar="DATE",
+        help="only posts published since then: ISO 8601, e.g. 2025-07-01 or "
+        "2025-07-01T12:00:00Z (UTC unless an offset is given; default: all)",
     )
-    backfill.add_argument("--limit", type=int, metavar="N", help="at most N posts")
+    backfill.add_argument("--limit", type=int, metavar="N", help="at most N posts (default: all)")
     backfill.add_argument(
         "--rate",
         type=float,
@@ -167,11 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     backfill.set_defaults(handler=cmd_backfill)
 
-    runs = commands.add_parser("runs", parents=[common], help="list, pause, resume or cancel runs")
-    runs.add_argument(
-        "action", nargs="?", default="list", choices=["list", "pause", "resume", "cancel"]
+    runs = commands.add_parser(
+        "runs", parents=[common], help="list, pause, resume or cancel backfill runs"
     )
-    runs.add_argument("run", nargs="?", type=int, metavar="RUN")
+    runs.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "pause", "resume", "cancel"],
+        help="list the runs and what is not confirmed (default); pause a run's deliveries "
+        "(in-flight ones finish), resume them, or cancel what it has not sent",
+    )
+    runs.add_argument(
+        "run", nargs="?", type=int, metavar="RUN", help="the run's number (pause, resume, cancel)"
+    )
     runs.add_argument("--json", action="store_true", help="one JSON document (list)")
     runs.set_defaults(handler=cmd_runs)
 
@@ -185,8 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser(
         "sandbox", parents=[common], help="run a local Lemmy-compatible instance to backfill into"
     )
-    sandbox.add_argument("--listen", default="127.0.0.1:8790", metavar="HOST:PORT")
-    sandbox.add_argument("--community", default="sandbox", metavar="NAME")
+    sandbox.add_argument(
+        "--listen",
+        default="127.0.0.1:8790",
+        metavar="HOST:PORT",
+        help="where it listens (default: 127.0.0.1:8790)",
+    )
+    sandbox.add_argument(
+        "--community",
+        default="sandbox",
+        metavar="NAME",
+        help="its community: backfill --to NAME@HOST:PORT (default: sandbox)",
+    )
     sandbox.add_argument(
         "--software",
         default="lemmy",
@@ -255,17 +286,62 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", parents=[common], help="print the reconstructed posts and comments"
     )
-    inspect.add_argument("--json", action="store_true", help="one JSON document")
+    inspect.add_argument("--json", action="store_true", help="one JSON document (default: text)")
     inspect.set_defaults(handler=cmd_inspect)
 
     db = commands.add_parser("db", parents=[common], help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="upgrade the schema (default: to head)")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument(
+        "revision", nargs="?", default="head", help="an alembic revision (default: head)"
+    )
     upgrade.set_defaults(handler=cmd_db_upgrade)
     current = db_commands.add_parser("current", help="print the schema revision")
     current.set_defaults(handler=cmd_db_current)
+    _in_operators_order(commands)
+    _describe(parser)
     return parser
+
+
+#: `mirror --help` lists the commands in the order an operator meets them.
+OPERATORS_PATH = (
+    "init",
+    "ingest",
+    "inspect",
+    "serve",
+    "backfill",
+    "runs",
+    "status",
+    "communities",
+    "followers",
+    "doctor",
+    "config",
+    "retry",
+    "cancel",
+    "hosts",
+    "prune",
+    "retract",
+    "worker",
+    "sandbox",
+    "demo",
+    "db",
+)
+
+
+def _in_operators_order(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    # argparse lists them as they were added; the declarations stay grouped by area.
+    listed = commands._choices_actions
+    listed.sort(key=lambda a: OPERATORS_PATH.index(a.dest) if a.dest in OPERATORS_PATH else 99)
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Each command's --help opens with the line `mirror --help` shows for it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                sub.description = sub.description or helps.get(name)
+                _describe(sub)
 
 
 def _iso_datetime(text: str) -> datetime:

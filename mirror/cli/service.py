@@ -18,10 +18,16 @@ from rich.table import Table
 
 from mirror.cli.wiring import EXIT_FAILED, EXIT_OK, UsageError, engine_for, federation_for
 from mirror.clock import SystemClock
-from mirror.config import DEFAULT_CONFIG_NAME, Settings, load_settings
+from mirror.config import (
+    DEFAULT_CONFIG_NAME,
+    ServerSettings,
+    Settings,
+    find_config_file,
+    load_settings,
+)
 from mirror.db import migrate
 from mirror.db.session import write_transaction
-from mirror.errors import MirrorError
+from mirror.errors import ConfigError, MirrorError
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,10 +52,16 @@ def _config_target(args: argparse.Namespace) -> Path:
     return Path(named).expanduser() if named else Path(DEFAULT_CONFIG_NAME)
 
 
-def _filled_template(base_url: str, metrics_token: str) -> str:
-    """The example config with the base URL and a metrics token filled in."""
+def _filled_template(base_url: str, metrics_token: str, listen: str | None) -> str:
+    """The example config with the base URL, a metrics token and the listen address filled in."""
     template = (resources.files("mirror") / "mirror.example.toml").read_text()
     written = template.replace('base_url = ""', f'base_url = "{base_url}"', 1)
+    if listen is not None:
+        head, section, rest = written.partition("\n[server]\n")
+        assert section, "the example config has a [server] section"
+        default = f'listen = "{ServerSettings().listen}"'
+        assert default in rest, "the example config shows [server].listen's default"
+        written = head + section + rest.replace(default, f'listen = "{listen}"', 1)
     # The token of [metrics] only ([admin] has one too): /metrics is off on the
     # public listener without it, and a scraper is given this one.
     head, section, rest = written.partition("\n[metrics]\n")
@@ -104,6 +116,7 @@ def _settings_of(text: str, target: Path) -> Settings:
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     from mirror.db.instance import check_base_url, claim_base_url, where
     from mirror.federation.actors import BOT, create_actor, get_actor
+    from mirror.net.listen import local_listen
     from mirror.signatures import MasterKey, create_master_key_file, load_master_key
     from mirror.vocab.ids import Urls
 
@@ -111,7 +124,10 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     target = _config_target(args)
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists; pass --force to overwrite it (keys are never replaced)")
-    written = _filled_template(urls.base, secrets.token_urlsafe(32))
+    # A loopback base URL is reached directly: listen right there. Any other
+    # is a TLS proxy's, which forwards to the default listen address.
+    listen = local_listen(urls.base)
+    written = _filled_template(urls.base, secrets.token_urlsafe(32), listen)
     settings = _settings_of(written, target)
 
     notes = []
@@ -150,11 +166,18 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
             # Verify the master key opens the stored key, but never replace it.
             master_key.decrypt(existing.private_key)
             actor_note = f"bot @{username}: exists; its key was kept"
-    print(f"config: wrote {target} (mode 0600, with a random [metrics].token)")
+    print(f"config: wrote {target.resolve()} (mode 0600, with a random [metrics].token)")
     for note in notes:
         if note:
             print(note)
     print(f"database: {database}")
+    if listen is not None:
+        print(f"listen: {listen}, where the base URL points")
+    else:
+        print(
+            f"listen: {settings.server.listen}; your TLS proxy for {urls.base} forwards there "
+            "([server].listen)"
+        )
     print(key_note)
     print(actor_note)
     print(f"actor: {urls.actor(username)}  (acct:{username}@{urls.host})")
@@ -171,7 +194,18 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
         "back up the master key (and the database): without it the private keys in the "
         "database cannot be decrypted."
     )
+    mirror = "mirror" if _found_by_default(target) else f"mirror --config {target.resolve()}"
+    print(f"next: `{mirror} ingest DUMPS/` (or `--samples`), then `{mirror} serve`")
     return EXIT_OK
+
+
+def _found_by_default(config: Path) -> bool:
+    """Whether commands run from here read ``config`` without being told (--config)."""
+    try:
+        found = find_config_file(None, os.environ)
+    except ConfigError:  # $MIRROR_CONFIG names a file that is not there
+        return False
+    return found is not None and found.resolve() == config.resolve()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -179,11 +213,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from mirror.server.app import parse_listen, serve
 
-    federation = federation_for(settings)
     try:
         host, port = parse_listen(args.listen or settings.server.listen)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"{'--listen' if args.listen else '[server].listen'}: {exc}") from None
+    federation = federation_for(settings)
     asyncio.run(serve(federation, host=host, port=port))
     return EXIT_OK
 
@@ -195,6 +229,14 @@ def cmd_followers_list(args: argparse.Namespace, settings: Settings) -> int:
     states = (ACTIVE, REMOVED, BLOCKED) if args.all else (ACTIVE,)
     with federation.engine.connect() as conn:
         rows = list_followers(conn, settings.instance.username, states=states)
+    if not rows:
+        bot = f"@{settings.instance.username}@{federation.urls.host}"
+        print(
+            f"nobody follows or followed {bot}"
+            if args.all
+            else f"nobody follows {bot} (--all includes removed and blocked followers)"
+        )
+        return EXIT_OK
     console = Console(highlight=False)
     table = Table(title=f"followers of @{settings.instance.username}")
     for column in ("actor", "state", "since", "inbox"):

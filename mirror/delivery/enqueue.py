@@ -255,6 +255,18 @@ def add_lanes(conn: sa.Connection, lanes: dict[tuple[int, str], float]) -> None:
     )
 
 
+def _given_up(activity_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        DELIVERIES.c.activity_id == activity_id,
+        stored_in(DELIVERIES.c.state, State.FAILED, State.CANCELLED),
+    )
+
+
+def requeueable(conn: sa.Connection, activity_id: str) -> bool:
+    """Whether :func:`requeue` would queue any of the activity's deliveries again."""
+    return bool(conn.scalar(sa.select(sa.exists().where(*_given_up(activity_id)))))
+
+
 def requeue(
     conn: sa.Connection,
     activity_id: str,
@@ -267,10 +279,7 @@ def requeue(
 
     With ``pace`` they keep that pace from now on (the run that queues them again).
     """
-    where = (
-        DELIVERIES.c.activity_id == activity_id,
-        stored_in(DELIVERIES.c.state, State.FAILED, State.CANCELLED),
-    )
+    where = _given_up(activity_id)
     if pace is not None:
         hosts = conn.scalars(sa.select(DELIVERIES.c.host).where(*where).distinct()).all()
         add_lanes(conn, {(pace.id, host): pace.interval_s for host in hosts})

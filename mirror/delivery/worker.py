@@ -133,6 +133,8 @@ class Worker:
         self.failed = 0
         #: True while the loop runs (for /readyz).
         self.running = False
+        #: Set once it claims: on SQLite, once it holds the claimer lock.
+        self.started = asyncio.Event()
 
     def wake(self) -> None:
         """Something was enqueued: look for work now instead of at the next poll."""
@@ -158,6 +160,7 @@ class Worker:
         # Holding SQLite's claimer lock proves every other claimer dead.
         await asyncio.to_thread(self._register, lock is not None)
         log.info("worker %s started", self.id)
+        self.started.set()
         heartbeat = asyncio.create_task(self._heartbeat())
         self.running = True
         try:

@@ -1,18 +1,18 @@
-"""A backfill: the plan's items become objects, and Creates in the delivery queue.
+"""A backfill: the plan's items become objects (mirror.publish.prepare builds
+them), and Creates in the delivery queue.
 
 Everything is written in the caller's transaction, so a backfill is queued
 whole or not at all. Each (item, target) pair is a publication with its own
 object id; its JSON is built when first queued and then served unchanged
 until an Update. Running the same backfill again queues only what is new,
 re-queues what failed, sends an Update for an item whose reconstruction
-changed, and a Delete for a mirrored item that is now excluded.
+changed, and a Delete for a mirrored item that is now excluded; a run is
+recorded only when there is any of that to do.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,31 +24,24 @@ from mirror.db.base import table_of
 from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Publication
 from mirror.delivery import enqueue
-from mirror.federation.actors import PUPPET, create_actor, get_actor, puppet_username
-from mirror.federation.follows import list_followers
 from mirror.inspection import load_bodies
-from mirror.publish import release, render
-from mirror.publish.attribution import attribution, derived_title, parse_time
+from mirror.publish import release
 from mirror.publish.plan import Item, Plan
+from mirror.publish.prepare import FOLLOWERS_ONLY, Builder, Prepared
 from mirror.publish.retract import delete_publications
 from mirror.publish.servers import server_for
 from mirror.publish.states import HOLDS_REPLIES
 from mirror.publish.states import State as Published
 from mirror.publish.target import Target
 from mirror.signatures import MasterKey
-from mirror.vocab.activities import build, recipe
+from mirror.vocab.activities import build
 from mirror.vocab.ids import Urls
-from mirror.vocab.objects import build_comment, build_post
 from mirror.vocab.times import rfc3339
 
 PUBLICATIONS = table_of(Publication)
 OBJECTS = table_of(ApObject)
 RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
-#: The target of comments whose post is unknown: the followers, no community.
-FOLLOWERS_ONLY = "followers"
-#: Lemmy 0.19 fetches at most 200 KB of an object (rules §5.2).
-MAX_OBJECT_BYTES = 200_000
 #: Activities a backfill builds before writing them (bounds its memory).
 FLUSH_EVERY = 500
 _OBJECT_UPDATE = ("actor", "type", "json", "created_at", "updated_at", "deleted_at")
@@ -67,27 +60,6 @@ _PUBLICATION_UPDATED = (
         sends=PUBLICATIONS.c.sends + 1,
     )
 )
-
-
-def object_id_for(item_id: str, target: str) -> str:
-    """A post lives in one community: its object id is made from the item and the target."""
-    return "o" + hashlib.sha256(f"{item_id}\n{target}".encode()).hexdigest()[:24]
-
-
-@dataclass(slots=True)
-class Prepared:
-    """An item, built: what to store and queue for it."""
-
-    item: Item
-    object_id: str
-    actor: str
-    document: dict[str, Any]
-    content_hash: str
-    depends_on: str | None
-    due_at: datetime
-    inboxes: list[str]
-    #: The parent's publication (a comment's post or parent comment).
-    parent_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -122,7 +94,7 @@ class Report:
         }
 
 
-class Backfill:
+class Backfill(Builder):
     """One backfill into one target, over one connection (the caller's transaction)."""
 
     def __init__(
@@ -137,16 +109,16 @@ class Backfill:
         rate_per_minute: float,
         attribution: str | None = None,
     ) -> None:
-        self.conn = conn
-        self.settings = settings
-        self.urls = urls
-        self.master_key = master_key
-        self.target = target
-        self.now = now
+        super().__init__(
+            conn,
+            settings=settings,
+            urls=urls,
+            master_key=master_key,
+            target=target,
+            now=now,
+            attribution=attribution,
+        )
         self.rate = rate_per_minute
-        self.bot = settings.instance.username
-        self.attribution = attribution or settings.backfill.attribution
-        self.post_type = target.post_type(settings.backfill.post_type)
         self.server = server_for(target.software)
         #: Replies wait for their parent's confirmation where the target can be asked.
         self.confirms = self.server.lookup_path is not None
@@ -154,11 +126,6 @@ class Backfill:
         self._states: dict[str, str] = {}
         #: Posts each actor has on the target's server, counting this run's.
         self._posts: dict[str, int] = {}
-        self._followers: dict[str, list[str]] = {}
-        #: author handle -> puppet username, once known to exist.
-        self._puppets: dict[str, str] = {}
-        #: Object ids of items already published under another id (see _match).
-        self._objects: dict[str, str] = {}
         # Written in bulk every FLUSH_EVERY activities (see enqueue.Outbox).
         self._outbox = enqueue.Outbox(conn, urls=urls)
         self._new_objects: list[dict[str, Any]] = []
@@ -184,128 +151,6 @@ class Backfill:
             now=federation.clock.now(),
             rate_per_minute=rate,
             attribution=attribution,
-        )
-
-    # -- building (no writes) -------------------------------------------------
-
-    def actor_for(self, item: Item, *, create: bool) -> str:
-        handle = item.data.get("author")
-        if self.attribution != "puppets" or not handle:
-            return self.bot
-        username = self._puppets.get(handle)
-        if username is not None:
-            return username
-        username = puppet_username(handle)
-        existing = get_actor(self.conn, username)
-        if existing is not None and existing.kind != PUPPET:
-            # A hosted community (or the bot) has the name: one namespace.
-            username = puppet_username(handle, taken=True)
-            existing = get_actor(self.conn, username)
-        if existing is None:
-            if not create:
-                return username
-            create_actor(
-                self.conn,
-                username=username,
-                kind=PUPPET,
-                master_key=self.master_key,
-                now=self.now,
-                source_handle=handle,
-            )
-        self._puppets[handle] = username
-        return username
-
-    def follower_inboxes(self, username: str) -> list[str]:
-        if username not in self._followers:
-            self._followers[username] = sorted(
-                {f.shared_inbox or f.inbox for f in list_followers(self.conn, username)}
-            )
-        return self._followers[username]
-
-    def target_key(self, item: Item) -> str:
-        return FOLLOWERS_ONLY if item.kind == "orphan" else self.target.id
-
-    def prepare(
-        self, item: Item, due_at: datetime, *, create_actors: bool, actor: str | None = None
-    ) -> Prepared:
-        """Build the item's object; ``actor`` keeps the author it was first published with.
-
-        (PieFed silently denies an Update from another actor than the Create's.)
-        """
-        data = item.data
-        actor = actor or self.actor_for(item, create=create_actors)
-        object_id = self._objects.get(item.id) or object_id_for(item.id, self.target_key(item))
-        url = self.urls.object(object_id)
-        community = None if item.kind == "orphan" else self.target.id
-        body = data.get("body") or ""
-        note_md, note_html = attribution(item, actor_is_bot=actor == self.bot)
-        source = "\n\n".join(x for x in (render.to_markdown(body), note_md) if x)
-        content = render.to_html(body) + note_html
-        published = (
-            parse_time(data.get("published"))
-            if self.settings.backfill.published == "original"
-            else self.now
-        )
-        updated = parse_time(data.get("edited_at"))
-        followers = self.urls.followers(actor)
-        common = {
-            "object_id": url,
-            "attributed_to": self.urls.actor(actor),
-            "community": community,
-            "content": content,
-            "source": source,
-            "published": published,
-            "updated": updated,
-            "language": data.get("language"),
-            "followers": followers if item.kind == "orphan" else None,
-        }
-        depends_on = parent_id = None
-        if item.kind == "post":
-            title = data.get("title") or derived_title(body) or "(untitled)"
-            document = build_post(kind=self.post_type, name=title, **common)
-        else:
-            in_reply_to = None
-            if item.reply_to is not None:
-                parent = self._objects.get(item.reply_to) or object_id_for(
-                    item.reply_to, self.target.id
-                )
-                in_reply_to = self.urls.object(parent)
-                depends_on = in_reply_to
-                parent_id = parent
-            document = build_comment(in_reply_to=in_reply_to, **common)
-        size = len(json.dumps(document).encode())
-        if size > MAX_OBJECT_BYTES:
-            raise enqueue.TooLarge(
-                f"{item.kind} {item.id} makes a {size}-byte object; Lemmy fetches at most "
-                f"{MAX_OBJECT_BYTES} bytes"
-            )
-        inboxes = self.follower_inboxes(actor) if create_actors else []
-        if community:
-            inboxes = [self.target.inbox, *inboxes]
-        return Prepared(
-            item=item,
-            object_id=object_id,
-            actor=actor,
-            document=document,
-            content_hash=_content_hash(
-                document, ignore_published=self.settings.backfill.published == "now"
-            ),
-            depends_on=depends_on,
-            due_at=due_at,
-            inboxes=sorted(set(inboxes), key=lambda i: (i != self.target.inbox, i)),
-            parent_id=parent_id,
-        )
-
-    def activity_recipe(self, prepared: Prepared, kind: str = "Create") -> dict[str, Any]:
-        document = prepared.document
-        return recipe(
-            "create",
-            username=prepared.actor,
-            object=document,
-            to=document["to"],
-            cc=document["cc"],
-            audience=document.get("audience"),
-            kind=kind,
         )
 
     def _match(self, plan: Plan) -> dict[str, tuple[Any, list[Any]]]:
@@ -388,18 +233,16 @@ class Backfill:
         updates_only: bool = False,
     ) -> Report:
         """Queue the plan; ``updates_only`` sends just the Updates of changed items
-        (after an ingest), and makes a run only if there is one."""
+        (after an ingest). The run is made once there is something to queue: a
+        re-run with nothing new makes none (its report's ``run_id`` is None)."""
         report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
 
         def this_run() -> int:
-            # After an ingest, a run is made only once there is something to queue.
             run_id = report.run_id
             if run_id is None:
                 run_id = report.run_id = self._new_run(plan, options)
             return run_id
 
-        if not updates_only:
-            this_run()
         matched = self._match(plan)
         # Each post sent now (a Create, an Update, one queued again) takes the
         # next slot of the run's pace and its comments follow it; the
@@ -417,7 +260,7 @@ class Backfill:
             if previous is not None and previous.item_id != item.id:
                 self._adopt(previous.id, item.id)
             for duplicate in duplicates:
-                report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, this_run())
+                report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, this_run)
             if item.kind == "post":
                 post_due = self.now + interval * slot
             due = post_due if item.kind != "orphan" else self.now
@@ -430,20 +273,19 @@ class Backfill:
             if updates_only and previous.content_hash == prepared.content_hash:
                 report.unchanged += 1
                 continue
-            run_id = this_run()
             sent = True
             if previous is None:
-                if self._create(prepared, run_id):
+                if self._create(prepared, this_run()):
                     report.waiting += 1
                     sent = False  # a held post takes no slot until it is released
                 else:
                     report.deliveries += len(prepared.inboxes)
                 report.queued += 1
             elif previous.content_hash != prepared.content_hash:
-                self._update(prepared, previous, run_id)
+                self._update(prepared, previous, this_run())
                 report.updated += 1
                 report.deliveries += len(prepared.inboxes)
-            elif self._requeue(previous.activity_id, run_id, prepared):
+            elif self._requeue(previous.activity_id, this_run, prepared):
                 report.requeued += 1
             else:
                 report.unchanged += 1
@@ -451,7 +293,7 @@ class Backfill:
             if sent and item.kind == "post":
                 slot += 1
         for item_id in deletions:
-            report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, this_run())
+            report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, this_run)
         self._flush()
         enqueue.refresh_statistics(self.conn)
         return report
@@ -583,9 +425,12 @@ class Backfill:
             }
         )
 
-    def _requeue(self, activity_id: str, run_id: int, prepared: Prepared) -> bool:
+    def _requeue(self, activity_id: str, run: Callable[[], int], prepared: Prepared) -> bool:
         """A failed or cancelled earlier delivery of the same Create goes back in the
         queue, at this run's pace."""
+        if not enqueue.requeueable(self.conn, activity_id):
+            return False
+        run_id = run()
         requeued = enqueue.requeue(
             self.conn,
             activity_id,
@@ -615,7 +460,15 @@ class Backfill:
             .values(item_id=item_id, updated_at=self.now)
         )
 
-    def _delete(self, where: sa.ColumnElement[bool], run_id: int) -> int:
+    def _delete(self, where: sa.ColumnElement[bool], run: Callable[[], int]) -> int:
+        live = (
+            sa.select(PUBLICATIONS.c.id)
+            .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id)
+            .where(where, OBJECTS.c.deleted_at.is_(None))
+            .limit(1)
+        )
+        if self.conn.scalar(live) is None:
+            return 0  # deleted already: a re-run needs no run for them
         self._flush()  # the Deletes queue after everything published before them
         return delete_publications(
             self.conn,
@@ -623,7 +476,7 @@ class Backfill:
             now=self.now,
             where=where,
             inbox_for={self.target.id: self.target.inbox},
-            run_id=run_id,
+            run_id=run(),
         )
 
 
@@ -644,16 +497,6 @@ def _with_bodies(
         yield from chunk
         for item in missing:
             del item.data["body"]
-
-
-def _content_hash(document: dict[str, Any], *, ignore_published: bool) -> str:
-    # `updated` is set by an Update itself, `published` is the run's time when
-    # the config says "now", and the type is fixed at the first Create (a new
-    # post_type setting does not retype old objects): leaving them out keeps
-    # a re-run idempotent.
-    ignored = {"updated", "type", *(("published",) if ignore_published else ())}
-    stable = {k: v for k, v in document.items() if k not in ignored}
-    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
 
 
 def _planned(plan: Plan) -> dict[str, int]:

@@ -9,6 +9,8 @@ last). Adjustments, each said in the item's attribution line:
   ancestor at depth 49, so they sit at depth 50;
 - a comment whose post is unknown cannot go to a community: it goes to the
   followers as a standalone Note, or is skipped (config).
+Items with neither title nor body (a listing entry the page showed nothing
+of) are left out: they would be an "(untitled)" post with nothing in it.
 """
 
 from __future__ import annotations
@@ -106,6 +108,19 @@ def _excluded(item: dict[str, Any], options: Options, communities: dict[str, Any
     return bool(community and community.get("handle") in options.exclude_communities)
 
 
+#: Why an item with no text is not published (the plan's report says how many).
+NO_TEXT = "neither title nor body"
+
+
+def has_text(item: dict[str, Any]) -> bool:
+    """A title or a body, from the document (``body``) or the outline (``has_body``)."""
+    if item.get("title"):
+        return True
+    if "body" in item:
+        return bool((item["body"] or "").strip())
+    return bool(item["has_body"])
+
+
 def build_plan(document: dict[str, Any], options: Options) -> Plan:
     communities = {c["id"]: c for c in document["communities"]}
     left_out: dict[str, int] = defaultdict(int)
@@ -120,6 +135,9 @@ def build_plan(document: dict[str, Any], options: Options) -> Plan:
             continue
         if _excluded(post, options, communities):
             left_out["excluded by the config"] += 1
+            continue
+        if not has_text(post):
+            left_out[NO_TEXT] += 1
             continue
         posts.append(post)
     if options.limit is not None:
@@ -138,13 +156,21 @@ def build_plan(document: dict[str, Any], options: Options) -> Plan:
             communities,
         )
         if comment.get("post") is None:
-            if options.source in (ALL_SOURCES, UNKNOWN_SOURCE) and not excluded:
+            if options.source not in (ALL_SOURCES, UNKNOWN_SOURCE) or excluded:
+                continue
+            if has_text(comment):
                 orphans.append(comment)
+            else:
+                left_out[NO_TEXT] += 1
             continue
         if comment["post"] not in chosen:
             continue
         if excluded:
             left_out["excluded by the config"] += 1
+            continue
+        if not has_text(comment):
+            # Its replies are attached to the post, as when a parent was not archived.
+            left_out[NO_TEXT] += 1
             continue
         by_post[comment["post"]].append(comment)
 

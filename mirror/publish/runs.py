@@ -24,6 +24,8 @@ RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
 DELIVERIES = table_of(Delivery)
 ACTIVE, PAUSED, CANCELLED = "active", "paused", "cancelled"
+#: What `mirror runs` shows of an active run with nothing left to do.
+DONE = "done"
 
 
 def _run_deliveries(run_id: int) -> sa.ColumnElement[bool]:
@@ -72,9 +74,7 @@ def list_runs(conn: sa.Connection, now: datetime) -> list[dict[str, Any]]:
     out = []
     for run in conn.execute(sa.select(RUNS).order_by(RUNS.c.id)).mappings():
         report = progress(conn, run["id"], now)
-        state = run["state"]
-        if state == ACTIVE and report["finished"]:
-            state = "done"
+        state = DONE if run["state"] == ACTIVE and report["finished"] else run["state"]
         out.append(
             {
                 "id": run["id"],
@@ -102,12 +102,22 @@ def _move(
     now: datetime,
     *,
     run_state: str,
+    movable: tuple[str, ...],
+    verb: str,
     where: list[sa.ColumnElement[bool]],
     values: dict[str, Any],
 ) -> int:
-    """Change the run's matching deliveries, then the run's own state."""
-    if _get(conn, run_id)["state"] == CANCELLED:
-        raise MirrorError(f"run {run_id} was cancelled")
+    """Change the run's matching deliveries, then the run's own state, if it is ``movable``."""
+    state = _get(conn, run_id)["state"]
+    if state == ACTIVE and progress(conn, run_id, now)["finished"]:
+        state = DONE
+    if state not in movable:
+        # Pausing a finished run would show it paused with nothing held.
+        raise MirrorError(
+            f"run {run_id} is {state} already"
+            if state == run_state
+            else f"run {run_id} is {state}: only {' or '.join(movable)} runs can be {verb}"
+        )
     moved = conn.execute(
         sa.update(DELIVERIES)
         .where(_run_deliveries(run_id), *where)
@@ -124,6 +134,8 @@ def pause(conn: sa.Connection, run_id: int, now: datetime) -> int:
         run_id,
         now,
         run_state=PAUSED,
+        movable=(ACTIVE,),
+        verb="paused",
         where=[
             stored_in(DELIVERIES.c.state, State.PENDING),
             sa.or_(DELIVERIES.c.locked_until.is_(None), DELIVERIES.c.locked_until <= now),
@@ -144,6 +156,8 @@ def resume(conn: sa.Connection, run_id: int, now: datetime) -> int:
         run_id,
         now,
         run_state=ACTIVE,
+        movable=(PAUSED,),
+        verb="resumed",
         where=[
             stored_in(DELIVERIES.c.state, State.PARKED),
             DELIVERIES.c.last_error.like(f"{PARKED_PAUSED}%"),
@@ -159,6 +173,8 @@ def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
         run_id,
         now,
         run_state=CANCELLED,
+        movable=(ACTIVE, PAUSED, DONE),
+        verb="cancelled",
         where=[stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED)],
         values={"state": State.CANCELLED, "locked_by": None, "locked_until": None},
     )

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from mirror.db.session import write_transaction
+from mirror.delivery.worker import Worker
+from mirror.errors import MirrorError
 from mirror.federation.communities import apply_config
 from mirror.federation.profile import announce_profile
 from mirror.federation.service import Federation
+from mirror.net.listen import parse_listen
 from mirror.observe.logs import quiet_malformed_requests
 from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
@@ -75,13 +79,6 @@ def apply_hosted_config(federation: Federation) -> list[str]:
         )
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"listen address {text!r} must be HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 async def serve(
     federation: Federation,
     *,
@@ -104,27 +101,31 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     worker = federation.make_worker() if with_worker else None
     worker_task = asyncio.create_task(worker.run(stop)) if worker is not None else None
-    job_task = (
-        asyncio.create_task(federation.make_publication_job().run(stop)) if with_worker else None
-    )
+    job_task = None
     runner = web.AppRunner(make_app(federation))
     runners: list[web.AppRunner] = []
     try:
-        bot = await federation.local_actor(federation.bot_username)
-        if bot is not None:
-            await announce_profile(federation, bot)
+        # What another process may hold comes first (SQLite's claimer lock,
+        # the ports): refused there, nothing was announced or served.
+        if worker is not None and worker_task is not None:
+            await _started(worker, worker_task)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        await _bind(runner, host, port)
         metrics = federation.settings.metrics
         if metrics.enabled and metrics.listen:
             metrics_runner = web.AppRunner(health.metrics_app(federation))
             await metrics_runner.setup()
-            metrics_host, metrics_port = parse_listen(metrics.listen)
-            await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
             runners.append(metrics_runner)
+            metrics_host, metrics_port = parse_listen(metrics.listen)
+            await _bind(metrics_runner, metrics_host, metrics_port, " ([metrics].listen)")
             log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         elif metrics.enabled and not metrics.token:
             log.info("metrics: off on the public listener until [metrics].token is set")
+        if with_worker:
+            job_task = asyncio.create_task(federation.make_publication_job().run(stop))
+        bot = await federation.local_actor(federation.bot_username)
+        if bot is not None:
+            await announce_profile(federation, bot)
         log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
         if ready is not None:
             ready.set()
@@ -141,6 +142,27 @@ async def serve(
         for extra in runners:
             await extra.cleanup()
         await runner.cleanup()
+
+
+async def _started(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Wait until the worker claims; its error (another claimer, say) if it fails first."""
+    started = asyncio.ensure_future(worker.started.wait())
+    try:
+        await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+async def _bind(runner: web.AppRunner, host: str, port: int, what: str = "") -> None:
+    """Listen, or one line saying why not (the port is taken, say)."""
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        # asyncio's own wording repeats the address as a tuple: the system's is enough.
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc.strerror)
+        raise MirrorError(f"cannot listen on {host}:{port}{what}: {reason}") from None
 
 
 async def run_worker(federation: Federation) -> None:

@@ -35,6 +35,14 @@ class Urls:
             raise ConfigError(
                 f"[instance].base_url {base_url!r} must not have a path, query or user part"
             )
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or past 65535
+            port = -1
+        if port is not None and not 0 < port < 65536:
+            raise ConfigError(
+                f"[instance].base_url {base_url!r}: the port must be a number from 1 to 65535"
+            )
         return cls(f"{parts.scheme}://{parts.netloc.lower()}")
 
     @property

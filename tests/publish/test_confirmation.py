@@ -18,8 +18,9 @@ from mirror.clock import ShiftedClock
 from mirror.db.session import write_transaction
 from mirror.inspection import build_document
 from mirror.publish import publications
-from mirror.publish.backfill import PUBLICATIONS, object_id_for
+from mirror.publish.backfill import PUBLICATIONS
 from mirror.publish.plan import Options, build_plan
+from mirror.publish.prepare import object_id_for
 from mirror.publish.start import start_backfill
 from mirror.sandbox.app import Instance
 from tests.publish.test_backfill import handle, mirror_service, settled, wait_for_run

@@ -21,7 +21,8 @@ def _ingest_seeds(engine: Engine) -> None:
 
 
 def _without_texts(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("body", "sources")}
+    outlined = {k: v for k, v in item.items() if k not in ("body", "sources")}
+    return {**outlined, "has_body": bool((item["body"] or "").strip())}
 
 
 def test_the_outline_is_the_document_without_bodies_and_sources(engine: Engine) -> None:
@@ -32,6 +33,7 @@ def test_the_outline_is_the_document_without_bodies_and_sources(engine: Engine) 
     for kind in ("posts", "comments"):
         assert outline[kind] == [_without_texts(i) for i in document[kind]]
         assert any(i["body"] for i in document[kind])
+    assert not all(i["has_body"] for i in outline["posts"])  # the seeds' listings
 
 
 def test_bodies_are_read_a_chunk_at_a_time_and_let_go(engine: Engine) -> None:

@@ -14,7 +14,14 @@ COMMUNITIES = [
 
 
 def post(pid: str, community: str | None = "g1", published: str | None = None) -> dict[str, Any]:
-    return {"id": pid, "community_id": community, "published": published, "author": "a@x.example"}
+    return {
+        "id": pid,
+        "title": f"Post {pid}",
+        "has_body": False,
+        "community_id": community,
+        "published": published,
+        "author": "a@x.example",
+    }
 
 
 def comment(cid: str, post_id: str | None, parent: str | None, **extra: Any) -> dict[str, Any]:
@@ -25,6 +32,7 @@ def comment(cid: str, post_id: str | None, parent: str | None, **extra: Any) -> 
         "parent_known": True,
         "published": extra.pop("published", None),
         "author": extra.pop("author", "b@x.example"),
+        "has_body": True,
         **extra,
     }
 
@@ -120,3 +128,25 @@ def test_since_limit_and_exclusions() -> None:
     )
     assert [i.id for i in build_plan(document, options).items] == ["p1", "p2", "c2"]
     assert sorted(excluded_ids(document, options)) == ["c1", "p3"]
+
+
+def test_items_with_neither_title_nor_body_are_left_out_and_counted() -> None:
+    """An empty listing entry would be an "(untitled)" post with nothing in it."""
+    empty_post = {**post("p2"), "title": None}
+    document = doc(
+        [post("p1"), empty_post, {**post("p3"), "title": None, "has_body": True}],
+        [
+            comment("c1", "p1", None, has_body=False),
+            comment("c1a", "p1", "c1"),
+            comment("c2", "p2", None),
+            comment("c9", None, None, has_body=False),
+        ],
+    )
+    plan = build_plan(document, Options())
+    assert [(i.id, i.reply_to) for i in plan.items] == [("p1", None), ("c1a", "p1"), ("p3", None)]
+    # The empty post, the empty comment and the empty one of an unknown post;
+    # c2 goes with its post, as comments of any post left out do.
+    assert plan.left_out == {"neither title nor body": 3}
+    # The full document (inspect --json) says it with the body itself.
+    full = doc([{**empty_post, "body": " \n"}, {**post("p4"), "title": None, "body": "x"}], [])
+    assert [i.id for i in build_plan(full, Options()).items] == ["p4"]

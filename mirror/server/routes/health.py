@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from aiohttp import web
 from mirror.config import Settings
 from mirror.db import migrate
 from mirror.errors import ConfigError
+from mirror.net.listen import is_loopback, parse_listen
 from mirror.observe.metrics import CONTENT_TYPE
 from mirror.server.appkeys import FEDERATION
 
@@ -77,27 +77,16 @@ def check_metrics_listen(settings: Settings) -> None:
     metrics = settings.metrics
     if not metrics.enabled or not metrics.listen or metrics.token:
         return
-    from mirror.server.app import parse_listen
-
     try:
         host, _ = parse_listen(metrics.listen)
     except ValueError as exc:
         raise ConfigError(f"[metrics].listen: {exc}") from None
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ConfigError(
             f"[metrics].listen {metrics.listen!r} is not a loopback address: set "
             "[metrics].token (MIRROR_METRICS_TOKEN), which scrapers then send as a bearer "
             "token, or listen on 127.0.0.1"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve anywhere
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -32,6 +32,9 @@ MTIME = 1_753_704_000
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MIRROR_DATA_DIR", str(tmp_path / "data"))
+    # A config file, empty: without one every command says it runs on defaults.
+    (tmp_path / "mirror.toml").write_text("")
+    monkeypatch.setenv("MIRROR_CONFIG", str(tmp_path / "mirror.toml"))
     return tmp_path / "data"
 
 

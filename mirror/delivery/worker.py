@@ -34,6 +34,7 @@ from mirror.delivery.hosts import BreakerPolicy
 from mirror.delivery.outcome import Delivered, Failed
 from mirror.delivery.sender import Sender
 from mirror.errors import MirrorError
+from mirror.net.allowance import allowance_for
 from mirror.net.client import Signer, user_agent
 from mirror.net.http1 import Http1Client
 from mirror.observe.metrics import Metrics
@@ -112,7 +113,7 @@ class Worker:
         )
         self.sender = Sender(
             client=Http1Client(
-                allow_private=settings.network.allow_private_networks,
+                allowed=allowance_for(settings),
                 user_agent=user_agent(urls.base),
                 connect_timeout_s=d.connect_timeout_s,
                 total_timeout_s=d.total_timeout_s,

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from mirror.net.client import FetchError, query_api
+from mirror.net.guard import Allowance
 from mirror.publish.servers import Server
 
 #: Lookup answers are small; a larger one is not what we asked for.
@@ -57,7 +58,7 @@ async def ask(
     target_id: str,
     object_url: str,
     *,
-    allow_private: bool,
+    allowed: Allowance,
 ) -> Answer:
     """Whether the target holds ``object_url`` (not deleted)."""
     if server.lookup_path is None:
@@ -65,7 +66,7 @@ async def ask(
     url = lookup_url(server, target_id, object_url)
     try:
         status, data = await query_api(
-            session, url, allow_private=allow_private, max_bytes=MAX_ANSWER_BYTES
+            session, url, allowed=allowed, max_bytes=MAX_ANSWER_BYTES
         )
     except FetchError as exc:
         return Later(str(exc))

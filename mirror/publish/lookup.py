@@ -65,9 +65,7 @@ async def ask(
         return Unavailable(f"{server.name} offers no lookup")
     url = lookup_url(server, target_id, object_url)
     try:
-        status, data = await query_api(
-            session, url, allowed=allowed, max_bytes=MAX_ANSWER_BYTES
-        )
+        status, data = await query_api(session, url, allowed=allowed, max_bytes=MAX_ANSWER_BYTES)
     except FetchError as exc:
         return Later(str(exc))
     if status == 200:

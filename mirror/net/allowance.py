@@ -20,7 +20,10 @@ from mirror.net.guard import Allowance, Allowed, host_port
 
 log = logging.getLogger(__name__)
 
-Stamp = tuple[int, int] | None
+Stamp = tuple[int, int, int] | None
+#: No file has it: the first look reads the file (it may have changed since
+#: the settings were read, before this allowance was made).
+UNREAD: Stamp = (-1, -1, -1)
 
 
 def allowed_hosts(entries: list[str]) -> frozenset[str]:
@@ -41,7 +44,8 @@ def _stamp(path: Path) -> Stamp:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    # The inode too: an edit replaces the file (mirror.config_edit).
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class FollowedAllowance:
@@ -54,7 +58,7 @@ class FollowedAllowance:
     def __init__(self, path: Path, hosts: frozenset[str]) -> None:
         self._path = path
         self._hosts = hosts
-        self._stamp = _stamp(path)
+        self._stamp = UNREAD
         self._lock = threading.Lock()
 
     def allows(self, host: str, port: int) -> bool:
@@ -68,11 +72,13 @@ class FollowedAllowance:
                 return
             self._stamp = stamp
             try:
-                self._hosts = allowed_hosts(load_settings(self._path).federation.allow_hosts)
+                hosts = allowed_hosts(load_settings(self._path).federation.allow_hosts)
             except ConfigError as exc:
                 log.warning("keeping [federation].allow_hosts as it was: %s", exc)
                 return
-            log.info("[federation].allow_hosts read again from %s", self._path)
+            if hosts != self._hosts:
+                log.info("[federation].allow_hosts from %s: %s", self._path, sorted(hosts))
+            self._hosts = hosts
 
     def __repr__(self) -> str:
         return f"FollowedAllowance({str(self._path)!r}, {sorted(self._hosts)})"

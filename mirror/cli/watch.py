@@ -108,21 +108,34 @@ def wait_for_run(engine: Engine, run_id: int, pace: Pace) -> int:
 
 def _bar(engine: Engine, run_id: int, pace: Pace, snapshot: Snapshot) -> Snapshot:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class RunProgress(Progress):
+        """The bar, and the states on the lines below it (they wrap: a narrow
+        terminal would cut a column of them short, and the bar with them)."""
+
+        states = ""
+
+        def get_renderables(self):  # type: ignore[no-untyped-def]
+            yield self.make_tasks_table(self.tasks)
+            if self.states:
+                yield Text(self.states)
 
     columns = (
         TextColumn(f"run {run_id} ({pace.short})"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} confirmed"),
-        TextColumn("{task.fields[states]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("confirm", total=snapshot.report["total"], states="")
+    with RunProgress(*columns, transient=False) as bar:
+        task = bar.add_task("confirm", total=snapshot.report["total"])
         while not snapshot.finished:
-            bar.update(task, completed=snapshot.report["done"], states=snapshot.states())
+            bar.states = snapshot.states()
+            bar.update(task, completed=snapshot.report["done"])
             time.sleep(POLL_S)
             snapshot = read(engine, run_id)
-        bar.update(task, completed=snapshot.report["done"], states="")
+        bar.states = ""
+        bar.update(task, completed=snapshot.report["done"])
     return snapshot
 
 

@@ -61,6 +61,7 @@ class FederationSettings:
     fetch_timeout_s: float = 10.0
     fetch_max_bytes: int = 1048576
     actor_cache_s: int = 86400
+    allow_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +319,7 @@ def _check_type(section: str, key: str, value: Any, origin: str) -> None:
             f"{origin}: [{section}].{key} must be {_type_word(expected)}, got {value!r}"
         )
     _check_range(section, key, value, origin)
+    _check_entries(section, key, value, origin)
 
 
 #: Numbers where 0 would stop the service quietly (no requests, a busy loop,
@@ -362,8 +364,42 @@ def _coerce_env(section: str, key: str, raw: str, origin: str) -> Any:
         _check_range(section, key, value, origin)
         return value
     if expected is list:
-        return [item.strip() for item in raw.split(",") if item.strip()]
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        _check_entries(section, key, items, origin)
+        return items
     return raw
+
+
+def _check_entries(section: str, key: str, value: Any, origin: str) -> None:
+    if (section, key) != ("federation", "allow_hosts"):
+        return
+    for entry in value:
+        try:
+            parse_host_port(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: [{section}].{key}: {exc}") from None
+
+
+def parse_host_port(entry: Any) -> tuple[str, int]:
+    """(host, port) of an allow_hosts entry, HOST:PORT ([ADDRESS]:PORT for IPv6).
+
+    The host is lower-cased and an IPv6 address loses its brackets, as the
+    guard compares them; ValueError says what is wrong with the entry.
+    """
+    if not isinstance(entry, str):
+        raise ValueError(f"{entry!r} is not a string")
+    host, colon, port = entry.strip().rpartition(":")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"{entry!r} is not HOST:PORT (an IPv6 address is [ADDRESS]:PORT)")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{entry!r} is not HOST:PORT (write an IPv6 address as [ADDRESS]:PORT)")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry!r} is not HOST:PORT (e.g. 127.0.0.1:8790)")
+    if any(c.isspace() or c in "/@?#" for c in host):
+        raise ValueError(f"{entry!r}: {host!r} is not a host name or address")
+    return host.lower(), int(port)
 
 
 def _type_word(expected: type) -> str:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from mirror.config import Settings
 from mirror.db import migrate
 from mirror.db.session import make_engine
+from mirror.net.allowance import allowance_for
 
 #: More than this between our clock and a server's, and signatures fail (Lemmy: 1 hour window,
 #: but Mastodon refuses at 12 hours and many proxies at a few minutes).
@@ -104,7 +105,7 @@ async def _public_url(session: aiohttp.ClientSession, settings: Settings, base: 
     username = settings.instance.username
     url = f"{urls.base}/.well-known/webfinger?resource=acct:{username}@{urls.host}"
     try:
-        check_url(url, allow_private=settings.network.allow_private_networks)
+        check_url(url, allowed=allowance_for(settings))
         async with session.get(url, allow_redirects=False) as response:
             data: Any = await response.json(content_type=None) if response.status == 200 else None
             date = response.headers.get("Date")
@@ -141,7 +142,7 @@ async def _target(session: aiohttp.ClientSession, settings: Settings, target: st
     from mirror.net.client import FetchError, check_url
 
     try:
-        check_url(target, allow_private=settings.network.allow_private_networks)
+        check_url(target, allowed=allowance_for(settings))
         async with session.get(
             target, headers={"Accept": "application/activity+json"}, allow_redirects=False
         ) as response:
@@ -153,12 +154,14 @@ async def _target(session: aiohttp.ClientSession, settings: Settings, target: st
 
 
 def targets_of_runs(settings: Settings) -> list[str]:
-    from mirror.db.models import BackfillRun
+    """The targets of the runs still under way: a cancelled or finished one's may be gone."""
+    from mirror.publish.runs import list_runs
 
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
-            return sorted(set(conn.scalars(sa.select(BackfillRun.target))))
+            runs = list_runs(conn, datetime.now(UTC))
+        return sorted({run["target"] for run in runs if run["state"] in ("active", "paused")})
     except Exception:
         return []
     finally:

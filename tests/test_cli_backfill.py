@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,23 +45,56 @@ def stop(process: subprocess.Popen[bytes]) -> bytes:
     return err
 
 
+def spawn_sandbox(port: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """`mirror sandbox`, and the commands it prints to backfill into it."""
+    process = spawn("sandbox", "--listen", f"127.0.0.1:{port}")
+    assert process.stdout is not None
+    commands = []
+    for raw in iter(process.stdout.readline, b""):
+        line = raw.decode().strip()
+        if line.startswith("mirror "):
+            commands.append(line)
+        if line.startswith("mirror backfill"):
+            return process, commands
+    raise AssertionError(f"the sandbox stopped: {process.communicate()[1].decode()}")
+
+
 @pytest.fixture
-def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    """An initialised mirror with the samples, serving, and a sandbox; yields (service, sandbox)."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> int:  # type: ignore[no-untyped-def]
+    """An initialised mirror with the samples; returns the port it is to serve on.
+
+    No MIRROR_ALLOW_PRIVATE_NETWORKS: local targets are reached as a newcomer
+    does, through the `mirror config allow-host` the sandbox prints.
+    """
     monkeypatch.setenv("MIRROR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MIRROR_ALLOW_PRIVATE_NETWORKS", "true")
     monkeypatch.setenv("MIRROR_DELIVERY__POLL_INTERVAL_S", "0.1")
-    monkeypatch.setenv("MIRROR_BACKFILL__RATE_PER_MINUTE", "0")
     monkeypatch.setenv("MIRROR_CONFIRM__RATE", "100")
-    port, sandbox_port = free_port(), free_port()
+    port = free_port()
     config = tmp_path / "mirror.toml"
     assert main(["init", "--base-url", f"http://127.0.0.1:{port}", "--config", str(config)]) == 0
     monkeypatch.setenv("MIRROR_CONFIG", str(config))
     assert main(["ingest", "--samples"]) == 0
     capsys.readouterr()
-    sandbox = spawn("sandbox", "--listen", f"127.0.0.1:{sandbox_port}")
+    return port
+
+
+@pytest.fixture
+def running(home: int, capsys) -> Iterator[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """The mirror serving, and a sandbox the mirror may reach; yields (service, sandbox).
+
+    `serve` starts before the sandbox's `allow-host` is run: it reads the
+    config again when that changes.
+    """
+    port, sandbox_port = home, free_port()
     service = spawn("serve", "--listen", f"127.0.0.1:{port}")
+    sandbox, commands = spawn_sandbox(sandbox_port)
     try:
+        assert commands == [
+            f"mirror config allow-host 127.0.0.1:{sandbox_port}",
+            f"mirror backfill --to sandbox@127.0.0.1:{sandbox_port} --wait",
+        ]
+        assert main(commands[0].split()[1:]) == 0
+        assert "[federation].allow_hosts now holds" in capsys.readouterr().out
         wait_http(f"http://127.0.0.1:{sandbox_port}/")
         wait_http(f"http://127.0.0.1:{port}/")
         yield f"http://127.0.0.1:{port}", f"127.0.0.1:{sandbox_port}"
@@ -77,11 +111,20 @@ def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> Non
     # The samples' bare listing entry: no "(untitled)" post with nothing in it.
     assert "left out: 1 (neither title nor body)" in out
 
+    # The command the sandbox printed, as printed.
     assert main(["backfill", "--to", f"sandbox@{sandbox}", "--wait"]) == 0
     out = capsys.readouterr().out
     assert "plan: 11 posts, 21 comments, 6 comments of unknown posts" in out
     assert "left out: 1 (neither title nor body)" in out
+    assert "pace: unpaced (the target is a sandbox; --rate paces it)" in out
+    # Piped: plain progress lines, with the deliveries and the host's breaker.
+    assert re.search(
+        rf"^run 1: \d+/38 confirmed; .*deliveries: \d+ delivered.*; {sandbox} breaker closed",
+        out,
+        re.MULTILINE,
+    ), out
     assert "deliveries: 32 delivered, 0 failed, 0 parked" in out
+    assert "WARNING" not in out + capsys.readouterr().err
 
     with urllib.request.urlopen(f"http://{sandbox}/api/threads") as response:
         received = json.loads(response.read())
@@ -115,8 +158,55 @@ def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> Non
     assert "there is no backfill run 99" in capsys.readouterr().err
 
 
+def test_wait_without_a_worker_says_so_and_doctor_checks_only_runs_under_way(  # type: ignore[no-untyped-def]
+    capsys, home: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox_port = free_port()
+    sandbox, commands = spawn_sandbox(sandbox_port)
+    target = f"http://127.0.0.1:{sandbox_port}/c/sandbox"
+    try:
+        wait_http(f"http://127.0.0.1:{sandbox_port}/")
+        # Not allowed yet: the refusal names the option and the command.
+        assert main(["backfill", "--to", f"sandbox@127.0.0.1:{sandbox_port}"]) == 1
+        err = capsys.readouterr().err
+        assert f"add 127.0.0.1:{sandbox_port} to [federation].allow_hosts" in err
+        assert f"`mirror config allow-host 127.0.0.1:{sandbox_port}`" in err
+        assert main(commands[0].split()[1:]) == 0
+        capsys.readouterr()
+
+        # No `serve` or `worker`: --wait says so at once, and Ctrl-C says where the run goes on.
+        watch = spawn(*commands[1].split()[1:])
+        assert watch.stdout is not None
+        for raw in iter(watch.stdout.readline, b""):
+            if b"no `mirror serve` or `mirror worker` is running" in raw:
+                break
+        else:
+            raise AssertionError(watch.communicate()[1].decode())
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+        assert watch.returncode == 130, err.decode()
+        assert (
+            "stopped watching: run 1 goes on in `mirror serve`/`mirror worker` (none is "
+            "running now: start one)" in out.decode()
+        )
+
+        assert main(["doctor"]) == 1  # nothing serves the public URL
+        assert f"pass  target community: {target}: HTTP 200" in capsys.readouterr().out
+        monkeypatch.setenv("MIRROR_FEDERATION__ALLOW_HOSTS", "")
+        assert main(["doctor"]) == 1
+        out = capsys.readouterr().out
+        assert f"FAIL  target community: {target}: 127.0.0.1 is not a public address" in out
+        assert f"add 127.0.0.1:{sandbox_port} to [federation].allow_hosts" in out
+        assert main(["runs", "cancel", "1"]) == 0
+        assert main(["doctor"]) == 1
+        assert "target community" not in capsys.readouterr().out  # a cancelled run's is not
+    finally:
+        stop(sandbox)
+
+
 def test_backfill_to_something_that_is_not_a_community(capsys, running: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
     base, _ = running
+    assert main(["config", "allow-host", base.removeprefix("http://")]) == 0
     assert main(["backfill", "--to", f"{base}/u/mirror"]) == 1
     assert "is a Service, not a community" in capsys.readouterr().err
 

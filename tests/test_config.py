@@ -95,6 +95,21 @@ def test_config_file_from_the_environment_and_the_working_directory(
             "MIRROR_DELIVERY__POLL_INTERVAL_S: [delivery].poll_interval_s must be more than 0",
         ),
         (
+            '[federation]\nallow_hosts = ["127.0.0.1:8790", "127.0.0.1"]\n',
+            {},
+            "bad.toml: [federation].allow_hosts: '127.0.0.1' is not HOST:PORT (e.g. 127.0.0.1:",
+        ),
+        (
+            '[federation]\nallow_hosts = ["::1:8790"]\n',
+            {},
+            "'::1:8790' is not HOST:PORT (write an IPv6 address as [ADDRESS]:PORT)",
+        ),
+        (
+            "",
+            {"MIRROR_FEDERATION__ALLOW_HOSTS": "localhost:80, sandbox:99999"},
+            "MIRROR_FEDERATION__ALLOW_HOSTS: [federation].allow_hosts: 'sandbox:99999' is not",
+        ),
+        (
             "[backfill]\nrate_per_minute = -1\n",
             {},
             "[backfill].rate_per_minute must not be negative, got -1",
@@ -107,6 +122,20 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, env: dict, mess
         load_settings(config, env=env)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_allow_hosts_entries_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    from mirror.config import parse_host_port
+
+    config = write(tmp_path / "m.toml", '[federation]\nallow_hosts = ["127.0.0.1:8790"]\n')
+    assert load_settings(config, env={}).federation.allow_hosts == ["127.0.0.1:8790"]
+    env = {"MIRROR_FEDERATION__ALLOW_HOSTS": "127.0.0.1:8790, [::1]:8790"}
+    assert load_settings(config, env=env).federation.allow_hosts == [
+        "127.0.0.1:8790",
+        "[::1]:8790",
+    ]
+    assert parse_host_port("Sandbox.Test:8790") == ("sandbox.test", 8790)
+    assert parse_host_port("[::1]:8790") == ("::1", 8790)
 
 
 def test_named_config_must_exist(tmp_path: Path) -> None:

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
 from mirror.cli.delivery import _reason_line
 from mirror.cli.wiring import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     INIT_REMINDER,
     UsageError,
@@ -29,13 +25,11 @@ from mirror.db.session import write_transaction
 from mirror.errors import MirrorError
 from mirror.wording import counted
 
-log = logging.getLogger("mirror")
-
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from mirror.publish.start import start_backfill
+    from mirror.publish.start import pace_for, start_backfill
 
     federation = federation_for(settings)
 
@@ -83,6 +77,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.requeued} queued again, {report.unchanged} already there, "
         f"{report.deleted} deleted; {counted(report.deliveries, 'delivery', 'deliveries')} queued"
     )
+    pace = pace_for(target, settings.backfill, args.rate)
+    print(pace.line())
     if report.waiting:
         print(
             f"{report.waiting} wait before they are sent (a reply for its parent's "
@@ -94,84 +90,9 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
             "stored; `mirror runs` shows progress"
         )
         return EXIT_OK
-    return _wait_for_run(federation.engine, report.run_id)
+    from mirror.cli.watch import wait_for_run
 
-
-def _wait_for_run(engine: Engine, run_id: int) -> int:
-    """Show the run until it is done; Ctrl-C stops watching, not the run."""
-    import time
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from mirror.publish.publications import not_confirmed
-    from mirror.publish.runs import progress
-
-    def read() -> dict:  # type: ignore[type-arg]
-        with engine.connect() as conn:
-            return progress(conn, run_id, SystemClock().now())
-
-    report = read()
-    try:
-        if sys.stderr.isatty():
-            columns = (
-                TextColumn(f"run {run_id}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total} confirmed"),
-                TextColumn("{task.fields[states]}"),
-                TimeRemainingColumn(),
-            )
-            with Progress(*columns, transient=False) as bar:
-                task = bar.add_task("confirm", total=report["total"], states="")
-                while not report["finished"]:
-                    bar.update(task, completed=report["done"], states=_open_states(report))
-                    time.sleep(0.5)
-                    report = read()
-                bar.update(task, completed=report["done"], states="")
-        else:
-            last = 0.0
-            while not report["finished"]:
-                if time.monotonic() - last >= 10:
-                    log.warning(
-                        "run %d: %d/%d confirmed; %s",
-                        run_id,
-                        report["done"],
-                        report["total"],
-                        _open_states(report),
-                    )
-                    last = time.monotonic()
-                time.sleep(0.5)
-                report = read()
-    except KeyboardInterrupt:
-        print(
-            f"\nstopped watching: run {run_id} goes on in `mirror serve`/`mirror worker`; "
-            "`mirror runs` shows it"
-        )
-        return EXIT_INTERRUPTED
-    print(f"run {run_id} done: {_summary(report)}")
-    with engine.connect() as conn:
-        for row in not_confirmed(conn, run_id=run_id):
-            print(_reason_line(row))
-    items = report["publications"]
-    unsettled = sum(items[s] for s in ("refused", "failed", "parked", "held", "missing"))
-    return EXIT_OK if unsettled == 0 and report["by_state"]["failed"] == 0 else EXIT_FAILED
-
-
-def _open_states(report: dict) -> str:  # type: ignore[type-arg]
-    items = report["publications"]
-    shown = ("sent", "queued", "waiting", "missing", "held")
-    return ", ".join(f"{items[s]} {s}" for s in shown if items[s])
-
-
-def _summary(report: dict) -> str:  # type: ignore[type-arg]
-    """Every non-zero count of the run's items, then its deliveries."""
-    items = report["publications"]
-    parts = [f"{count} {state}" for state, count in items.items() if count]
-    deliveries = report["by_state"]
-    parts.append(
-        f"deliveries: {deliveries['delivered']} delivered, {deliveries['failed']} failed, "
-        f"{deliveries['parked']} parked"
-    )
-    return ", ".join(parts)
+    return wait_for_run(federation.engine, report.run_id, pace)
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
@@ -274,6 +195,7 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--software {args.software}: the sandbox is {' or '.join(SOFTWARE)}")
     asyncio.run(
         run_sandbox(
+            next_steps=lambda instance: _sandbox_steps(instance.community, instance.host, settings),
             host=host,
             port=port,
             community=args.community,
@@ -283,6 +205,24 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     return EXIT_OK
+
+
+def _sandbox_steps(community: str, netloc: str, settings: Settings) -> list[str]:
+    """The commands that backfill into the sandbox, each as printed ready to paste."""
+    from mirror.net.allowance import allowance_for
+
+    host, _, port = netloc.rpartition(":")
+    steps = []
+    if not allowance_for(settings).allows(host, int(port)):
+        steps += [
+            "let the mirror reach it (once; every command reads it, running ones too):",
+            f"  mirror config allow-host {netloc}",
+        ]
+    steps += [
+        "backfill into it (with `mirror serve` running):",
+        f"  mirror backfill --to {community}@{netloc} --wait",
+    ]
+    return steps
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

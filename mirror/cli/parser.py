@@ -12,6 +12,7 @@ from mirror.cli.backfill import cmd_backfill, cmd_demo, cmd_retract, cmd_runs, c
 from mirror.cli.delivery import cmd_cancel, cmd_hosts_revive, cmd_prune, cmd_retry, cmd_status
 from mirror.cli.ingest import cmd_ingest, cmd_inspect
 from mirror.cli.service import (
+    cmd_config_allow_host,
     cmd_config_check,
     cmd_db_current,
     cmd_db_upgrade,
@@ -244,12 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
-    config = commands.add_parser("config", parents=[common], help="check the configuration")
+    config = commands.add_parser(
+        "config", parents=[common], help="check the configuration, allow a local host"
+    )
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_commands.add_parser(
         "check", help="validate the config and print the effective values (secrets masked)"
     )
     check.set_defaults(handler=cmd_config_check)
+    allow_host = config_commands.add_parser(
+        "allow-host",
+        help="let every command reach this non-public HOST:PORT (a local sandbox): "
+        "adds it to [federation].allow_hosts in the config file",
+    )
+    allow_host.add_argument("entry", metavar="HOST:PORT", help="e.g. 127.0.0.1:8790")
+    allow_host.set_defaults(handler=cmd_config_allow_host)
 
     doctor = commands.add_parser(
         "doctor", parents=[common], help="check config, database, keys, public URL, clock, targets"

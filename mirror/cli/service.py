@@ -1,5 +1,5 @@
 """Setting up and running the service: init, db, serve, worker, followers,
-config check, doctor.
+config check and allow-host, doctor.
 """
 
 from __future__ import annotations
@@ -319,6 +319,31 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
         "MIRROR_MASTER_KEY" if os.environ.get("MIRROR_MASTER_KEY") else settings.master_key_path
     )
     print(f"# master key: {key_source}")
+    return EXIT_OK
+
+
+def cmd_config_allow_host(args: argparse.Namespace, settings: Settings) -> int:
+    from mirror.config import parse_host_port
+    from mirror.config_edit import add_to_list
+    from mirror.net.guard import host_port
+
+    try:
+        entry = host_port(*parse_host_port(args.entry))
+    except ValueError as exc:
+        raise UsageError(f"allow-host: {exc}") from None
+    if settings.source is None:
+        raise UsageError(
+            "allow-host: there is no config file to edit (none at --config, $MIRROR_CONFIG "
+            "or ./mirror.toml): run `mirror init --base-url URL` first"
+        )
+    added = add_to_list(settings.source, "federation", "allow_hosts", entry)
+    state = "now holds" if added else "already holds"
+    print(
+        f"{settings.source}: [federation].allow_hosts {state} {entry}; every command reads "
+        "it, a running `mirror serve` or `mirror worker` too"
+    )
+    if os.environ.get("MIRROR_FEDERATION__ALLOW_HOSTS") is not None:
+        print("note: MIRROR_FEDERATION__ALLOW_HOSTS is set, and replaces what the file says")
     return EXIT_OK
 
 

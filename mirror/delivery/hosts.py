@@ -52,6 +52,14 @@ def after_failure(
     return changes
 
 
+def after_refusal(now: datetime, error: str) -> dict[str, Any]:
+    """Not sent to the host at all (the guard refused it): its last error, nothing else.
+
+    The breaker counts only what the host did; no request reached it.
+    """
+    return {"last_failure_at": now, "last_error": error[:500]}
+
+
 def breaker_state(host: dict[str, Any] | None, now: datetime) -> str:
     """closed, open (no requests) or half_open (one probe allowed)."""
     if host is None or host.get("breaker_open_until") is None:

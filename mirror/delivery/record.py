@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -20,7 +20,15 @@ from mirror.db.bulk import mostly_true, rows_params, rows_table
 from mirror.delivery import hosts as health
 from mirror.delivery.backoff import Policy, next_attempt_at
 from mirror.delivery.claim import Claimed
-from mirror.delivery.outcome import REASON_BYTES, Delivered, Failed, Outcome, Retry, classify
+from mirror.delivery.outcome import (
+    REASON_BYTES,
+    REFUSED,
+    Delivered,
+    Failed,
+    Outcome,
+    Retry,
+    classify,
+)
 from mirror.delivery.states import PARKED_BEHIND, PARKED_DEAD, PARKED_REFUSED, State, stored_in
 from mirror.delivery.tables import ACTIVITIES, DELIVERIES, HOSTS
 
@@ -38,6 +46,14 @@ class Attempt:
     duration_s: float = 0.0
     #: Why it was never sent, if it was not (mirror.delivery.outcome.REFUSED, UNSIGNED).
     unsent: str | None = None
+
+
+class Recorded(NamedTuple):
+    """An attempt, what it meant, and when the next one is due (a retry only)."""
+
+    attempt: Attempt
+    outcome: Outcome
+    next_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +113,13 @@ def complete(
     now: datetime,
     rules: Rules,
     rng: random.Random | None = None,
-) -> list[tuple[Attempt, Outcome]]:
+) -> list[Recorded]:
     """Record outcomes: delivered, rescheduled, or failed (and their dependants parked).
 
     Deliveries, the common case, are written with one statement for the
     whole batch, and each host's health once per batch.
     """
-    results: list[tuple[Attempt, Outcome]] = []
+    results: list[Recorded] = []
     delivered: list[dict[str, Any]] = []
     answering = _answering_since(conn, attempts)
     for attempt in attempts:
@@ -121,6 +137,7 @@ def complete(
         )
         if isinstance(outcome, Retry) and _object_error(attempt, answering):
             outcome = _per_object(attempt)
+        at = None
         if isinstance(outcome, Retry):
             at = next_attempt_at(
                 policy=rules.policy,
@@ -157,7 +174,7 @@ def complete(
             )
             if outcome.actor_refused:
                 park_refused(conn, c.host, c.actor, outcome.reason, now)
-        results.append((attempt, outcome))
+        results.append(Recorded(attempt, outcome, at))
     if delivered:
         conn.execute(
             _delivered_statement(conn.dialect),
@@ -334,13 +351,13 @@ def park_refused(conn: sa.Connection, host: str, actor: str, reason: str, now: d
 
 def _record_hosts(
     conn: sa.Connection,
-    results: Sequence[tuple[Attempt, Outcome]],
+    results: Sequence[Recorded],
     now: datetime,
     policy: health.BreakerPolicy,
 ) -> None:
-    by_host: dict[str, list[Outcome]] = {}
-    for attempt, outcome in results:
-        by_host.setdefault(attempt.claimed.host, []).append(outcome)
+    by_host: dict[str, list[Recorded]] = {}
+    for result in results:
+        by_host.setdefault(result.attempt.claimed.host, []).append(result)
     if not by_host:
         return
     rows = {
@@ -351,14 +368,23 @@ def _record_hosts(
         current = rows.get(host, {"host": host})
         was_dead = current.get("dead_since") is not None
         changes: dict[str, Any] = {}
-        for outcome in outcomes:  # in the order the answers came
-            if isinstance(outcome, Retry) and outcome.host_failure:
+        for attempt, outcome, _ in outcomes:  # in the order the answers came
+            if attempt.unsent is not None:
+                # Never sent: the host neither answered nor failed. A refusal
+                # here (the guard, a bad URL) is still its last error, so
+                # that `mirror status` does not show it as healthy.
+                if attempt.unsent != REFUSED or not isinstance(outcome, Failed):
+                    continue
+                step = health.after_refusal(now, outcome.reason)
+            elif isinstance(outcome, Retry) and outcome.host_failure:
                 step = health.after_failure(current, now, outcome.reason, policy)
             else:
                 # Any answer that is not a 5xx shows the host is up.
                 step = health.after_success(current, now)
             current = {**current, **step}
             changes.update(step)
+        if not changes:
+            continue
         if was_dead and current.get("dead_since") is None:
             revive_parked(conn, host, now)
         # Prebuilt statements: building one per batch cost more than running it.

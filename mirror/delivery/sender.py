@@ -7,7 +7,6 @@ made for this path (why: its docstring).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
@@ -21,7 +20,6 @@ from mirror.net.http1 import Http1Client
 from mirror.signatures.processes import Key, Post, SigningError, SigningPool
 from mirror.vocab.context import ACTIVITY_JSON
 
-log = logging.getLogger(__name__)
 #: Reasons a request was never sent, for good.
 NOT_SENT = frozenset({"bad_url", "blocked"})
 
@@ -107,34 +105,9 @@ class Sender:
             # horizon), so a key that cannot sign does not loop on its lease.
             error, unsent = f"not signed: {exc}", UNSIGNED
         duration = time.perf_counter() - started
-        attempt = Attempt(
+        return Attempt(
             claimed, status, headers, excerpt, error=error, duration_s=duration, unsent=unsent
         )
-        # An accepted delivery is the common case and the metrics count it; a
-        # line for each one cost a tenth of the worker's time (say -vv to see them).
-        accepted = attempt.status is not None and attempt.status < 300
-        level = logging.DEBUG if accepted else logging.INFO
-        if not log.isEnabledFor(level):
-            return attempt
-        log.log(
-            level,
-            "delivery %d to %s: %s attempt %d in %.0f ms",
-            claimed.id,
-            claimed.host,
-            attempt.status if attempt.status is not None else attempt.error,
-            claimed.attempts,
-            duration * 1000,
-            extra={
-                "delivery": claimed.id,
-                "host": claimed.host,
-                "status": attempt.status,
-                "error": attempt.error,
-                "attempt": claimed.attempts,
-                "duration_ms": round(duration * 1000, 1),
-                "activity": claimed.activity_id,
-            },
-        )
-        return attempt
 
     async def close(self) -> None:
         self._client.close()

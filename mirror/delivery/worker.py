@@ -28,12 +28,14 @@ from mirror.clock import Clock
 from mirror.config import Settings
 from mirror.db.session import is_sqlite, write_transaction
 from mirror.delivery import enqueue, record, workers
+from mirror.delivery.attempts_log import log_attempts
 from mirror.delivery.backoff import Policy
 from mirror.delivery.claim import Claimed, Limits, claim
 from mirror.delivery.hosts import BreakerPolicy
 from mirror.delivery.outcome import Delivered, Failed
 from mirror.delivery.sender import Sender
 from mirror.errors import MirrorError
+from mirror.net.allowance import allowance_for
 from mirror.net.client import Signer, user_agent
 from mirror.net.http1 import Http1Client
 from mirror.observe.metrics import Metrics
@@ -112,7 +114,7 @@ class Worker:
         )
         self.sender = Sender(
             client=Http1Client(
-                allow_private=settings.network.allow_private_networks,
+                allowed=allowance_for(settings),
                 user_agent=user_agent(urls.base),
                 connect_timeout_s=d.connect_timeout_s,
                 total_timeout_s=d.total_timeout_s,
@@ -270,7 +272,7 @@ class Worker:
 
     def _commit_and_claim_sync(
         self, finished: list[record.Attempt], limit: int
-    ) -> tuple[list[tuple[record.Attempt, object]], list[Claimed]]:
+    ) -> tuple[list[record.Recorded], list[Claimed]]:
         if not finished:
             return [], self._claim_sync(limit)
         try:
@@ -307,9 +309,10 @@ class Worker:
         finished, self._finished = self._finished, []
         self._count(await asyncio.to_thread(self._complete_sync, finished))
 
-    def _count(self, results: list[tuple[record.Attempt, object]]) -> None:
+    def _count(self, results: list[record.Recorded]) -> None:
+        log_attempts(results, self.clock.now())
         counts: dict[tuple[str, str], int] = {}
-        for attempt, outcome in results:
+        for attempt, outcome, _ in results:
             if isinstance(outcome, Delivered):
                 self.delivered += 1
                 name = "delivered"
@@ -327,13 +330,11 @@ class Worker:
             for (name, host), count in counts.items():
                 self.metrics.deliveries.labels(name, host).inc(count)
 
-    def _complete_sync(self, finished: list[record.Attempt]) -> list[tuple[record.Attempt, object]]:
+    def _complete_sync(self, finished: list[record.Attempt]) -> list[record.Recorded]:
         with write_transaction(self.engine) as conn:
             return self._record(conn, finished)
 
-    def _record(
-        self, conn: Connection, finished: list[record.Attempt]
-    ) -> list[tuple[record.Attempt, object]]:
+    def _record(self, conn: Connection, finished: list[record.Attempt]) -> list[record.Recorded]:
         return list(
             record.complete(
                 conn,

@@ -106,3 +106,13 @@ def release_dead(
         if removed:
             found.append(Released(row.id, row.heartbeat_at, release(conn, row.id)))
     return found
+
+
+def alive(conn: sa.Connection, now: datetime) -> int:
+    """How many workers are beating (`serve` runs one, so does each `worker`)."""
+    rows = conn.execute(sa.select(WORKERS.c.heartbeat_at, WORKERS.c.heartbeat_s)).all()
+    return sum(
+        1
+        for row in rows
+        if now - row.heartbeat_at <= timedelta(seconds=MISSED_BEATS * row.heartbeat_s)
+    )

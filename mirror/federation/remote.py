@@ -36,6 +36,7 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import RemoteActor
 from mirror.db.session import write_transaction
 from mirror.net.client import FetchError, Signer, fetch_json
+from mirror.net.guard import Allowance
 from mirror.observe.metrics import Metrics
 from mirror.vocab.parse import Malformed, RemoteActorDoc, parse_actor
 
@@ -190,7 +191,7 @@ class RemoteActors:
         session: Callable[[], aiohttp.ClientSession],
         clock: Clock,
         signer: Callable[[], Awaitable[Signer | None]],
-        allow_private: bool,
+        allowed: Allowance,
         max_bytes: int,
         max_age_s: int,
         metrics: Metrics | None = None,
@@ -200,7 +201,7 @@ class RemoteActors:
         self._session = session
         self._clock = clock
         self._signer = signer
-        self._allow_private = allow_private
+        self._allowed = allowed
         self._max_bytes = max_bytes
         self._max_age = timedelta(seconds=max_age_s)
         self.limits = FetchLimits()
@@ -293,7 +294,7 @@ class RemoteActors:
                 self._session(),
                 url,
                 clock=self._clock,
-                allow_private=self._allow_private,
+                allowed=self._allowed,
                 max_bytes=self._max_bytes,
                 signer=await self._signer(),
                 max_redirects=max_redirects,

@@ -16,6 +16,7 @@ from mirror.db.models import LocalActor
 from mirror.delivery.worker import Worker
 from mirror.federation.actors import BOT, KeyStore, Signers, get_actor
 from mirror.federation.remote import RemoteActors
+from mirror.net.allowance import allowance_for
 from mirror.net.client import Signer, make_session
 from mirror.observe.metrics import Metrics
 from mirror.signatures import MasterKey
@@ -45,7 +46,8 @@ class Federation:
         #: Set while a delivery worker runs in this process (for /readyz).
         self.worker: Worker | None = None
         self.publication_job: PublicationJob | None = None
-        self.allow_private = settings.network.allow_private_networks
+        #: What the guard lets us reach that is not public.
+        self.allowed = allowance_for(settings)
         self._session: aiohttp.ClientSession | None = None
         #: Nudges the delivery worker after something was queued (set by `serve`).
         self.wake: Callable[[], None] = lambda: None
@@ -55,7 +57,7 @@ class Federation:
             session=lambda: self.session,
             clock=clock,
             signer=self.bot_signer,
-            allow_private=self.allow_private,
+            allowed=self.allowed,
             max_bytes=settings.federation.fetch_max_bytes,
             max_age_s=settings.federation.actor_cache_s,
             metrics=self.metrics,
@@ -69,7 +71,7 @@ class Federation:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = make_session(
-                allow_private=self.allow_private,
+                allowed=self.allowed,
                 timeout_s=self.settings.federation.fetch_timeout_s,
                 base_url=self.urls.base,
             )

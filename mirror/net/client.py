@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mirror import __version__
 from mirror.clock import Clock
-from mirror.net.guard import Blocked, GuardedResolver, check_literal
+from mirror.net.guard import Allowance, Blocked, GuardedResolver, check_literal
 from mirror.signatures import sign_request
 from mirror.vocab.context import ACTIVITY_JSON
 
@@ -31,6 +31,7 @@ REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 3
 #: Bytes of an error response kept for the operator.
 ERROR_EXCERPT = 500
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def user_agent(base_url: str) -> str:
@@ -69,14 +70,14 @@ class PostResult:
 
 def make_session(
     *,
-    allow_private: bool,
+    allowed: Allowance,
     timeout_s: float,
     base_url: str,
     limit_per_host: int = 0,
 ) -> aiohttp.ClientSession:
-    """A client session whose connector only reaches public addresses (unless allowed)."""
+    """A client session whose connector only reaches public addresses (and those allowed)."""
     connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(allow_private=allow_private),
+        resolver=GuardedResolver(allowed=allowed),
         limit=256,
         limit_per_host=limit_per_host,
         ttl_dns_cache=300,
@@ -90,12 +91,16 @@ def make_session(
     )
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
+def check_url(url: str, *, allowed: Allowance) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError("bad_url", f"{url}: only http(s) URLs are fetched")
     try:
-        check_literal(parts.hostname, allow_private=allow_private)
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        raise FetchError("bad_url", f"{url}: the port is not a number from 1 to 65535") from None
+    try:
+        check_literal(parts.hostname, port, allowed=allowed)
     except Blocked as exc:
         raise FetchError("blocked", f"{url}: {exc}") from None
 
@@ -121,7 +126,7 @@ async def fetch_json(
     url: str,
     *,
     clock: Clock,
-    allow_private: bool,
+    allowed: Allowance,
     max_bytes: int,
     signer: Signer | None = None,
     accept: str = ACCEPT_ACTIVITY,
@@ -132,7 +137,7 @@ async def fetch_json(
     Redirects are followed by hand, at most ``max_redirects``, each target checked again.
     """
     for _ in range(max_redirects + 1):
-        check_url(url, allow_private=allow_private)
+        check_url(url, allowed=allowed)
         headers = {"Accept": accept}
         if signer is not None:
             headers.update(
@@ -170,7 +175,7 @@ async def query_api(
     session: aiohttp.ClientSession,
     url: str,
     *,
-    allow_private: bool,
+    allowed: Allowance,
     max_bytes: int,
 ) -> tuple[int, Any]:
     """GET a server's JSON API anonymously; returns (status, data), errors included.
@@ -179,7 +184,7 @@ async def query_api(
     PieFed's `{"message": ...}`), and which refusal it is matters to the
     caller; data is None when the body is not JSON. Redirects are not followed.
     """
-    check_url(url, allow_private=allow_private)
+    check_url(url, allowed=allowed)
     try:
         async with session.get(
             url, headers={"Accept": "application/json"}, allow_redirects=False
@@ -203,10 +208,10 @@ async def post_activity(
     *,
     signer: Signer,
     clock: Clock,
-    allow_private: bool,
+    allowed: Allowance,
 ) -> PostResult:
     """POST a signed activity; network failures raise FetchError, HTTP errors are results."""
-    check_url(url, allow_private=allow_private)
+    check_url(url, allowed=allowed)
     headers = sign_request(
         "POST",
         url,

@@ -7,8 +7,12 @@ Teredo, 6to4) are judged by the IPv4 address they lead to.
 
 A host name is resolved, and every address it resolves to must be public;
 the connection then goes to one of those checked addresses, so a DNS answer
-cannot change between the check and the connect. Operators running a local
-sandbox (and the tests) turn this off with allow_private_networks.
+cannot change between the check and the connect.
+
+What is refused anyway may be allowed (an :class:`Allowance`): an exact
+HOST:PORT the operator listed in `[federation].allow_hosts` (a local
+sandbox), or every address with `[network].allow_private_networks` (the
+tests). A refusal says how to allow its destination.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
@@ -26,6 +31,46 @@ T = TypeVar("T")
 
 class Blocked(OSError):
     """A destination refused by the guard."""
+
+
+class Allowance(Protocol):
+    def allows(self, host: str, port: int) -> bool:
+        """Whether ``host``:``port`` may be reached although it is not public."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """Every non-public address (``private_networks``), or these exact HOST:PORT entries.
+
+    ``hosts`` holds :func:`host_port` forms.
+    """
+
+    private_networks: bool = False
+    hosts: frozenset[str] = frozenset()
+
+    def allows(self, host: str, port: int) -> bool:
+        return self.private_networks or host_port(host, port) in self.hosts
+
+
+#: The production default: public addresses only.
+PUBLIC_ONLY = Allowed()
+#: Every address (the tests, `mirror demo`).
+ANYWHERE = Allowed(private_networks=True)
+
+
+def host_port(host: str, port: int) -> str:
+    """``host``:``port`` as allow_hosts entries are compared: lower case, IPv6 in brackets."""
+    name = host.strip("[]").lower()
+    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+
+
+def how_to_allow(host: str, port: int) -> str:
+    entry = host_port(host, port)
+    return (
+        f"to reach it anyway, add {entry} to [federation].allow_hosts "
+        f"(`mirror config allow-host {entry}`)"
+    )
 
 
 #: The IANA IPv4 Special-Purpose Address Registry, plus multicast and the
@@ -148,48 +193,55 @@ def _embedded_v4(
     return None
 
 
-def check_literal(host: str, *, allow_private: bool) -> None:
+def check_literal(host: str, port: int, *, allowed: Allowance) -> None:
     """Refuse an IP-literal host that is not public (names are checked when resolved)."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return
-    if allow_private:
-        return
     why = refusal(host.strip("[]"))
-    if why is not None:
-        raise Blocked(f"{host} is not a public address: {why}")
+    if why is not None and not allowed.allows(host, port):
+        raise Blocked(f"{host} is not a public address: {why}; {how_to_allow(host, port)}")
 
 
 def public_only(
-    host: str, addresses: Sequence[T], address_of: Callable[[T], str], *, allow_private: bool
+    host: str,
+    port: int,
+    addresses: Sequence[T],
+    address_of: Callable[[T], str],
+    *,
+    allowed: Allowance,
 ) -> list[T]:
-    """The resolved ``addresses`` of ``host`` that are public; Blocked when none is."""
-    if allow_private:
+    """The resolved ``addresses`` of ``host`` that may be reached; Blocked when none may."""
+    public = [a for a in addresses if is_public(address_of(a))]
+    # Asked only when an address is not public: an allowance may read a file.
+    if (public and len(public) == len(addresses)) or allowed.allows(host, port):
         return list(addresses)
-    allowed = [a for a in addresses if is_public(address_of(a))]
-    if not allowed:
+    if not public:
         first = address_of(addresses[0]) if addresses else ""
         why = f" ({first} {refusal(first)})" if first else ""
-        raise Blocked(f"{host} resolves only to addresses that are not public{why}")
-    return allowed
+        raise Blocked(
+            f"{host} resolves only to addresses that are not public{why}; "
+            f"{how_to_allow(host, port)}"
+        )
+    return public
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolves through the system resolver and drops non-public addresses."""
+    """Resolves through the system resolver and drops the addresses the guard refuses."""
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(self, *, allowed: Allowance) -> None:
         self._inner = ThreadedResolver()
-        self._allow_private = allow_private
+        self._allowed = allowed
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        return public_only(host, results, lambda r: r["host"], allow_private=self._allow_private)
+        return public_only(host, port, results, lambda r: r["host"], allowed=self._allowed)
 
     async def close(self) -> None:
         await self._inner.close()
 
     def __repr__(self) -> str:
-        return f"GuardedResolver(allow_private={self._allow_private})"
+        return f"GuardedResolver(allowed={self._allowed!r})"

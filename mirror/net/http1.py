@@ -36,7 +36,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mirror.net.client import FetchError
-from mirror.net.guard import Blocked, check_literal, public_only
+from mirror.net.guard import Allowance, Blocked, check_literal, public_only
 from mirror.signatures.http import request_target
 
 #: (scheme, host, port)
@@ -56,7 +56,7 @@ class Http1Client:
     def __init__(
         self,
         *,
-        allow_private: bool,
+        allowed: Allowance,
         user_agent: str,
         connect_timeout_s: float,
         total_timeout_s: float,
@@ -65,7 +65,7 @@ class Http1Client:
         keep_bytes: int = 4096,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._allow_private = allow_private
+        self._allowed = allowed
         self._user_agent = user_agent
         self._connect_timeout = connect_timeout_s
         self._total_timeout = total_timeout_s
@@ -192,7 +192,7 @@ class Http1Client:
             return cached[1]
         literal = host.strip("[]")
         if literal != host or _is_ip(literal):
-            check_literal(literal, allow_private=self._allow_private)
+            check_literal(literal, port, allowed=self._allowed)
             family = socket.AF_INET6 if ":" in literal else socket.AF_INET
             return [(family, literal)]
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -200,9 +200,10 @@ class Http1Client:
         )
         addresses = public_only(
             host,
+            port,
             [(info[0], str(info[4][0])) for info in infos],
             lambda a: a[1],
-            allow_private=self._allow_private,
+            allowed=self._allowed,
         )
         if not addresses:
             raise OSError(f"{host} has no address")

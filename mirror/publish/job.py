@@ -27,6 +27,7 @@ from mirror.config import Settings
 from mirror.db import lease
 from mirror.db.session import write_transaction
 from mirror.delivery.backoff import Policy
+from mirror.net.allowance import allowance_for
 from mirror.publish import confirm, from_deliveries, lookup, release
 from mirror.publish.servers import server_for
 from mirror.publish.states import State
@@ -79,7 +80,7 @@ class PublicationJob:
         self.clock = clock
         self.session = session
         self.wake = wake
-        self.allow_private = settings.network.allow_private_networks
+        self.allowed = allowance_for(settings)
         self.rate = settings.confirm.rate
         d = settings.delivery
         self.rules = confirm.Rules(
@@ -176,7 +177,7 @@ class PublicationJob:
             server_for(check.software),
             check.target,
             self.urls.object(check.id),
-            allow_private=self.allow_private,
+            allowed=self.allowed,
         )
         if isinstance(answer, lookup.Later) and answer.too_fast:
             log.warning("%s says we look up too fast: pausing its lookups", check.host)

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from mirror.net.client import FetchError, query_api
+from mirror.net.guard import Allowance
 from mirror.publish.servers import Server
 
 #: Lookup answers are small; a larger one is not what we asked for.
@@ -57,16 +58,14 @@ async def ask(
     target_id: str,
     object_url: str,
     *,
-    allow_private: bool,
+    allowed: Allowance,
 ) -> Answer:
     """Whether the target holds ``object_url`` (not deleted)."""
     if server.lookup_path is None:
         return Unavailable(f"{server.name} offers no lookup")
     url = lookup_url(server, target_id, object_url)
     try:
-        status, data = await query_api(
-            session, url, allow_private=allow_private, max_bytes=MAX_ANSWER_BYTES
-        )
+        status, data = await query_api(session, url, allowed=allowed, max_bytes=MAX_ANSWER_BYTES)
     except FetchError as exc:
         return Later(str(exc))
     if status == 200:

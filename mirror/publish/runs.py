@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from mirror.db.base import table_of
-from mirror.db.models import Activity, BackfillRun, Delivery
+from mirror.db.models import Activity, BackfillRun, Delivery, DeliveryHost
+from mirror.delivery import hosts as health
 from mirror.delivery.states import (
     OPERATOR_STATES,
     OUTSTANDING,
@@ -23,6 +24,7 @@ from mirror.publish import publications
 RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
 DELIVERIES = table_of(Delivery)
+HOSTS = table_of(DeliveryHost)
 ACTIVE, PAUSED, CANCELLED = "active", "paused", "cancelled"
 #: What `mirror runs` shows of an active run with nothing left to do.
 DONE = "done"
@@ -68,6 +70,30 @@ def progress(conn: sa.Connection, run_id: int, now: datetime) -> dict[str, Any]:
         "finished": outstanding == 0 and still_open == 0,
         "last_scheduled_at": due_later.isoformat() if due_later else None,
     }
+
+
+def hosts(conn: sa.Connection, run_id: int, now: datetime) -> list[dict[str, Any]]:
+    """The health of the servers the run delivers to: breaker, dead mark, last error."""
+    names = sa.select(DELIVERIES.c.host).where(_run_deliveries(run_id)).distinct()
+    found = []
+    for row in conn.execute(
+        sa.select(HOSTS).where(HOSTS.c.host.in_(names)).order_by(HOSTS.c.host)
+    ).mappings():
+        found.append(
+            {
+                "host": row["host"],
+                "breaker": health.breaker_state(dict(row), now),
+                "dead": row["dead_since"] is not None,
+                "last_error": row["last_error"],
+                # The last error is news only when nothing succeeded since.
+                "failing": row["last_failure_at"] is not None
+                and (
+                    row["last_success_at"] is None
+                    or row["last_failure_at"] > row["last_success_at"]
+                ),
+            }
+        )
+    return found
 
 
 def list_runs(conn: sa.Connection, now: datetime) -> list[dict[str, Any]]:

@@ -3,14 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mirror.config import BackfillSettings
 from mirror.db.session import write_transaction
 from mirror.inspection import build_outline
 from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
 from mirror.publish.plan import build_plan, excluded_ids, options_from
 from mirror.publish.target import Target, TargetError, resolve
+
+#: The configured pace that a sandbox target does not get: the default's.
+DEFAULT_RATE = BackfillSettings().rate_per_minute
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """A run's posts per minute to each server (0: unpaced), and where that came from."""
+
+    per_minute: float
+    why: str
+
+    @property
+    def short(self) -> str:
+        return f"{self.per_minute:g} posts/min" if self.per_minute > 0 else "unpaced"
+
+    def line(self) -> str:
+        return f"pace: {self.short} ({self.why})"
+
+
+def pace_for(target: Target, config: BackfillSettings, rate: float | None) -> Pace:
+    """--rate, else [backfill].rate_per_minute; a sandbox is unpaced unless either is chosen.
+
+    `mirror init` writes every default into the config, so a rate is chosen
+    when it differs from the default.
+    """
+    if rate is not None:
+        return Pace(rate, "--rate")
+    if target.sandbox and config.rate_per_minute == DEFAULT_RATE:
+        return Pace(0.0, "the target is a sandbox; --rate paces it")
+    return Pace(config.rate_per_minute, "[backfill].rate_per_minute")
 
 
 async def start_backfill(
@@ -34,7 +67,7 @@ async def start_backfill(
         )
     config = settings.backfill
     options = options_from(config, source=source, since=since, limit=limit)
-    per_minute = config.rate_per_minute if rate is None else rate
+    per_minute = pace_for(target, config, rate).per_minute
 
     def work() -> Report:
         document = build_outline(federation.engine)

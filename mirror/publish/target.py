@@ -4,7 +4,8 @@ WebFinger finds the actor; the actor says where to deliver (Lemmy 1.0 has
 only the shared `/inbox`, so `endpoints.sharedInbox` is preferred) and
 whether only moderators may post; NodeInfo says which software it runs,
 which decides whether a post may be a Note (shared/docs/lemmy-receive-rules.md
-§3.1, §3.4).
+§3.1, §3.4), and whether it is fedimirror's own sandbox (`metadata.sandbox`),
+which a run need not pace.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from mirror.errors import MirrorError
 from mirror.net.client import FetchError, fetch_json
+from mirror.net.guard import Allowance
 
 HANDLE = re.compile(r"^!?([A-Za-z0-9_.\-]+)@([A-Za-z0-9.\-]+(?::\d+)?)$")
 NODEINFO_SCHEMAS = (
@@ -38,6 +40,8 @@ class Target:
     posting_restricted_to_mods: bool
     software: str | None
     version: str | None
+    #: Its NodeInfo says `metadata.sandbox: true` (`mirror sandbox`): runs default to unpaced.
+    sandbox: bool = False
 
     @property
     def host(self) -> str:
@@ -69,18 +73,24 @@ def _is_local(host: str) -> bool:
         return False
 
 
-def schemes_for(host: str, *, allow_private: bool) -> tuple[str, ...]:
-    """https first; plain http too for a private host when private networks are allowed.
+def schemes_for(host: str, *, allowed: Allowance) -> tuple[str, ...]:
+    """https first; plain http too for a private host the guard allows.
 
     A real server (PieFed on loopback with TLS, say) takes https; a local
     sandbox may speak http only.
     """
-    return ("https", "http") if allow_private and _is_local(host) else ("https",)
+    parts = urlsplit(f"http://{host}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        return ("https",)
+    local = _is_local(host) and allowed.allows(parts.hostname or host, port)
+    return ("https", "http") if local else ("https",)
 
 
 async def resolve(federation: Any, spec: str) -> Target:
     """Find and check the community ``spec`` names; raises TargetError with the reason."""
-    allow_private = federation.allow_private
+    allowed = federation.allowed
     signer = await federation.bot_signer()
     settings = federation.settings.federation
 
@@ -91,7 +101,7 @@ async def resolve(federation: Any, spec: str) -> Target:
                 federation.session,
                 url,
                 clock=federation.clock,
-                allow_private=allow_private,
+                allowed=allowed,
                 max_bytes=settings.fetch_max_bytes,
                 signer=signer,
                 **kwargs,
@@ -111,7 +121,7 @@ async def resolve(federation: Any, spec: str) -> Target:
             )
         name, host = match.groups()
         resource = quote(f"acct:{name}@{host}", safe=":@")
-        schemes = schemes_for(host, allow_private=allow_private)
+        schemes = schemes_for(host, allowed=allowed)
         errors: list[TargetError] = []
         for scheme in schemes:
             try:
@@ -144,7 +154,7 @@ async def resolve(federation: Any, spec: str) -> Target:
     inbox = endpoints.get("sharedInbox") or actor.get("inbox")
     if not isinstance(inbox, str) or not isinstance(actor.get("id"), str):
         raise TargetError(f"{spec}: the community's actor has no inbox")
-    software, version = await _software(get, actor["id"])
+    software, version, sandbox = await _software(get, actor["id"])
     refusal = await _instance_refusal(get, actor["id"], federation.urls.hostname)
     if refusal:
         raise TargetError(f"{spec}: {refusal}; every delivery would be refused")
@@ -156,10 +166,12 @@ async def resolve(federation: Any, spec: str) -> Target:
         posting_restricted_to_mods=bool(actor.get("postingRestrictedToMods")),
         software=software,
         version=version,
+        sandbox=sandbox,
     )
 
 
-async def _software(get: Any, actor_id: str) -> tuple[str | None, str | None]:
+async def _software(get: Any, actor_id: str) -> tuple[str | None, str | None, bool]:
+    """(software, version, whether it is a sandbox) from the server's NodeInfo."""
     parts = urlsplit(actor_id)
     try:
         index = await get(
@@ -172,13 +184,15 @@ async def _software(get: Any, actor_id: str) -> tuple[str | None, str | None]:
         }
         href = next((links[s] for s in NODEINFO_SCHEMAS if isinstance(links.get(s), str)), None)
         if href is None:
-            return None, None
+            return None, None, False
         info = await get(href, "application/json")
         software = info.get("software", {})
-        return software.get("name"), software.get("version")
+        metadata = info.get("metadata")
+        sandbox = isinstance(metadata, dict) and metadata.get("sandbox") is True
+        return software.get("name"), software.get("version"), sandbox
     except (TargetError, AttributeError):
         # No NodeInfo: unknown software, so posts go as Page (what everyone takes).
-        return None, None
+        return None, None, False
 
 
 async def _instance_refusal(get: Any, actor_id: str, our_domain: str) -> str | None:

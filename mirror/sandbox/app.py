@@ -105,6 +105,8 @@ async def nodeinfo(request: web.Request) -> web.Response:
             "protocols": ["activitypub"],
             "openRegistrations": False,
             "usage": {"users": {"total": 0}, "localPosts": 0},
+            # fedimirror's own marker: a run into a sandbox defaults to no pacing.
+            "metadata": {"sandbox": True},
         },
         content_type="application/json",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -49,8 +50,12 @@ async def start_sandbox(
     return runner, instance
 
 
-async def run_sandbox(**options: Any) -> None:
-    """Serve until SIGTERM/SIGINT; ``options`` are :func:`start_sandbox`'s."""
+async def run_sandbox(*, next_steps: Callable[[Instance], list[str]], **options: Any) -> None:
+    """Serve until SIGTERM/SIGINT; ``options`` are :func:`start_sandbox`'s.
+
+    Once it listens it prints what it is and the lines ``next_steps`` gives
+    (the commands that backfill into it).
+    """
     runner, instance = await start_sandbox(**options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,10 +67,8 @@ async def run_sandbox(**options: Any) -> None:
         flush=True,
     )
     print(f"  {describe(instance)}", flush=True)
-    print(
-        f"backfill into it with: mirror backfill --to {instance.community}@{instance.host}",
-        flush=True,
-    )
+    for line in next_steps(instance):
+        print(line, flush=True)
     try:
         await stop.wait()
     finally:

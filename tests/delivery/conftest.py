@@ -95,11 +95,16 @@ class Env:
 
 
 async def make_env(
-    tmp_path: Path, database_url: str | None = None, **delivery: Any
+    tmp_path: Path,
+    database_url: str | None = None,
+    network: dict[str, Any] | None = None,
+    **delivery: Any,
 ) -> tuple[Env, Sink]:
     sections: dict[str, Any] = {"delivery": {**DELIVERY, **delivery}}
     if database_url:
         sections["database"] = {"url": database_url}
+    if network is not None:
+        sections["network"] = network
     settings = make_settings(tmp_path, 8000, **sections)
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine)

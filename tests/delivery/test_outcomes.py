@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -247,21 +248,58 @@ async def test_a_ban_parks_the_actors_other_deliveries_to_that_host(env: Env) ->
 async def test_failed_attempts_log_at_info_and_accepted_ones_at_debug(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
+    logger = "mirror.delivery.attempts_log"
     env.sink.script = lambda hit, n: Answer(500, "oops") if n == 1 else Answer(202)
     env.publish("p1")
-    with caplog.at_level(logging.DEBUG, logger="mirror.delivery.sender"):
+    with caplog.at_level(logging.DEBUG, logger=logger):
         await env.cycle()
+        due = env.row()["next_attempt_at"]
         await env.cycle(advance_s=11)
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("sender")]
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == logger]
     assert [level for level, _ in lines] == [logging.INFO, logging.DEBUG]
-    assert ": 500 attempt 1" in lines[0][1] and ": 202 attempt 2" in lines[1][1]
+    host = env.row()["host"]
+    # What happened and what comes next, not a schedule: "took", then the due time.
+    assert re.fullmatch(
+        rf"delivery 1 to {re.escape(host)}: HTTP 500, attempt 1 took \d+ ms, "
+        rf"next attempt at {due:%H:%M:%S} UTC",
+        lines[0][1],
+    ), lines[0][1]
+    assert re.fullmatch(
+        rf"delivery 1 to {re.escape(host)}: HTTP 202, attempt 2 took \d+ ms, delivered",
+        lines[1][1],
+    ), lines[1][1]
     # At info, which `serve` and `worker` run at, only the failure is written.
     caplog.clear()
     env.sink.script = lambda hit, n: Answer(202)
     env.publish("p2")
-    with caplog.at_level(logging.INFO, logger="mirror.delivery.sender"):
+    with caplog.at_level(logging.INFO, logger=logger):
         await env.cycle()
-    assert not [r for r in caplog.records if r.name.endswith("sender")]
+    assert not [r for r in caplog.records if r.name == logger]
+
+
+async def test_a_destination_the_guard_refuses_is_its_hosts_last_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20: refused before any request was made, deliveries failed while
+    `mirror status` showed their host healthy (a last success, no last error)."""
+    from tests.delivery.conftest import make_env
+
+    env, sink = await make_env(tmp_path, network={"allow_private_networks": False})
+    try:
+        env.publish("p1")
+        await env.cycle()
+        row = env.row()
+        assert row["state"] == "failed" and row["last_status"] is None
+        assert row["last_error"].startswith("not sent: ")
+        assert f"add {row['host']} to [federation].allow_hosts" in row["last_error"]
+        (host,) = env.status()["hosts"]
+        assert host["last_error"] == row["last_error"]
+        assert host["last_failure_at"] is not None and host["last_success_at"] is None
+        # No request reached the host: its breaker does not count it.
+        assert host["breaker"] == "closed" and host["consecutive_failures"] == 0
+        assert sink.hits == []
+    finally:
+        await sink.stop()
+        await env.worker.sender.close()
+        env.engine.dispose()
 
 
 async def test_a_delivery_that_cannot_be_signed_is_retried_without_blaming_the_host(

@@ -296,7 +296,7 @@ async def test_outcomes_are_kept_when_the_claim_beside_them_fails(env: Env) -> N
 
     results, more = await asyncio.to_thread(env.worker._commit_and_claim_sync, attempts, 10)
 
-    assert more == [] and [type(outcome).__name__ for _, outcome in results] == ["Delivered"]
+    assert more == [] and [type(r.outcome).__name__ for r in results] == ["Delivered"]
     post, reply = env.rows()
     assert post["state"] == "delivered"
     assert reply["state"] == "pending" and reply["locked_by"] is None and reply["attempts"] == 0

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from mirror.clock import SystemClock
 from mirror.net.client import FetchError, fetch_json, make_session
-from mirror.net.guard import is_public
+from mirror.net.guard import ANYWHERE, PUBLIC_ONLY, is_public
 from tests.peer import free_port
 
 
@@ -51,12 +51,9 @@ async def origin():
 
 
 async def fetch(url: str, *, allow_private: bool, max_bytes: int = 100_000):  # type: ignore[no-untyped-def]
-    async with make_session(
-        allow_private=allow_private, timeout_s=5, base_url="https://bot.example"
-    ) as s:
-        return await fetch_json(
-            s, url, clock=SystemClock(), allow_private=allow_private, max_bytes=max_bytes
-        )
+    allowed = ANYWHERE if allow_private else PUBLIC_ONLY
+    async with make_session(allowed=allowed, timeout_s=5, base_url="https://bot.example") as s:
+        return await fetch_json(s, url, clock=SystemClock(), allowed=allowed, max_bytes=max_bytes)
 
 
 @pytest.mark.parametrize(

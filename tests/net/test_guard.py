@@ -12,7 +12,15 @@ import pytest
 
 from mirror.clock import SystemClock
 from mirror.net.client import FetchError, fetch_json, make_session
-from mirror.net.guard import Blocked, check_literal, public_only, refusal
+from mirror.net.guard import (
+    ANYWHERE,
+    PUBLIC_ONLY,
+    Allowed,
+    Blocked,
+    check_literal,
+    public_only,
+    refusal,
+)
 from mirror.net.http1 import Http1Client
 
 #: (an address inside the range, the range the refusal must name)
@@ -99,26 +107,46 @@ def test_every_special_purpose_range_is_refused(address: str, network: str) -> N
     why = refusal(address)
     assert why is not None and network in why
     with pytest.raises(Blocked, match="not a public address"):
-        check_literal(address, allow_private=False)
-    check_literal(address, allow_private=True)  # the sandbox switch still opens everything
+        check_literal(address, 443, allowed=PUBLIC_ONLY)
+    check_literal(address, 443, allowed=ANYWHERE)  # the tests' switch still opens everything
 
 
 @pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses_pass(address: str) -> None:
     assert refusal(address) is None
-    check_literal(address, allow_private=False)
+    check_literal(address, 443, allowed=PUBLIC_ONLY)
 
 
 def test_a_name_resolving_only_to_refused_addresses_is_refused() -> None:
     addresses = ["100.100.100.200", "::ffff:10.0.0.1"]
     with pytest.raises(Blocked) as info:
-        public_only("metadata.example", addresses, str, allow_private=False)
+        public_only("metadata.example", 80, addresses, str, allowed=PUBLIC_ONLY)
     assert "100.64.0.0/10" in str(info.value)
     # A public address among them is the one connected to.
-    assert public_only("x.example", [*addresses, "8.8.8.8"], str, allow_private=False) == [
+    assert public_only("x.example", 80, [*addresses, "8.8.8.8"], str, allowed=PUBLIC_ONLY) == [
         "8.8.8.8"
     ]
-    assert public_only("x.example", addresses, str, allow_private=True) == addresses
+    assert public_only("x.example", 80, addresses, str, allowed=ANYWHERE) == addresses
+
+
+def test_an_allowed_host_port_passes_and_every_refusal_says_how_to_allow_it() -> None:
+    allowed = Allowed(hosts=frozenset({"127.0.0.1:8790", "[::1]:8790", "sandbox.test:8790"}))
+    check_literal("127.0.0.1", 8790, allowed=allowed)
+    check_literal("[::1]", 8790, allowed=allowed)
+    assert public_only("Sandbox.TEST", 8790, ["127.0.0.1"], str, allowed=allowed) == ["127.0.0.1"]
+    # Exactly that host and port: another port, or another loopback address, stays refused.
+    with pytest.raises(Blocked) as info:
+        check_literal("127.0.0.1", 8791, allowed=allowed)
+    assert str(info.value) == (
+        "127.0.0.1 is not a public address: in 127.0.0.0/8 (loopback); to reach it anyway, "
+        "add 127.0.0.1:8791 to [federation].allow_hosts (`mirror config allow-host 127.0.0.1:8791`)"
+    )
+    with pytest.raises(Blocked, match=r"add 127\.0\.0\.2:8790 to \[federation\]\.allow_hosts"):
+        check_literal("127.0.0.2", 8790, allowed=allowed)
+    with pytest.raises(Blocked, match=r"add \[::1\]:80 to \[federation\]\.allow_hosts"):
+        check_literal("::1", 80, allowed=allowed)
+    with pytest.raises(Blocked, match=r"add other.test:8790 to \[federation\]\.allow_hosts"):
+        public_only("other.test", 8790, ["127.0.0.1"], str, allowed=allowed)
 
 
 @pytest.mark.parametrize(
@@ -127,12 +155,12 @@ def test_a_name_resolving_only_to_refused_addresses_is_refused() -> None:
 )
 async def test_fetches_and_deliveries_refuse_them(host: str) -> None:
     url = f"http://{host}/u/someone"
-    async with make_session(allow_private=False, timeout_s=2, base_url="https://bot.example") as s:
+    async with make_session(allowed=PUBLIC_ONLY, timeout_s=2, base_url="https://bot.example") as s:
         with pytest.raises(FetchError) as info:
-            await fetch_json(s, url, clock=SystemClock(), allow_private=False, max_bytes=1000)
+            await fetch_json(s, url, clock=SystemClock(), allowed=PUBLIC_ONLY, max_bytes=1000)
     assert info.value.reason == "blocked"
     client = Http1Client(
-        allow_private=False, user_agent="t", connect_timeout_s=2, total_timeout_s=2
+        allowed=PUBLIC_ONLY, user_agent="t", connect_timeout_s=2, total_timeout_s=2
     )
     with pytest.raises(FetchError) as info:
         await client.post(url, b"{}", {"Content-Type": "application/activity+json"})

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mirror.net.client import FetchError
+from mirror.net.guard import ANYWHERE, PUBLIC_ONLY, Allowed
 from mirror.net.http1 import Http1Client
 from tests.peer import free_port
 
@@ -31,7 +32,7 @@ BODY = b'{"type": "Create"}'
 
 def client(**overrides: object) -> Http1Client:
     options: dict[str, object] = {
-        "allow_private": True,
+        "allowed": ANYWHERE,
         "user_agent": "fedimirror/test",
         "connect_timeout_s": 2.0,
         "total_timeout_s": 2.0,
@@ -261,10 +262,23 @@ async def test_connection_refused() -> None:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.0.0.7"])
 async def test_private_destinations_are_refused_unless_allowed(host: str) -> None:
-    http = client(allow_private=False)
+    http = client(allowed=PUBLIC_ONLY)
     with pytest.raises(FetchError) as caught:
         await http.post(f"http://{host}:{free_port()}/inbox", BODY, {})
     assert caught.value.reason == "blocked"
+
+
+async def test_an_allowed_host_port_is_delivered_to_and_no_other(inbox) -> None:  # type: ignore[no-untyped-def]
+    url, seen = inbox
+    netloc = url.split("/")[2]
+    http = client(allowed=Allowed(hosts=frozenset({netloc})))
+    assert (await http.post(url, BODY, {})).status == 202
+    with pytest.raises(FetchError) as caught:
+        await http.post(url.replace("127.0.0.1", "localhost"), BODY, {})
+    http.close()
+    assert caught.value.reason == "blocked"
+    assert f"add localhost:{netloc.split(':')[1]} to [federation].allow_hosts" in str(caught.value)
+    assert len(seen) == 1
 
 
 @pytest.mark.parametrize(

@@ -266,7 +266,8 @@ async def test_paced_run_is_scheduled_and_can_be_paused_resumed_and_cancelled(
 ) -> None:
     service = await mirror_service(service_factory)
     sandbox = await sandbox_factory()
-    _, report = await start_backfill(service.federation, to=handle(sandbox), rate=1.0)
+    target, report = await start_backfill(service.federation, to=handle(sandbox), rate=1.0)
+    assert target.sandbox  # its NodeInfo says so; --rate paces it all the same
     now = service.federation.clock.now()
     with write_transaction(service.engine) as conn:
         assert runs.pause(conn, report.run_id, now) > 0

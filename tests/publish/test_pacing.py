@@ -63,6 +63,28 @@ def sink_target(sink: Sink) -> Target:
     )
 
 
+def test_a_sandbox_is_unpaced_unless_a_pace_is_chosen() -> None:
+    """Issue 20: a newcomer's `--wait` into the sandbox took 9 minutes at the default pace."""
+    from dataclasses import replace
+
+    from mirror.config import BackfillSettings
+    from mirror.publish.start import pace_for
+
+    sink = Sink()
+    real, sandbox = sink_target(sink), replace(sink_target(sink), sandbox=True)
+    default, chosen = BackfillSettings(), BackfillSettings(rate_per_minute=2.0)
+    assert pace_for(real, default, None).per_minute == 4.0
+    assert pace_for(sandbox, default, None).line() == (
+        "pace: unpaced (the target is a sandbox; --rate paces it)"
+    )
+    # A pace chosen in the config, or with --rate, still wins.
+    assert pace_for(sandbox, chosen, None).line() == (
+        "pace: 2 posts/min ([backfill].rate_per_minute)"
+    )
+    assert pace_for(sandbox, default, 12.0).line() == "pace: 12 posts/min (--rate)"
+    assert pace_for(real, chosen, 0.0).line() == "pace: unpaced (--rate)"
+
+
 def ingest_seeds(engine: sa.Engine) -> None:
     ingest_paths(
         engine, sorted(SEEDS.glob("*.txt")), clock=FrozenClock(CAPTURED), captured_at=CAPTURED

@@ -60,7 +60,7 @@ _PUBLICATION_UPDATED = (
         content_hash=sa.bindparam("content_hash"),
         run_id=sa.bindparam("run_id"),
         activity_id=sa.bindparam("activity_id"),
-        state=Published.QUEUED.value,
+        state=sa.bindparam("state"),
         reason=None,
         due_at=None,
         checks=0,
@@ -148,6 +148,10 @@ class Backfill:
         self.attribution = attribution or settings.backfill.attribution
         self.post_type = target.post_type(settings.backfill.post_type)
         self.server = server_for(target.software)
+        #: Our own Group, when the target is a community hosted here: it holds
+        #: what it announces (stored by definition), and announces each
+        #: activity to its followers' shared inboxes.
+        self.group = target.hosted
         #: Replies wait for their parent's confirmation where the target can be asked.
         self.confirms = self.server.lookup_path is not None
         #: States of publications stored before this run (see _match).
@@ -263,6 +267,9 @@ class Backfill:
         if item.kind == "post":
             title = data.get("title") or derived_title(body) or "(untitled)"
             document = build_post(kind=self.post_type, name=title, **common)
+            if self.group:
+                # PieFed follows a post's `replies` to fetch its comments.
+                document["replies"] = self.urls.replies(object_id)
         else:
             in_reply_to = None
             if item.reply_to is not None:
@@ -280,7 +287,7 @@ class Backfill:
                 f"{MAX_OBJECT_BYTES} bytes"
             )
         inboxes = self.follower_inboxes(actor) if create_actors else []
-        if community:
+        if community and not self.group:
             inboxes = [self.target.inbox, *inboxes]
         return Prepared(
             item=item,
@@ -501,9 +508,10 @@ class Backfill:
         )
         if len(self._outbox) >= FLUSH_EVERY:
             self._flush()
-        return self._outbox.publish(
+        inner = self.activity_recipe(prepared, kind)
+        activity_id = self._outbox.publish(
             username=prepared.actor,
-            recipe=self.activity_recipe(prepared, kind),
+            recipe=inner,
             # A held publication's activity is stored and queued when released.
             inboxes=[] if held else prepared.inboxes,
             now=self.now,
@@ -512,6 +520,33 @@ class Backfill:
             due_at=prepared.due_at,
             run_id=run_id,
             pace=self._pace(prepared, run_id),
+        )
+        if self.group:
+            self._announce(prepared, inner, activity_id, run_id)
+        return activity_id
+
+    def _announce(
+        self, prepared: Prepared, inner: dict[str, Any], inner_id: str, run_id: int
+    ) -> str:
+        """The Group announces its author's activity to its followers' shared inboxes.
+
+        About the object (the queue keeps an object's Announces in order,
+        Create before Update before Delete), after its parent, at the run's pace.
+        """
+        assert self.group is not None
+        return self._outbox.publish(
+            username=self.group,
+            recipe=recipe(
+                "announce", username=self.group, activity=inner, activity_id_inner=inner_id
+            ),
+            inboxes=self.follower_inboxes(self.group),
+            now=self.now,
+            public=True,
+            depends_on=prepared.depends_on,
+            due_at=prepared.due_at,
+            run_id=run_id,
+            pace=self._pace(prepared, run_id),
+            about=self.urls.object(prepared.object_id),
         )
 
     def _pace(self, prepared: Prepared, run_id: int) -> enqueue.Pace | None:
@@ -525,6 +560,9 @@ class Backfill:
         hold = self._hold(prepared)
         activity_id = self._publish(prepared, run_id, held=hold is not None)
         reason, due = hold if hold is not None else (None, None)
+        state = Published.WAITING if hold else Published.QUEUED
+        if self.group:
+            state = Published.CONFIRMED  # the Group holds it: it is ours
         self._new_publications.append(
             {
                 "id": prepared.object_id,
@@ -536,7 +574,8 @@ class Backfill:
                 "activity_id": activity_id,
                 "content_hash": prepared.content_hash,
                 "parent_id": prepared.parent_id,
-                "state": (Published.WAITING if hold else Published.QUEUED).value,
+                "state": state.value,
+                "confirmed_at": self.now if self.group else None,
                 "reason": reason,
                 "due_at": due,
                 "sends": 0 if hold else 1,
@@ -580,6 +619,7 @@ class Backfill:
                 "content_hash": prepared.content_hash,
                 "run_id": run_id,
                 "activity_id": activity_id,
+                "state": (Published.CONFIRMED if self.group else Published.QUEUED).value,
             }
         )
 
@@ -593,6 +633,17 @@ class Backfill:
             due_at=prepared.due_at,
             pace=self._pace(prepared, run_id),
         )
+        if self.group:
+            # Its Announces to the Group's followers, failed or cancelled, too.
+            for announce in self.conn.scalars(
+                sa.select(ACTIVITIES.c.id).where(
+                    ACTIVITIES.c.actor == self.group,
+                    ACTIVITIES.c.object_id == self.urls.object(prepared.object_id),
+                )
+            ).all():
+                requeued += enqueue.requeue(self.conn, announce, now=self.now)
+        if requeued and self.group:
+            return True  # stored here by definition: the publication stays confirmed
         if requeued:
             # It now counts in this run's progress.
             self.conn.execute(

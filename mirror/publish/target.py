@@ -38,6 +38,8 @@ class Target:
     posting_restricted_to_mods: bool
     software: str | None
     version: str | None
+    #: The name of one of our own hosted communities, when the target is that Group.
+    hosted: str | None = None
 
     @property
     def host(self) -> str:
@@ -49,6 +51,9 @@ class Target:
         Lemmy 0.19 and PieFed parse a Note without inReplyTo as a post;
         Lemmy 1.0 refuses it (rules §3.4), as may anything unknown.
         """
+        if self.hosted:
+            # Read by every kind of server: Lemmy 1.0 refuses a top-level Note.
+            return "Page"
         if setting in ("Note", "Page"):
             return setting
         software = (self.software or "").lower()

@@ -19,6 +19,7 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import Follower, LocalActor
 from mirror.db.session import write_transaction
 from mirror.delivery.enqueue import publish
+from mirror.federation import backlog
 from mirror.federation.actors import GROUP
 from mirror.federation.service import Federation
 from mirror.vocab.activities import recipe
@@ -155,6 +156,24 @@ async def handle_follow(
                 inboxes=[inbox],
                 now=now,
             )
+            if local.kind == GROUP:
+                # After the Accept: a new server gets the whole archive, once.
+                queued = backlog.start(
+                    conn,
+                    group=local.username,
+                    inbox=follower.shared_inbox or inbox,
+                    follow_id=activity.id,
+                    urls=federation.urls,
+                    now=now,
+                    rate=federation.settings.hosted_defaults.backlog_rate,
+                )
+                if queued is not None:
+                    log.info(
+                        "%s: %d announces of the archive queued for %s",
+                        local.username,
+                        queued,
+                        follower.shared_inbox or inbox,
+                    )
             return True
 
     if not await asyncio.to_thread(store):
@@ -175,7 +194,16 @@ async def handle_undo_follow(federation: Federation, local: LocalActor, activity
 
     def remove() -> int:
         with write_transaction(federation.engine) as conn:
-            result = conn.execute(
+            row = conn.execute(
+                sa.select(TABLE.c.inbox, TABLE.c.shared_inbox).where(
+                    TABLE.c.local_username == local.username,
+                    TABLE.c.actor_url == activity.actor,
+                    TABLE.c.state == ACTIVE,
+                )
+            ).first()
+            if row is None:
+                return 0
+            conn.execute(
                 sa.update(TABLE)
                 .where(
                     TABLE.c.local_username == local.username,
@@ -184,10 +212,18 @@ async def handle_undo_follow(federation: Federation, local: LocalActor, activity
                 )
                 .values(state=REMOVED, updated_at=now)
             )
-            return result.rowcount or 0
+            if local.kind == GROUP:
+                _stop(conn, local.username, row.shared_inbox or row.inbox, now)
+            return 1
 
     if await asyncio.to_thread(remove):
         log.info("%s unfollowed %s", activity.actor, local.username)
+
+
+def _stop(conn: sa.Connection, group: str, inbox: str, now: datetime) -> None:
+    cancelled = backlog.stop_if_unfollowed(conn, group=group, inbox=inbox, now=now)
+    if cancelled:
+        log.info("%s: no follower left on %s; %d announces cancelled", group, inbox, cancelled)
 
 
 async def handle_actor_deleted(federation: Federation, actor_url: str) -> None:
@@ -196,11 +232,27 @@ async def handle_actor_deleted(federation: Federation, actor_url: str) -> None:
 
     def remove() -> int:
         with write_transaction(federation.engine) as conn:
+            followed = conn.execute(
+                sa.select(TABLE.c.local_username, TABLE.c.inbox, TABLE.c.shared_inbox).where(
+                    TABLE.c.actor_url == actor_url, TABLE.c.state == ACTIVE
+                )
+            ).all()
             result = conn.execute(
                 sa.update(TABLE)
                 .where(TABLE.c.actor_url == actor_url, TABLE.c.state == ACTIVE)
                 .values(state=REMOVED, updated_at=now)
             )
+            groups = set(
+                conn.scalars(
+                    sa.select(LocalActor.username).where(
+                        LocalActor.kind == GROUP,
+                        LocalActor.username.in_([f.local_username for f in followed]),
+                    )
+                )
+            )
+            for f in followed:
+                if f.local_username in groups:
+                    _stop(conn, f.local_username, f.shared_inbox or f.inbox, now)
             return result.rowcount or 0
 
     removed = await asyncio.to_thread(remove)

@@ -9,9 +9,8 @@ from typing import Any
 from mirror.db.session import write_transaction
 from mirror.inspection import build_outline
 from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
-from mirror.publish.plan import build_plan, excluded_ids, options_from
 from mirror.publish.hosted_target import hosted_target
-from mirror.publish.plan import Plan
+from mirror.publish.plan import Plan, build_plan, excluded_ids, options_from
 from mirror.publish.target import Target, TargetError, resolve
 
 

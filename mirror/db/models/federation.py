@@ -156,9 +156,7 @@ class HostedBacklog(Base):
     __table_args__ = (sa.UniqueConstraint("community", "host"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    community: Mapped[str] = mapped_column(
-        sa.String(64), sa.ForeignKey("hosted_community.name")
-    )
+    community: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("hosted_community.name"))
     host: Mapped[str] = mapped_column(sa.String(255))
     #: The server's shared inbox (or the first follower's inbox) it goes to.
     inbox: Mapped[str] = mapped_column(sa.Text)

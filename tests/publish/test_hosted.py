@@ -21,6 +21,7 @@ from mirror.federation import backlog
 from mirror.federation.communities import host
 from mirror.inspection import build_document
 from mirror.publish.backfill import PUBLICATIONS
+from mirror.publish.refresh import queue_updates
 from mirror.publish.retract import delete_publications
 from mirror.publish.start import start_backfill
 from mirror.publish.target import TargetError
@@ -286,8 +287,11 @@ async def test_updates_and_deletes_are_announced(
 
     with write_transaction(service.engine) as conn:
         conn.exec_driver_sql("UPDATE post SET title = title || ' (fixed)' WHERE title IS NOT NULL")
-    _, edit = await start_backfill(service.federation, to=to)
+    # What `mirror ingest` does after a changed reconstruction: Updates to every target.
+    (edit,) = await asyncio.to_thread(queue_updates, service.federation)
+    assert edit.target == f"{service.base}/c/{name}"
     assert edit.updated >= 1 and edit.queued == 0
+    service.federation.wake()
     updates = await wait_announced(peer, edit.updated, "Update")
     for r in updates:
         assert r.verified and r.json["actor"] == f"{service.base}/c/{name}"

@@ -77,18 +77,16 @@ def start(
             .where(BACKLOGS.c.id == existing.id)
             .values(stopped_at=None, inbox=inbox)
         )
+    # Each object's Announces in the order they were made: its Create, then its
+    # Updates (a Delete is of a deleted object, which archive_order leaves out).
+    # No JSON is read: an archive's backlog is thousands of rows.
     announces: dict[str, list[Any]] = defaultdict(list)
     for row in conn.execute(
-        sa.select(
-            ACTIVITIES.c.id, ACTIVITIES.c.object_id, ACTIVITIES.c.depends_on, ACTIVITIES.c.json
-        )
+        sa.select(ACTIVITIES.c.id, ACTIVITIES.c.object_id, ACTIVITIES.c.depends_on)
         .where(ACTIVITIES.c.actor == group, ACTIVITIES.c.type == "Announce")
-        .order_by(ACTIVITIES.c.created_at)
+        .order_by(ACTIVITIES.c.created_at, ACTIVITIES.c.id)
     ):
-        inner = row.json.get("object") if isinstance(row.json, dict) else None
-        kind = inner.get("type") if isinstance(inner, dict) else None
-        if kind in ("Create", "Update"):
-            announces[row.object_id].append((kind != "Create", row))
+        announces[row.object_id].append(row)
     backlog_id = (
         existing.id
         if existing is not None
@@ -111,8 +109,7 @@ def start(
     entries = []
     paced: dict[str, enqueue.Pace] = {}
     for url, kind in archive_order(conn, urls, group):
-        # The Create first, then its Updates (stable: oldest first within each).
-        for _is_update, row in sorted(announces.get(url, []), key=lambda pair: pair[0]):
+        for row in announces.get(url, []):
             depends_on = row.depends_on
             if kind == "post":
                 # A post waits for the Accept (its ordering key is the Follow's id).

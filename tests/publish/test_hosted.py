@@ -114,9 +114,25 @@ def check_thread_order(service: Service, received: list[Received]) -> None:
         seen.add(obj["id"])
 
 
-async def wait_announced(peer: Peer, count: int, kind: str = "Create") -> list[Received]:
-    await wait_for(lambda: len(announces(peer, kind)) >= count, timeout=60)
-    await asyncio.sleep(0.2)  # nothing more arrives
+def _outstanding(service: Service) -> int:
+    with service.engine.connect() as conn:
+        return int(
+            conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(Delivery)
+                .where(Delivery.state.in_(("pending", "parked")))
+            )
+            or 0
+        )
+
+
+async def wait_announced(
+    service: Service, peer: Peer, count: int, kind: str = "Create"
+) -> list[Received]:
+    """The Announces of ``kind`` the peer got once the queue is drained: exactly ``count``."""
+    await wait_for(
+        lambda: len(announces(peer, kind)) >= count and _outstanding(service) == 0, timeout=60
+    )
     found = announces(peer, kind)
     assert len(found) == count, (len(found), count)
     return found
@@ -134,7 +150,7 @@ async def test_followers_receive_every_post_and_comment_announced_parents_first(
     done = await wait_for_run(service, report.run_id)
     # Stored by definition: the Group holds what it announces.
     assert done["publications"]["confirmed"] == posts + comments == done["total"]
-    received = await wait_announced(peer, posts + comments)
+    received = await wait_announced(service, peer, posts + comments)
     check_thread_order(service, received)
 
     # The outbox: the newest Announce{Create{Page}} inline, unpaged.
@@ -185,14 +201,14 @@ async def test_a_server_subscribing_later_gets_the_whole_backlog_once(
         service.federation, to=f"!{name}@{service.federation.urls.host}"
     )
     await wait_for_run(service, report.run_id)
-    await wait_announced(peer, posts + comments)
+    await wait_announced(service, peer, posts + comments)
 
     clock.advance(timedelta(hours=1))  # an hour later, another server subscribes
     later = Peer(username="carol", others=("dave",), clock=clock)
     await later.start()
     try:
         await subscribe(service, later)
-        received = await wait_announced(later, posts + comments)
+        received = await wait_announced(service, later, posts + comments)
         check_thread_order(service, received)
         # The Accept went first: Lemmy takes a community's Announces once it follows.
         kinds = [r.json["type"] for r in later.received]
@@ -243,15 +259,16 @@ async def test_the_backlog_keeps_its_pace_and_undo_stops_it(
     follow = await subscribe(service, peer)
     # One post a minute: the first post and its comments go, the second waits its minute.
     await wait_for(lambda: len(announces(peer)) >= 1)
-    await asyncio.sleep(0.5)
-    pages = [r for r in announces(peer) if r.json["object"]["object"]["type"] == "Page"]
-    assert len(pages) == 1
     with service.engine.connect() as conn:
         (row,) = conn.execute(sa.select(HostedBacklog)).all()
         lane = conn.execute(
             sa.select(DeliveryPace).where(DeliveryPace.id == backlog.pace_id(row.id))
         ).one()
     assert lane.interval_s == 60.0 and lane.host == peer.base.removeprefix("http://")
+    # The lane's next slot is a minute after the first post: the rest wait for it.
+    assert lane.next_at > service.federation.clock.now() + timedelta(seconds=50)
+    pages = [r for r in announces(peer) if r.json["object"]["object"]["type"] == "Page"]
+    assert len(pages) == 1 and _outstanding(service) > 0
 
     # Undo: what was not sent is cancelled, and nothing more arrives.
     assert await peer.send(f"{service.base}/inbox", peer.undo(follow)) == 202
@@ -283,7 +300,7 @@ async def test_updates_and_deletes_are_announced(
     to = f"!{name}@{service.federation.urls.host}"
     _, report = await start_backfill(service.federation, to=to)
     await wait_for_run(service, report.run_id)
-    await wait_announced(peer, posts + comments)
+    await wait_announced(service, peer, posts + comments)
 
     with write_transaction(service.engine) as conn:
         conn.exec_driver_sql("UPDATE post SET title = title || ' (fixed)' WHERE title IS NOT NULL")
@@ -292,7 +309,7 @@ async def test_updates_and_deletes_are_announced(
     assert edit.target == f"{service.base}/c/{name}"
     assert edit.updated >= 1 and edit.queued == 0
     service.federation.wake()
-    updates = await wait_announced(peer, edit.updated, "Update")
+    updates = await wait_announced(service, peer, edit.updated, "Update")
     for r in updates:
         assert r.verified and r.json["actor"] == f"{service.base}/c/{name}"
         update = r.json["object"]
@@ -318,7 +335,7 @@ async def test_updates_and_deletes_are_announced(
         )
     assert count == 1
     service.federation.wake()
-    (deleted,) = await wait_announced(peer, 1, "Delete")
+    (deleted,) = await wait_announced(service, peer, 1, "Delete")
     url = service.federation.urls.object(post.id)
     assert deleted.verified and deleted.json["object"]["object"] == url
     assert deleted.json["object"]["actor"] == f"{service.base}/u/mirror"
@@ -346,3 +363,19 @@ async def test_a_hosted_target_takes_only_its_own_source(
         inboxes = set(conn.scalars(sa.select(Delivery.inbox)))
         types = set(conn.scalars(sa.select(Activity.type).where(Activity.run_id == report.run_id)))
     assert inboxes == set() and types == {"Create", "Announce"}
+
+
+@pytest.mark.postgres
+async def test_hosted_publishing_and_a_backlog_on_postgresql(
+    pg_url: str, service_factory: Callable[..., Any], peer: Peer
+) -> None:
+    # pg_url first: fixtures end in reverse, so the database outlives the service.
+    service, name, posts, comments = await hosted_corpus(
+        service_factory, database={"url": pg_url}, hosted_defaults={"backlog_rate": 0.0}
+    )
+    _, report = await start_backfill(
+        service.federation, to=f"!{name}@{service.federation.urls.host}"
+    )
+    await wait_for_run(service, report.run_id)
+    await subscribe(service, peer)  # after the run: all of it comes as the backlog
+    check_thread_order(service, await wait_announced(service, peer, posts + comments))

@@ -68,6 +68,8 @@ class Peer:
     #: Other accounts on the same server (same key, same shared inbox): a second
     #: follower from one server.
     others: tuple[str, ...] = ()
+    #: The software its NodeInfo names (None: it serves no NodeInfo).
+    software: str | None = None
     #: The clock its Date headers come from (the service's, when a test shifts it).
     clock: Any = None
     #: Keys of other servers, fetched to verify what they send us.
@@ -117,6 +119,8 @@ class Peer:
             app.router.add_post(f"/users/{username}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
         app.router.add_get("/{kind:objects|post|comment}/{name}", self._object)
+        app.router.add_get("/.well-known/nodeinfo", self._nodeinfo_index)
+        app.router.add_get("/nodeinfo/2.1", self._nodeinfo)
         self._server = TestServer(app, host="127.0.0.1", port=self.port)
         await self._server.start_server()
 
@@ -131,6 +135,17 @@ class Peer:
         return web.Response(
             body=json.dumps(self.actor_document(username)).encode(), content_type=ACTIVITY_JSON
         )
+
+    async def _nodeinfo_index(self, request: web.Request) -> web.Response:
+        if self.software is None:
+            return web.Response(status=404)
+        rel = "http://nodeinfo.diaspora.software/ns/schema/2.1"
+        return web.json_response({"links": [{"rel": rel, "href": f"{self.base}/nodeinfo/2.1"}]})
+
+    async def _nodeinfo(self, request: web.Request) -> web.Response:
+        if self.software is None:
+            return web.Response(status=404)
+        return web.json_response({"version": "2.1", "software": {"name": self.software}})
 
     async def _object(self, request: web.Request) -> web.Response:
         document = self.objects.get(f"{self.base}{request.path}")

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column('host', sa.String(length=255), nullable=False),
         sa.Column('inbox', sa.Text(), nullable=False),
         sa.Column('items', sa.Integer(), nullable=False),
+        sa.Column('software', sa.String(length=64), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('stopped_at', sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(

@@ -184,14 +184,25 @@ def enqueue_batch(
     *,
     now: datetime,
     pace_of: dict[str, Pace],
+    due_of: dict[str, datetime] | None = None,
 ) -> int:
     """Stored activities queued for more inboxes, in this order: each entry is
     (activity id, ordering key, depends on, inbox); ``pace_of`` the pace of
-    the activities that keep one. (An (activity, inbox) already queued is left alone.)"""
+    the activities that keep one, ``due_of`` the first attempt of those that
+    must wait (default now). (An (activity, inbox) already queued is left alone.)"""
+    due_of = due_of or {}
     return _enqueue(
         conn,
         [
-            _Enqueued(activity_id, key, depends_on, (inbox,), now, None, pace_of.get(activity_id))
+            _Enqueued(
+                activity_id,
+                key,
+                depends_on,
+                (inbox,),
+                now,
+                due_of.get(activity_id),
+                pace_of.get(activity_id),
+            )
             for activity_id, key, depends_on, inbox in entries
         ],
     )

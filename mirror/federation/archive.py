@@ -30,7 +30,11 @@ def _rows(conn: sa.Connection, target: str) -> list[Any]:
     return list(
         conn.execute(
             sa.select(
-                PUBLICATIONS.c.id, PUBLICATIONS.c.kind, PUBLICATIONS.c.parent_id, OBJECTS.c.json
+                PUBLICATIONS.c.id,
+                PUBLICATIONS.c.kind,
+                PUBLICATIONS.c.parent_id,
+                PUBLICATIONS.c.actor,
+                OBJECTS.c.json,
             )
             .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id)
             .where(PUBLICATIONS.c.target == target, OBJECTS.c.deleted_at.is_(None))
@@ -57,14 +61,18 @@ def _children(rows: list[Any]) -> dict[str | None, list[Any]]:
     return children
 
 
-def archive_order(conn: sa.Connection, urls: Urls, group: str) -> list[tuple[str, str]]:
-    """(object URL, kind) of everything the Group holds, in thread order."""
+def archive_order(
+    conn: sa.Connection, urls: Urls, group: str, *, with_actors: bool = False
+) -> list[Any]:
+    """(object URL, kind) of everything the Group holds, in thread order; with
+    ``with_actors``, (object URL, kind, author's username)."""
     rows = _rows(conn, urls.community(group).id)
     children = _children(rows)
-    order: list[tuple[str, str]] = []
+    order: list[Any] = []
     for post in sorted((r for r in rows if r.kind == "post"), key=_key):
-        order.append((urls.object(post.id), "post"))
-        order.extend((urls.object(c.id), "comment") for c in _comments_of(post.id, children))
+        for row in (post, *_comments_of(post.id, children)):
+            entry = (urls.object(row.id), row.kind)
+            order.append((*entry, row.actor) if with_actors else entry)
     return order
 
 

@@ -27,6 +27,8 @@ from mirror.db.models import Activity, Delivery, Follower, HostedBacklog
 from mirror.delivery import enqueue
 from mirror.delivery.states import State, stored_in
 from mirror.federation.archive import archive_order
+from mirror.publish.records import actor_created
+from mirror.publish.servers import MARGIN, server_for
 from mirror.vocab.ids import Urls
 
 BACKLOGS = table_of(HostedBacklog)
@@ -40,6 +42,18 @@ def pace_id(backlog_id: int) -> int:
     return -backlog_id
 
 
+def has_backlog(conn: sa.Connection, group: str, inbox: str) -> bool:
+    """Whether ``inbox``'s server has (or had) the Group's backlog."""
+    return (
+        conn.scalar(
+            sa.select(BACKLOGS.c.id).where(
+                BACKLOGS.c.community == group, BACKLOGS.c.host == enqueue.host_of(inbox)
+            )
+        )
+        is not None
+    )
+
+
 def start(
     conn: sa.Connection,
     *,
@@ -49,15 +63,24 @@ def start(
     urls: Urls,
     now: datetime,
     rate: float,
+    software: str | None = None,
 ) -> int | None:
     """Queue the archive for ``inbox``'s server, once; returns how many Announces
-    were queued, or None when that server has (or had) its backlog already."""
+    were queued, or None when that server has (or had) its backlog already.
+
+    ``software`` (the server's NodeInfo name) decides the known limits the
+    backlog honours: a post a new-account limit would drop (PieFed's
+    `can_create_post` runs on announced posts) is queued for when its
+    author is old enough, and its comments wait behind it in the queue.
+    """
     host = enqueue.host_of(inbox)
     existing = conn.execute(
         sa.select(BACKLOGS).where(BACKLOGS.c.community == group, BACKLOGS.c.host == host)
     ).first()
     if existing is not None and existing.stopped_at is None:
         return None  # another follower there got it: nothing more to send
+    if existing is not None:
+        software = software or existing.software
     if existing is not None:
         # Its last follower had left: what was cancelled goes again, what was
         # published meanwhile is added below, and what was delivered is not sent twice.
@@ -98,6 +121,7 @@ def start(
                     host=host,
                     inbox=inbox,
                     items=0,
+                    software=software,
                     created_at=now,
                     stopped_at=None,
                 )
@@ -106,9 +130,22 @@ def start(
         )
     )
     pace = enqueue.Pace.per_minute(pace_id(backlog_id), rate)
+    limit = server_for(software).new_account_limit
     entries = []
     paced: dict[str, enqueue.Pace] = {}
-    for url, kind in archive_order(conn, urls, group):
+    due: dict[str, datetime] = {}
+    posts_by: dict[str, int] = defaultdict(int)
+    created: dict[str, datetime | None] = {}
+    for url, kind, actor in archive_order(conn, urls, group, with_actors=True):
+        hold = None
+        if kind == "post" and limit is not None:
+            # Every post of the archive counts, delivered before or not: never too few.
+            posts_by[actor] += 1
+            if actor not in created:
+                created[actor] = actor_created(conn, actor)
+            born = created[actor]
+            if posts_by[actor] > limit.posts and born is not None and now < born + limit.age:
+                hold = born + limit.age + MARGIN
         for row in announces.get(url, []):
             depends_on = row.depends_on
             if kind == "post":
@@ -116,8 +153,10 @@ def start(
                 depends_on = depends_on or follow_id
                 if pace is not None:
                     paced[row.id] = pace
+                if hold is not None:
+                    due[row.id] = hold
             entries.append((row.id, url, depends_on, inbox))
-    queued = enqueue.enqueue_batch(conn, entries, now=now, pace_of=paced)
+    queued = enqueue.enqueue_batch(conn, entries, now=now, pace_of=paced, due_of=due)
     conn.execute(sa.update(BACKLOGS).where(BACKLOGS.c.id == backlog_id).values(items=len(entries)))
     return queued
 
@@ -194,8 +233,20 @@ def status(conn: sa.Connection, group: str) -> list[dict[str, Any]]:
                     .group_by(DELIVERIES.c.state)
                 ).all()
             )
+            held = conn.scalar(
+                sa.select(sa.func.max(DELIVERIES.c.next_attempt_at))
+                .join(ACTIVITIES, ACTIVITIES.c.id == DELIVERIES.c.activity_id)
+                .where(
+                    DELIVERIES.c.inbox == backlog.inbox,
+                    ACTIVITIES.c.actor == group,
+                    stored_in(DELIVERIES.c.state, State.PENDING),
+                )
+            )
             entry["backlog"] = {
                 "items": backlog.items,
+                "software": backlog.software,
+                # The latest time something still waits for (a new-account limit).
+                "last_due_at": held.isoformat() if held else None,
                 "delivered": int(states.get(State.DELIVERED, 0)),
                 "pending": int(states.get(State.PENDING, 0)) + int(states.get(State.PARKED, 0)),
                 "failed": int(states.get(State.FAILED, 0)),

@@ -21,6 +21,7 @@ from mirror.db.session import write_transaction
 from mirror.delivery.enqueue import publish
 from mirror.federation import backlog
 from mirror.federation.actors import GROUP
+from mirror.federation.server_software import software_of
 from mirror.federation.service import Federation
 from mirror.vocab.activities import recipe
 from mirror.vocab.parse import Inbound, RemoteActorDoc
@@ -116,6 +117,17 @@ async def handle_follow(
         "object": activity.object_id,
     }
     accept = recipe("accept", username=local.username, follow=follow, **_as_group(local))
+    software = None
+    if local.kind == GROUP:
+        server_inbox = follower.shared_inbox or inbox
+
+        def known() -> bool:
+            with federation.engine.connect() as conn:
+                return backlog.has_backlog(conn, local.username, server_inbox)
+
+        if not await asyncio.to_thread(known):
+            # Its backlog honours what its software is known to limit (PieFed).
+            software = await software_of(federation, server_inbox)
 
     def store() -> bool:
         with write_transaction(federation.engine) as conn:
@@ -166,6 +178,7 @@ async def handle_follow(
                     urls=federation.urls,
                     now=now,
                     rate=federation.settings.hosted_defaults.backlog_rate,
+                    software=software,
                 )
                 if queued is not None:
                     log.info(

@@ -379,3 +379,59 @@ async def test_hosted_publishing_and_a_backlog_on_postgresql(
     await wait_for_run(service, report.run_id)
     await subscribe(service, peer)  # after the run: all of it comes as the backlog
     check_thread_order(service, await wait_announced(service, peer, posts + comments))
+
+
+async def test_a_piefed_servers_backlog_honours_its_new_account_limit(
+    service_factory: Callable[..., Any],
+) -> None:
+    """PieFed runs can_create_post on announced posts: a young account's fourth post
+    would be dropped. Its backlog sends the bot's first three posts (and their comments)
+    and the rest once the bot is a day old; comments wait behind their posts."""
+    clock = ShiftedClock()
+    service, name, posts, comments = await hosted_corpus(
+        service_factory, clock=clock, hosted_defaults={"backlog_rate": 0.0}
+    )
+    assert posts > 3, "needs more posts than PieFed takes from a young account"
+    _, report = await start_backfill(
+        service.federation, to=f"!{name}@{service.federation.urls.host}"
+    )
+    await wait_for_run(service, report.run_id)
+    piefed = Peer(username="reader", software="piefed", clock=clock)
+    await piefed.start()
+    try:
+        await subscribe(service, piefed)
+
+        def pages() -> list[dict[str, Any]]:
+            found = [r.json["object"]["object"] for r in announces(piefed)]
+            return [o for o in found if o["type"] == "Page"]
+
+        await wait_for(lambda: len(pages()) == 3, timeout=30)
+        replies = 0
+        for page in pages():
+            _, _, body = await service.get(page["replies"].removeprefix(service.base))
+            replies += json.loads(body)["totalItems"]
+        # The three posts and their comments; the other posts wait for tomorrow.
+        await wait_for(lambda: len(announces(piefed)) == 3 + replies, timeout=30)
+        host = piefed.base.removeprefix("http://")
+        with service.engine.connect() as conn:
+            tomorrow = conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.host == host,
+                    Delivery.state == "pending",
+                    Delivery.next_attempt_at > clock.now() + timedelta(hours=23),
+                )
+            )
+        assert tomorrow == posts - 3
+        with service.engine.connect() as conn:
+            (server,) = [s for s in backlog.status(conn, name) if s["followers"]]
+        assert server["backlog"]["software"] == "piefed"
+        assert server["backlog"]["last_due_at"] > clock.now().isoformat()
+
+        clock.advance(timedelta(hours=24, minutes=16))
+        service.federation.wake()
+        received = await wait_announced(service, piefed, posts + comments)
+        check_thread_order(service, received)
+    finally:
+        await piefed.close()

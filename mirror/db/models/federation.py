@@ -162,6 +162,9 @@ class HostedBacklog(Base):
     inbox: Mapped[str] = mapped_column(sa.Text)
     #: Announces queued for it (each object's Create and its Updates).
     items: Mapped[int] = mapped_column(sa.Integer)
+    #: The server's software from its NodeInfo (None: unknown), which decides
+    #: the known limits its backlog honours (mirror.publish.servers).
+    software: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(TZ)
     #: Set when the server's last follower left: what was not sent is cancelled,
     #: and a new follower from there queues it again.

@@ -149,6 +149,13 @@ class ConfirmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HostedDefaultsSettings:
+    #: Posts a minute of the backlog a newly subscribing server gets (0: unpaced);
+    #: each post's comments follow it.
+    backlog_rate: float = 6.0
+
+
+@dataclass(frozen=True, slots=True)
 class HostedEntry:
     """One ``[[hosted]]`` table: a community to host (mirror.federation.communities)."""
 
@@ -170,6 +177,7 @@ class Settings:
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    hosted_defaults: HostedDefaultsSettings = field(default_factory=HostedDefaultsSettings)
     #: The ``[[hosted]]`` tables, applied when the service starts.
     hosted: tuple[HostedEntry, ...] = ()
     #: The file the settings came from, if any.

@@ -65,6 +65,13 @@ class Peer:
     #: Documents it serves at their ids (under /objects/, /post/, /comment/), e.g. a
     #: post a server fetches.
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Other accounts on the same server (same key, same shared inbox): a second
+    #: follower from one server.
+    others: tuple[str, ...] = ()
+    #: The software its NodeInfo names (None: it serves no NodeInfo).
+    software: str | None = None
+    #: The clock its Date headers come from (the service's, when a test shifts it).
+    clock: Any = None
     #: Keys of other servers, fetched to verify what they send us.
     _server: TestServer | None = None
 
@@ -84,18 +91,20 @@ class Peer:
     def inbox(self) -> str:
         return f"{self.actor_id}/inbox"
 
-    def actor_document(self) -> dict[str, Any]:
+    def actor_document(self, username: str | None = None) -> dict[str, Any]:
+        username = username or self.username
+        actor_id = f"{self.base}/users/{username}"
         document = {
             "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
-            "id": self.actor_id,
+            "id": actor_id,
             "type": self.actor_type,
-            "preferredUsername": self.username,
-            "inbox": self.inbox,
-            "outbox": f"{self.actor_id}/outbox",
+            "preferredUsername": username,
+            "inbox": f"{actor_id}/inbox",
+            "outbox": f"{actor_id}/outbox",
             "endpoints": {"sharedInbox": f"{self.base}/inbox"},
             "publicKey": {
-                "id": self.key_id,
-                "owner": self.actor_id,
+                "id": f"{actor_id}#main-key",
+                "owner": actor_id,
                 "publicKeyPem": public_key_pem(self.key),
             },
         }
@@ -105,10 +114,13 @@ class Peer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get(f"/users/{self.username}", self._actor)
-        app.router.add_post(f"/users/{self.username}/inbox", self._inbox)
+        for username in (self.username, *self.others):
+            app.router.add_get(f"/users/{username}", self._actor)
+            app.router.add_post(f"/users/{username}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
         app.router.add_get("/{kind:objects|post|comment}/{name}", self._object)
+        app.router.add_get("/.well-known/nodeinfo", self._nodeinfo_index)
+        app.router.add_get("/nodeinfo/2.1", self._nodeinfo)
         self._server = TestServer(app, host="127.0.0.1", port=self.port)
         await self._server.start_server()
 
@@ -119,9 +131,21 @@ class Peer:
     async def _actor(self, request: web.Request) -> web.Response:
         if self.actor_status != 200:
             return web.Response(status=self.actor_status)
+        username = request.path.rstrip("/").rsplit("/", 1)[-1]
         return web.Response(
-            body=json.dumps(self.actor_document()).encode(), content_type=ACTIVITY_JSON
+            body=json.dumps(self.actor_document(username)).encode(), content_type=ACTIVITY_JSON
         )
+
+    async def _nodeinfo_index(self, request: web.Request) -> web.Response:
+        if self.software is None:
+            return web.Response(status=404)
+        rel = "http://nodeinfo.diaspora.software/ns/schema/2.1"
+        return web.json_response({"links": [{"rel": rel, "href": f"{self.base}/nodeinfo/2.1"}]})
+
+    async def _nodeinfo(self, request: web.Request) -> web.Response:
+        if self.software is None:
+            return web.Response(status=404)
+        return web.json_response({"version": "2.1", "software": {"name": self.software}})
 
     async def _object(self, request: web.Request) -> web.Response:
         document = self.objects.get(f"{self.base}{request.path}")
@@ -158,7 +182,13 @@ class Peer:
         return bool(verifier.verify())
 
     def signed_post_headers(
-        self, url: str, body: bytes, *, now: datetime | None = None, key: Any = None
+        self,
+        url: str,
+        body: bytes,
+        *,
+        now: datetime | None = None,
+        key: Any = None,
+        username: str | None = None,
     ) -> dict[str, str]:
         """Headers for a POST signed the way Mastodon does, made by httpsig."""
         from urllib.parse import urlsplit
@@ -166,12 +196,16 @@ class Peer:
         parts = urlsplit(url)
         headers = {
             "Host": parts.netloc,
-            "Date": format_datetime((now or datetime.now(UTC)).astimezone(UTC), usegmt=True),
+            "Date": format_datetime(
+                (now or (self.clock.now() if self.clock else datetime.now(UTC))).astimezone(UTC),
+                usegmt=True,
+            ),
             "Digest": digest_header(body),
             "Content-Type": ACTIVITY_JSON,
         }
+        key_id = f"{self.base}/users/{username}#main-key" if username else self.key_id
         signer = HeaderSigner(
-            self.key_id,
+            key_id,
             private_key_to_pem(key or self.key).encode(),
             algorithm="rsa-sha256",
             headers=["(request-target)", "host", "date", "digest", "content-type"],
@@ -211,11 +245,16 @@ class Peer:
         return group
 
     async def send(self, inbox: str, activity: dict[str, Any]) -> int:
-        """POST a signed activity to an inbox; the status it answered."""
+        """POST a signed activity to an inbox (signed by its actor, one of this server's
+        accounts); the status it answered."""
         body = json.dumps(activity).encode()
+        username = str(activity.get("actor", "")).rsplit("/", 1)[-1]
+        headers = self.signed_post_headers(
+            inbox, body, username=username if username in self.others else None
+        )
         async with (
             aiohttp.ClientSession() as session,
-            session.post(inbox, data=body, headers=self.signed_post_headers(inbox, body)) as r,
+            session.post(inbox, data=body, headers=headers) as r,
         ):
             return r.status
 
@@ -228,12 +267,15 @@ class Peer:
             "object": {k: v for k, v in follow.items() if k != "@context"},
         }
 
-    def follow(self, target: str, number: int = 1) -> dict[str, Any]:
+    def follow(
+        self, target: str, number: int = 1, *, username: str | None = None
+    ) -> dict[str, Any]:
+        actor = f"{self.base}/users/{username}" if username else self.actor_id
         return {
             "@context": "https://www.w3.org/ns/activitystreams",
-            "id": f"{self.actor_id}#follows/{number}",
+            "id": f"{actor}#follows/{number}",
             "type": "Follow",
-            "actor": self.actor_id,
+            "actor": actor,
             "object": target,
         }
 

@@ -196,3 +196,62 @@ def test_config_entries_are_added_or_updated_never_removed(capsys, mirror: Path)
         apply_config(conn, [HostedEntry("x@y")], master_key=key, now=NOW, bot_username="mirror")
     with engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(HostedCommunity)) == 2
+
+
+def test_status_and_a_backfill_into_a_hosted_community(capsys, mirror: Path) -> None:
+    """A run into our own Group (no network), then a follower from a new server: its
+    backlog is queued once and `communities status` shows it per server."""
+    import asyncio
+    import json
+
+    from mirror.clock import FrozenClock
+    from mirror.federation import backlog
+
+    cfg = ["--config", str(mirror)]
+    run(capsys, *cfg, "communities", "host", "bikerepair@bikes.example", "--name", "bikes")
+    code, out, _ = run(capsys, *cfg, "communities", "status")
+    assert code == 0 and "!bikes@mirror.example.org: no followers yet" in out
+    code, _, err = run(capsys, *cfg, "communities", "status", "nothere")
+    assert code == 1 and "no hosted community is called 'nothere'" in err
+    code, out, err = run(capsys, *cfg, "backfill", "--to", "!bikes@mirror.example.org")
+    assert code == 0, err
+    assert "hosted here: stored at once, and announced" in out
+    assert "plan: 10 posts" in out and "left out: 1 (neither title nor body)" in out
+    code, _, err = run(
+        capsys, *cfg, "backfill", "--to", "!bikes@mirror.example.org", "--from", "unknown"
+    )
+    assert code == 1 and "takes only that community's posts" in err
+
+    settings = load_settings(mirror)
+    engine = engine_of(mirror)
+    from mirror.cli.wiring import federation_for
+
+    federation = federation_for(settings)
+    with write_transaction(engine) as conn:
+        queued = backlog.start(
+            conn,
+            group="bikes",
+            inbox="https://lemmy.example/inbox",
+            follow_id="https://lemmy.example/activities/follow/1",
+            urls=federation.urls,
+            now=FrozenClock(NOW).now(),
+            rate=6.0,
+        )
+        again = backlog.start(
+            conn,
+            group="bikes",
+            inbox="https://lemmy.example/inbox",
+            follow_id="https://lemmy.example/activities/follow/2",
+            urls=federation.urls,
+            now=NOW,
+            rate=6.0,
+        )
+    assert queued and queued > 11 and again is None  # once per server
+    asyncio.run(federation.close())
+    code, out, _ = run(capsys, *cfg, "communities", "status", "bikes", "--json")
+    (community,) = json.loads(out)
+    (server,) = community["servers"]
+    assert server["host"] == "lemmy.example" and server["followers"] == 0
+    assert server["backlog"]["items"] == queued == server["backlog"]["pending"]
+    code, out, _ = run(capsys, *cfg, "communities", "status")
+    assert "lemmy.example" in out and "sending" in out

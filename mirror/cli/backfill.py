@@ -50,11 +50,17 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
     target, report = asyncio.run(start())
     planned = report.planned
-    print(
-        f"target: {target.id} ({target.software or 'unknown software'} "
-        f"{target.version or ''}, posts as {target.post_type(settings.backfill.post_type)}); "
-        f"inbox {target.inbox}"
-    )
+    if target.hosted:
+        print(
+            f"target: {target.id}, hosted here: stored at once, and announced by the "
+            "community to its followers' servers"
+        )
+    else:
+        print(
+            f"target: {target.id} ({target.software or 'unknown software'} "
+            f"{target.version or ''}, posts as {target.post_type(settings.backfill.post_type)}); "
+            f"inbox {target.inbox}"
+        )
     print(
         f"plan: {counted(planned['posts'], 'post')}, {counted(planned['comments'], 'comment')}, "
         f"{counted(planned['followers_only'], 'comment')} of unknown posts (followers only)"

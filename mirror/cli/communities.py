@@ -40,6 +40,12 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     host.set_defaults(handler=cmd_communities_host)
     listing = actions.add_parser("list", help="hosted communities and their followers")
     listing.set_defaults(handler=cmd_communities_list)
+    status = actions.add_parser(
+        "status", help="each community's followers per server, and each server's backlog"
+    )
+    status.add_argument("name", metavar="NAME", nargs="?", help="one community (default: all)")
+    status.add_argument("--json", action="store_true", help="as JSON")
+    status.set_defaults(handler=cmd_communities_status)
     unhost = actions.add_parser(
         "unhost", help="stop hosting one (refused once followed, unless --force)"
     )
@@ -107,4 +113,61 @@ def cmd_communities_unhost(args: argparse.Namespace, settings: Settings) -> int:
     with write_transaction(federation.engine) as conn:
         said = unhost(conn, args.name, force=args.force, now=federation.clock.now())
     print(said)
+    return EXIT_OK
+
+
+def cmd_communities_status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import sys
+
+    from mirror.federation import backlog
+    from mirror.federation.communities import HostingError, get_hosted, list_hosted
+
+    federation = federation_for(settings)
+    with federation.engine.connect() as conn:
+        if args.name:
+            one = get_hosted(conn, args.name)
+            if one is None:
+                raise HostingError(
+                    f"no hosted community is called {args.name!r} (`mirror communities list`)"
+                )
+            hosted = [one]
+        else:
+            hosted = list_hosted(conn)
+        report = [{"name": h.name, "servers": backlog.status(conn, h.name)} for h in hosted]
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not report:
+        print("no hosted communities (`mirror communities host SOURCE` adds one)")
+        return EXIT_OK
+    console = Console(highlight=False, width=200)
+    for community in report:
+        table = Table(title=f"!{community['name']}@{federation.urls.host}")
+        for column in ("server", "followers", "backlog", "delivered", "to send", "failed", "state"):
+            table.add_column(column)
+        for server in community["servers"]:
+            b = server["backlog"]
+            if b is None:
+                table.add_row(server["host"], str(server["followers"]), "-", "", "", "", "")
+                continue
+            state = (
+                "stopped (no follower left)"
+                if b["stopped_at"]
+                else ("sending" if b["pending"] else "done")
+            )
+            table.add_row(
+                server["host"],
+                str(server["followers"]),
+                f"{b['items']} since {b['started_at'][:16]}",
+                str(b["delivered"]),
+                str(b["pending"]),
+                str(b["failed"]),
+                state,
+            )
+        if not community["servers"]:
+            console.print(f"!{community['name']}@{federation.urls.host}: no followers yet")
+            continue
+        console.print(table)
     return EXIT_OK

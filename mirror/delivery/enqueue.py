@@ -91,12 +91,15 @@ class Outbox:
         due_at: datetime | None = None,
         run_id: int | None = None,
         pace: Pace | None = None,
+        about: str | None = None,
     ) -> str:
         """Build the activity (refused now if too large); returns its id.
 
         ``due_at`` schedules the first attempt (a floor); default now.
         ``pace`` spaces its deliveries with the others of that pace, whatever
-        their due times (which pass during an outage).
+        their due times (which pass during an outage). ``about`` is the object
+        it concerns when that is not its `object` (an Announce is about the
+        object of the activity it embeds): the queue orders by it.
         """
         activity_id = activity_id or new_activity_id()
         document = build(self.urls, recipe, activity_id=activity_id)
@@ -107,7 +110,7 @@ class Outbox:
                 f"{MAX_ACTIVITY_BYTES}"
             )
         obj = document.get("object")
-        object_id = (
+        object_id = about or (
             obj if isinstance(obj, str) else obj.get("id") if isinstance(obj, dict) else None
         )
         self._activities.append(
@@ -173,6 +176,36 @@ _HOSTS_DEAD_SINCE = sa.select(HOSTS.c.host, HOSTS.c.dead_since).where(
 )
 #: Hosts looked up per statement.
 _HOSTS_PER_LOOKUP = 500
+
+
+def enqueue_batch(
+    conn: sa.Connection,
+    entries: Iterable[tuple[str, str, str | None, str]],
+    *,
+    now: datetime,
+    pace_of: dict[str, Pace],
+    due_of: dict[str, datetime] | None = None,
+) -> int:
+    """Stored activities queued for more inboxes, in this order: each entry is
+    (activity id, ordering key, depends on, inbox); ``pace_of`` the pace of
+    the activities that keep one, ``due_of`` the first attempt of those that
+    must wait (default now). (An (activity, inbox) already queued is left alone.)"""
+    due_of = due_of or {}
+    return _enqueue(
+        conn,
+        [
+            _Enqueued(
+                activity_id,
+                key,
+                depends_on,
+                (inbox,),
+                now,
+                due_of.get(activity_id),
+                pace_of.get(activity_id),
+            )
+            for activity_id, key, depends_on, inbox in entries
+        ],
+    )
 
 
 def enqueue(

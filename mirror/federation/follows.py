@@ -19,7 +19,9 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import Follower, LocalActor
 from mirror.db.session import write_transaction
 from mirror.delivery.enqueue import publish
+from mirror.federation import backlog
 from mirror.federation.actors import GROUP
+from mirror.federation.server_software import software_of
 from mirror.federation.service import Federation
 from mirror.vocab.activities import recipe
 from mirror.vocab.parse import Inbound, RemoteActorDoc
@@ -115,6 +117,17 @@ async def handle_follow(
         "object": activity.object_id,
     }
     accept = recipe("accept", username=local.username, follow=follow, **_as_group(local))
+    software = None
+    if local.kind == GROUP:
+        server_inbox = follower.shared_inbox or inbox
+
+        def known() -> bool:
+            with federation.engine.connect() as conn:
+                return backlog.has_backlog(conn, local.username, server_inbox)
+
+        if not await asyncio.to_thread(known):
+            # Its backlog honours what its software is known to limit (PieFed).
+            software = await software_of(federation, server_inbox)
 
     def store() -> bool:
         with write_transaction(federation.engine) as conn:
@@ -155,6 +168,25 @@ async def handle_follow(
                 inboxes=[inbox],
                 now=now,
             )
+            if local.kind == GROUP:
+                # After the Accept: a new server gets the whole archive, once.
+                queued = backlog.start(
+                    conn,
+                    group=local.username,
+                    inbox=follower.shared_inbox or inbox,
+                    follow_id=activity.id,
+                    urls=federation.urls,
+                    now=now,
+                    rate=federation.settings.hosted_defaults.backlog_rate,
+                    software=software,
+                )
+                if queued is not None:
+                    log.info(
+                        "%s: %d announces of the archive queued for %s",
+                        local.username,
+                        queued,
+                        follower.shared_inbox or inbox,
+                    )
             return True
 
     if not await asyncio.to_thread(store):
@@ -175,7 +207,16 @@ async def handle_undo_follow(federation: Federation, local: LocalActor, activity
 
     def remove() -> int:
         with write_transaction(federation.engine) as conn:
-            result = conn.execute(
+            row = conn.execute(
+                sa.select(TABLE.c.inbox, TABLE.c.shared_inbox).where(
+                    TABLE.c.local_username == local.username,
+                    TABLE.c.actor_url == activity.actor,
+                    TABLE.c.state == ACTIVE,
+                )
+            ).first()
+            if row is None:
+                return 0
+            conn.execute(
                 sa.update(TABLE)
                 .where(
                     TABLE.c.local_username == local.username,
@@ -184,10 +225,18 @@ async def handle_undo_follow(federation: Federation, local: LocalActor, activity
                 )
                 .values(state=REMOVED, updated_at=now)
             )
-            return result.rowcount or 0
+            if local.kind == GROUP:
+                _stop(conn, local.username, row.shared_inbox or row.inbox, now)
+            return 1
 
     if await asyncio.to_thread(remove):
         log.info("%s unfollowed %s", activity.actor, local.username)
+
+
+def _stop(conn: sa.Connection, group: str, inbox: str, now: datetime) -> None:
+    cancelled = backlog.stop_if_unfollowed(conn, group=group, inbox=inbox, now=now)
+    if cancelled:
+        log.info("%s: no follower left on %s; %d announces cancelled", group, inbox, cancelled)
 
 
 async def handle_actor_deleted(federation: Federation, actor_url: str) -> None:
@@ -196,11 +245,27 @@ async def handle_actor_deleted(federation: Federation, actor_url: str) -> None:
 
     def remove() -> int:
         with write_transaction(federation.engine) as conn:
+            followed = conn.execute(
+                sa.select(TABLE.c.local_username, TABLE.c.inbox, TABLE.c.shared_inbox).where(
+                    TABLE.c.actor_url == actor_url, TABLE.c.state == ACTIVE
+                )
+            ).all()
             result = conn.execute(
                 sa.update(TABLE)
                 .where(TABLE.c.actor_url == actor_url, TABLE.c.state == ACTIVE)
                 .values(state=REMOVED, updated_at=now)
             )
+            groups = set(
+                conn.scalars(
+                    sa.select(LocalActor.username).where(
+                        LocalActor.kind == GROUP,
+                        LocalActor.username.in_([f.local_username for f in followed]),
+                    )
+                )
+            )
+            for f in followed:
+                if f.local_username in groups:
+                    _stop(conn, f.local_username, f.shared_inbox or f.inbox, now)
             return result.rowcount or 0
 
     removed = await asyncio.to_thread(remove)

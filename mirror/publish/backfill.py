@@ -34,7 +34,7 @@ from mirror.publish.states import HOLDS_REPLIES
 from mirror.publish.states import State as Published
 from mirror.publish.target import Target
 from mirror.signatures import MasterKey
-from mirror.vocab.activities import build
+from mirror.vocab.activities import build, recipe
 from mirror.vocab.ids import Urls
 from mirror.vocab.times import rfc3339
 
@@ -53,7 +53,7 @@ _PUBLICATION_UPDATED = (
         content_hash=sa.bindparam("content_hash"),
         run_id=sa.bindparam("run_id"),
         activity_id=sa.bindparam("activity_id"),
-        state=Published.QUEUED.value,
+        state=sa.bindparam("state"),
         reason=None,
         due_at=None,
         checks=0,
@@ -343,9 +343,10 @@ class Backfill(Builder):
         )
         if len(self._outbox) >= FLUSH_EVERY:
             self._flush()
-        return self._outbox.publish(
+        inner = self.activity_recipe(prepared, kind)
+        activity_id = self._outbox.publish(
             username=prepared.actor,
-            recipe=self.activity_recipe(prepared, kind),
+            recipe=inner,
             # A held publication's activity is stored and queued when released.
             inboxes=[] if held else prepared.inboxes,
             now=self.now,
@@ -354,6 +355,33 @@ class Backfill(Builder):
             due_at=prepared.due_at,
             run_id=run_id,
             pace=self._pace(prepared, run_id),
+        )
+        if self.group:
+            self._announce(prepared, inner, activity_id, run_id)
+        return activity_id
+
+    def _announce(
+        self, prepared: Prepared, inner: dict[str, Any], inner_id: str, run_id: int
+    ) -> str:
+        """The Group announces its author's activity to its followers' shared inboxes.
+
+        About the object (the queue keeps an object's Announces in order,
+        Create before Update before Delete), after its parent, at the run's pace.
+        """
+        assert self.group is not None
+        return self._outbox.publish(
+            username=self.group,
+            recipe=recipe(
+                "announce", username=self.group, activity=inner, activity_id_inner=inner_id
+            ),
+            inboxes=self.follower_inboxes(self.group),
+            now=self.now,
+            public=True,
+            depends_on=prepared.depends_on,
+            due_at=prepared.due_at,
+            run_id=run_id,
+            pace=self._pace(prepared, run_id),
+            about=self.urls.object(prepared.object_id),
         )
 
     def _pace(self, prepared: Prepared, run_id: int) -> enqueue.Pace | None:
@@ -367,6 +395,9 @@ class Backfill(Builder):
         hold = self._hold(prepared)
         activity_id = self._publish(prepared, run_id, held=hold is not None)
         reason, due = hold if hold is not None else (None, None)
+        state = Published.WAITING if hold else Published.QUEUED
+        if self.group:
+            state = Published.CONFIRMED  # the Group holds it: it is ours
         self._new_publications.append(
             {
                 "id": prepared.object_id,
@@ -378,7 +409,8 @@ class Backfill(Builder):
                 "activity_id": activity_id,
                 "content_hash": prepared.content_hash,
                 "parent_id": prepared.parent_id,
-                "state": (Published.WAITING if hold else Published.QUEUED).value,
+                "state": state.value,
+                "confirmed_at": self.now if self.group else None,
                 "reason": reason,
                 "due_at": due,
                 "sends": 0 if hold else 1,
@@ -422,6 +454,7 @@ class Backfill(Builder):
                 "content_hash": prepared.content_hash,
                 "run_id": run_id,
                 "activity_id": activity_id,
+                "state": (Published.CONFIRMED if self.group else Published.QUEUED).value,
             }
         )
 
@@ -438,6 +471,17 @@ class Backfill(Builder):
             due_at=prepared.due_at,
             pace=self._pace(prepared, run_id),
         )
+        if self.group:
+            # Its Announces to the Group's followers, failed or cancelled, too.
+            for announce in self.conn.scalars(
+                sa.select(ACTIVITIES.c.id).where(
+                    ACTIVITIES.c.actor == self.group,
+                    ACTIVITIES.c.object_id == self.urls.object(prepared.object_id),
+                )
+            ).all():
+                requeued += enqueue.requeue(self.conn, announce, now=self.now)
+        if requeued and self.group:
+            return True  # stored here by definition: the publication stays confirmed
         if requeued:
             # It now counts in this run's progress.
             self.conn.execute(

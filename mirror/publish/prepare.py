@@ -78,6 +78,10 @@ class Builder:
         self.bot = settings.instance.username
         self.attribution = attribution or settings.backfill.attribution
         self.post_type = target.post_type(settings.backfill.post_type)
+        #: Our own Group, when the target is a community hosted here: it holds
+        #: what it announces (stored by definition), and announces each
+        #: activity to its followers' shared inboxes.
+        self.group = target.hosted
         self._followers: dict[str, list[str]] = {}
         #: author handle -> puppet username, once known to exist.
         self._puppets: dict[str, str] = {}
@@ -159,6 +163,9 @@ class Builder:
         if item.kind == "post":
             title = data.get("title") or derived_title(body) or "(untitled)"
             document = build_post(kind=self.post_type, name=title, **common)
+            if self.group:
+                # PieFed follows a post's `replies` to fetch its comments.
+                document["replies"] = self.urls.replies(object_id)
         else:
             in_reply_to = None
             if item.reply_to is not None:
@@ -176,7 +183,7 @@ class Builder:
                 f"{MAX_OBJECT_BYTES} bytes"
             )
         inboxes = self.follower_inboxes(actor) if create_actors else []
-        if community:
+        if community and not self.group:
             inboxes = [self.target.inbox, *inboxes]
         return Prepared(
             item=item,

@@ -48,6 +48,8 @@ def queue_updates(federation: Any) -> list[Report]:
                 posting_restricted_to_mods=False,
                 software=run.software,
                 version=run.version,
+                # One of our own Groups: its Updates are announced to its followers.
+                hosted=federation.urls.community_of(target_id),
             )
             # The Updates of posts keep a pace as a backfill's posts do (an
             # ingest may change thousands of items): the configured rate.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from mirror.db.base import table_of
-from mirror.db.models import ApObject, Delivery, Publication
+from mirror.db.models import Activity, ApObject, Delivery, Publication
 from mirror.delivery import enqueue
+from mirror.federation.follows import list_followers
 from mirror.vocab.activities import recipe
 from mirror.vocab.context import PUBLIC
 from mirror.vocab.ids import Urls
@@ -16,6 +18,7 @@ from mirror.vocab.ids import Urls
 PUBLICATIONS = table_of(Publication)
 OBJECTS = table_of(ApObject)
 DELIVERIES = table_of(Delivery)
+ACTIVITIES = table_of(Activity)
 
 
 def delete_publications(
@@ -49,24 +52,67 @@ def delete_publications(
         }
         if community in inbox_for:
             inboxes.add(inbox_for[community])
-        enqueue.publish(
+        group = urls.community_of(community) if community else None
+        delete = recipe(
+            "delete",
+            username=row.actor,
+            object_id=document["id"],
+            to=[PUBLIC],
+            cc=[community] if community else [urls.followers(row.actor)],
+            audience=community,
+        )
+        if group:
+            inboxes.discard(urls.community(group).inbox)  # our own Group: nothing to send
+        delete_id = enqueue.publish(
             conn,
             urls=urls,
             username=row.actor,
-            recipe=recipe(
-                "delete",
-                username=row.actor,
-                object_id=document["id"],
-                to=[PUBLIC],
-                cc=[community] if community else [urls.followers(row.actor)],
-                audience=community,
-            ),
+            recipe=delete,
             inboxes=sorted(inboxes),
             now=now,
             public=True,
             run_id=run_id,
         )
+        if group:
+            _announce_delete(
+                conn, urls, group, document["id"], delete, delete_id, now=now, run_id=run_id
+            )
         conn.execute(
             sa.update(OBJECTS).where(OBJECTS.c.id == row.id).values(deleted_at=now, updated_at=now)
         )
     return len(rows)
+
+
+def _announce_delete(
+    conn: sa.Connection,
+    urls: Urls,
+    group: str,
+    object_url: str,
+    delete: dict[str, Any],
+    delete_id: str,
+    *,
+    now: datetime,
+    run_id: int | None,
+) -> None:
+    """One of our Groups announces the Delete: to every server that got the object
+    (a backlog still under way too) and to its followers."""
+    inboxes = {f.shared_inbox or f.inbox for f in list_followers(conn, group)}
+    inboxes |= set(
+        conn.scalars(
+            sa.select(DELIVERIES.c.inbox)
+            .join(ACTIVITIES, ACTIVITIES.c.id == DELIVERIES.c.activity_id)
+            .where(ACTIVITIES.c.actor == group, ACTIVITIES.c.object_id == object_url)
+            .distinct()
+        )
+    )
+    enqueue.publish(
+        conn,
+        urls=urls,
+        username=group,
+        recipe=recipe("announce", username=group, activity=delete, activity_id_inner=delete_id),
+        inboxes=sorted(inboxes),
+        now=now,
+        public=True,
+        run_id=run_id,
+        about=object_url,
+    )

@@ -11,7 +11,8 @@ from mirror.config import BackfillSettings
 from mirror.db.session import write_transaction
 from mirror.inspection import build_outline
 from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
-from mirror.publish.plan import build_plan, excluded_ids, options_from
+from mirror.publish.hosted_target import hosted_target
+from mirror.publish.plan import Plan, build_plan, excluded_ids, options_from
 from mirror.publish.target import Target, TargetError, resolve
 
 #: The configured pace that a sandbox target does not get: the default's.
@@ -46,6 +47,20 @@ def pace_for(target: Target, config: BackfillSettings, rate: float | None) -> Pa
     return Pace(config.rate_per_minute, "[backfill].rate_per_minute")
 
 
+def _hosted(federation: Any, to: str) -> tuple[Target, str] | None:
+    with federation.engine.connect() as conn:
+        return hosted_target(conn, federation.urls, to)
+
+
+def without_orphans(plan: Plan) -> Plan:
+    """A community holds threads: the comments of unknown posts stay out of a hosted one."""
+    orphans = plan.count("orphan")
+    left_out = dict(plan.left_out)
+    if orphans:
+        left_out["comments of unknown posts (a hosted community holds whole threads)"] = orphans
+    return Plan([i for i in plan.items if i.kind != "orphan"], left_out)
+
+
 async def start_backfill(
     federation: Any,
     *,
@@ -59,7 +74,17 @@ async def start_backfill(
 ) -> tuple[Target, Report]:
     settings = federation.settings
     settings.backfill.check()
-    target = await resolve(federation, to)
+    hosted = await asyncio.to_thread(_hosted, federation, to)
+    if hosted is not None:
+        target, hosted_source = hosted
+        if source not in ("all", hosted_source):
+            raise TargetError(
+                f"{to} is the archive of {hosted_source}: it takes only that community's "
+                f"posts, not --from {source}"
+            )
+        source = hosted_source
+    else:
+        target = await resolve(federation, to)
     if target.posting_restricted_to_mods:
         raise TargetError(
             f"{target.id} lets only moderators post (postingRestrictedToMods): every "
@@ -72,6 +97,8 @@ async def start_backfill(
     def work() -> Report:
         document = build_outline(federation.engine)
         plan = build_plan(document, options)
+        if target.hosted:
+            plan = without_orphans(plan)
         with write_transaction(federation.engine) as conn:
             backfill = Backfill.of(conn, federation, target, per_minute, attribution)
             if dry_run:

@@ -42,6 +42,8 @@ class Target:
     version: str | None
     #: Its NodeInfo says `metadata.sandbox: true` (`mirror sandbox`): runs default to unpaced.
     sandbox: bool = False
+    #: The name of one of our own hosted communities, when the target is that Group.
+    hosted: str | None = None
 
     @property
     def host(self) -> str:
@@ -53,6 +55,9 @@ class Target:
         Lemmy 0.19 and PieFed parse a Note without inReplyTo as a post;
         Lemmy 1.0 refuses it (rules §3.4), as may anything unknown.
         """
+        if self.hosted:
+            # Read by every kind of server: Lemmy 1.0 refuses a top-level Note.
+            return "Page"
         if setting in ("Note", "Page"):
             return setting
         software = (self.software or "").lower()

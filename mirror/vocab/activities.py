@@ -144,6 +144,35 @@ def build_delete(
     return document
 
 
+def build_announce(
+    urls: Urls,
+    *,
+    username: str,
+    activity_id: str,
+    activity: dict[str, Any],
+    activity_id_inner: str,
+) -> dict[str, Any]:
+    """A hosted community's Announce of one of our activities, embedded whole.
+
+    Lemmy's shape (crates/apub/assets/lemmy/activities/community/
+    announce_create_page.json): actor the Group, Public in `to`, the Group's
+    followers in `cc`. The inner activity is built from its own recipe with
+    its own id, so an Announce built again (a new id) embeds the same one.
+    """
+    inner = build(urls, activity, activity_id=activity_id_inner)
+    inner.pop("@context", None)
+    community = urls.community(username)
+    return {
+        "@context": ACTIVITY_CONTEXT,
+        "id": check_id(urls.activity(activity_id)),
+        "type": "Announce",
+        "actor": community.id,
+        "to": [PUBLIC],
+        "cc": [community.followers],
+        "object": inner,
+    }
+
+
 Builder = Callable[..., dict[str, Any]]
 
 #: Every activity we publish is made by one of these, from a recipe
@@ -155,6 +184,7 @@ BUILDERS: dict[str, Builder] = {
     "accept": build_accept,
     "reject": build_reject,
     "update_actor": build_update_actor,
+    "announce": build_announce,
 }
 
 

@@ -79,6 +79,10 @@ class Urls:
     def object(self, object_id: str) -> str:
         return f"{self.base}/objects/{object_id}"
 
+    def replies(self, object_id: str) -> str:
+        """A hosted post's comments, as a collection (PieFed follows `replies`)."""
+        return f"{self.object(object_id)}/replies"
+
     def activity(self, activity_id: str) -> str:
         return f"{self.base}/activities/{activity_id}"
 

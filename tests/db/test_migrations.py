@@ -34,6 +34,7 @@ TABLES = {
     "instance",
     "admin_session",
     "hosted_community",
+    "hosted_backlog",
 }
 
 

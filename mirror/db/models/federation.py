@@ -142,3 +142,30 @@ class HostedCommunity(Base):
     #: Set by a forced unhost of a followed community: it answers 410, and its
     #: name (known to its followers' servers) stays reserved for this source.
     retired_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class HostedBacklog(Base):
+    """The archive queued for one server when its first follower of a Group was accepted.
+
+    Lemmy reads only the first page of a community's outbox when it
+    subscribes; the rest of the archive goes to the server's shared inbox
+    through the queue, once per server (mirror.federation.backlog).
+    """
+
+    __tablename__ = "hosted_backlog"
+    __table_args__ = (sa.UniqueConstraint("community", "host"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    community: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("hosted_community.name"))
+    host: Mapped[str] = mapped_column(sa.String(255))
+    #: The server's shared inbox (or the first follower's inbox) it goes to.
+    inbox: Mapped[str] = mapped_column(sa.Text)
+    #: Announces queued for it (each object's Create and its Updates).
+    items: Mapped[int] = mapped_column(sa.Integer)
+    #: The server's software from its NodeInfo (None: unknown), which decides
+    #: the known limits its backlog honours (mirror.publish.servers).
+    software: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    #: Set when the server's last follower left: what was not sent is cancelled,
+    #: and a new follower from there queues it again.
+    stopped_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from mirror import __version__
-from mirror.db.models import Activity, LocalActor
+from mirror.db.models import Activity, ApObject, LocalActor, Publication
 from mirror.federation.actors import GROUP
 from mirror.federation.communities import Hosted, follower_counts, group_document
 from mirror.federation.community_sources import UnknownSource, list_posts, resolve
@@ -26,6 +26,7 @@ from mirror.server.routes.actors import follower_urls, page_number
 from mirror.server.templates import render
 from mirror.vocab.collections import build_collection
 from mirror.vocab.context import AS
+from mirror.vocab.ids import Urls
 from mirror.vocab.times import rfc3339
 
 routes = web.RouteTableDef()
@@ -138,33 +139,79 @@ async def _community_page(request: web.Request, hosted: Hosted) -> web.Response:
 @routes.get("/c/{name}/outbox")
 @_group_route
 async def handle_outbox(request: web.Request, _actor: LocalActor, hosted: Hosted) -> web.Response:
-    """Unpaged, the newest Announces inline: what Lemmy and PieFed read on subscribing.
-
-    The Group's Announces are the activities it publishes (none until
-    posts are published into it); each is served as it was sent.
-    """
+    """Unpaged, the newest Announce{Create{Page}} inline: what Lemmy and PieFed read
+    on subscribing (comments and edits reach a new server with its backlog)."""
     federation = request.app[FEDERATION]
     await require_signed_fetch(request)
 
     def load() -> tuple[int, list[dict[str, Any]]]:
-        where = (
-            Activity.actor == hosted.name,
-            Activity.type == "Announce",
-            Activity.public.is_(True),
-        )
         with federation.engine.connect() as conn:
-            total = conn.scalar(sa.select(sa.func.count()).select_from(Activity).where(*where))
-            rows = conn.scalars(
-                sa.select(Activity.json)
-                .where(*where)
-                .order_by(Activity.created_at.desc(), Activity.id.desc())
-                .limit(OUTBOX_ITEMS)
-            ).all()
-        return total or 0, [{k: v for k, v in doc.items() if k != "@context"} for doc in rows]
+            return announced_posts(conn, federation.urls, hosted.name, OUTBOX_ITEMS)
 
     total, items = await asyncio.to_thread(load)
     outbox = federation.urls.community(hosted.name).outbox
     return activity_json(build_collection(outbox, total=total, items=items))
+
+
+#: Candidate rows read per outbox request: its posts' Announces are the newest
+#: rows but for the few Updates and Deletes among them.
+_SCAN = 4
+
+
+def announced_posts(
+    conn: sa.Connection, urls: Urls, group: str, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """(how many posts the Group announced, the newest ``limit`` Announce{Create{Page}}).
+
+    Only a post's Announce has no `depends_on` and embeds a Create of a
+    Page; Updates and Deletes are left out. Newest by when they were
+    announced, then by the post's own `published` (a run announces its
+    posts at once).
+    """
+    where = (
+        Activity.actor == group,
+        Activity.type == "Announce",
+        Activity.public.is_(True),
+        Activity.depends_on.is_(None),
+    )
+    rows = conn.execute(
+        sa.select(Activity.json, Activity.created_at)
+        .where(*where)
+        .order_by(Activity.created_at.desc(), Activity.id.desc())
+        .limit(limit * _SCAN)
+    ).all()
+
+    def is_post(doc: dict[str, Any]) -> bool:
+        inner = doc.get("object")
+        return (
+            isinstance(inner, dict)
+            and inner.get("type") == "Create"
+            and isinstance(inner.get("object"), dict)
+            and inner["object"].get("type") == "Page"
+        )
+
+    posts = [(r.created_at, r.json) for r in rows if is_post(r.json)]
+    # A deleted post is no longer the Group's (its Delete was announced).
+    ids = {doc["object"]["object"]["id"].rsplit("/", 1)[-1] for _, doc in posts}
+    deleted = {
+        urls.object(i)
+        for i in conn.scalars(
+            sa.select(ApObject.id).where(ApObject.id.in_(ids), ApObject.deleted_at.is_not(None))
+        )
+    }
+    posts = [p for p in posts if p[1]["object"]["object"]["id"] not in deleted]
+    posts.sort(key=lambda p: (p[0], p[1]["object"]["object"].get("published") or ""), reverse=True)
+    total = conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(Publication)
+        .where(
+            Publication.target == urls.community(group).id,
+            Publication.kind == "post",
+            ~sa.exists().where(ApObject.id == Publication.id, ApObject.deleted_at.is_not(None)),
+        )
+    )
+    items = [{k: v for k, v in doc.items() if k != "@context"} for _, doc in posts[:limit]]
+    return max(total or 0, len(items)), items
 
 
 @routes.get("/c/{name}/followers")

@@ -11,12 +11,14 @@ from aiohttp import web
 from mirror import __version__
 from mirror.db.base import table_of
 from mirror.db.models import Activity, ApObject
+from mirror.federation.archive import thread_comments
 from mirror.server.appkeys import FEDERATION
 from mirror.server.display import human_time
 from mirror.server.negotiation import activity_json, wants_html
 from mirror.server.routes.access import require_signed_fetch
 from mirror.server.templates import render
 from mirror.server.threads import Thread, load_thread
+from mirror.vocab.collections import build_collection
 from mirror.vocab.context import AS
 from mirror.vocab.parse import storable
 from mirror.vocab.times import rfc3339
@@ -83,6 +85,28 @@ async def _object_page(request: web.Request, obj: Any) -> web.Response:
         original=original if isinstance(original, str) else None,
         deleted_at=rfc3339(obj.deleted_at) if obj.deleted_at else None,
         deleted_when=human_time(obj.deleted_at),
+    )
+
+
+@routes.get("/objects/{object_id}/replies")
+async def handle_replies(request: web.Request) -> web.Response:
+    """A hosted post's comments, parents first, whole (PieFed reads a post's `replies`)."""
+    federation = request.app[FEDERATION]
+    object_id = request.match_info["object_id"]
+    if not _could_be_ours(object_id):
+        raise web.HTTPNotFound(text="no such post")
+
+    def load() -> list[dict[str, Any]] | None:
+        with federation.engine.connect() as conn:
+            return thread_comments(conn, object_id)
+
+    comments = await asyncio.to_thread(load)
+    if comments is None:
+        raise web.HTTPNotFound(text="no such post")
+    await require_signed_fetch(request)
+    items = [{k: v for k, v in c.items() if k != "@context"} for c in comments]
+    return activity_json(
+        build_collection(federation.urls.replies(object_id), total=len(items), items=items)
     )
 
 

@@ -18,6 +18,7 @@ from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes import actors, admin, communities, discovery, health, inbox, objects
 from mirror.server.routes.access import trusted_networks
+from mirror.server.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -95,6 +96,7 @@ async def serve(
     # Refused before anything starts: a config error is one line, not a half-started service.
     health.check_metrics_listen(federation.settings)
     trusted_networks(federation.settings)
+    tls = server_ssl_context(federation.settings)
     if federation.settings.hosted:
         for line in await asyncio.to_thread(apply_hosted_config, federation):
             log.info("%s", line)
@@ -114,7 +116,7 @@ async def serve(
         if bot is not None:
             await announce_profile(federation, bot)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
         metrics = federation.settings.metrics
         if metrics.enabled and metrics.listen:
             metrics_runner = web.AppRunner(health.metrics_app(federation))
@@ -125,7 +127,8 @@ async def serve(
             log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         elif metrics.enabled and not metrics.token:
             log.info("metrics: off on the public listener until [metrics].token is set")
-        log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
+        scheme = "https" if tls is not None else "http"
+        log.info("serving %s on %s://%s:%d", federation.urls.base, scheme, host, port)
         if ready is not None:
             ready.set()
         await _until(stop, worker_task)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from httpsig import HeaderSigner
 from httpsig.verify import HeaderVerifier
 
-from mirror.sandbox import api, pages, profiles, rules
+from mirror.sandbox import api, pages, profiles, rules, subscriptions
 from mirror.sandbox.rules import Refused, ServerError
 from mirror.sandbox.state import CONTEXT, INSTANCE, Instance, Stored
 
@@ -59,6 +59,11 @@ def make_sandbox_app(instance: Instance) -> web.Application:
     app.router.add_get("/c/{name}", group)
     app.router.add_post("/inbox", inbox)
     app.router.add_post("/c/{name}/inbox", inbox)
+    app.router.add_get("/u/{name}", person)
+    app.router.add_post("/u/{name}/inbox", inbox)
+    app.router.add_post("/api/sandbox/subscribe", subscribe)
+    app.router.add_post("/api/sandbox/unsubscribe", unsubscribe)
+    app.router.add_get("/api/sandbox/subscriptions", subscription_list)
     pages.add_routes(app.router)
     api.add_routes(app.router, instance.profile.api)
     return app
@@ -79,6 +84,51 @@ async def webfinger(request: web.Request) -> web.Response:
         },
         content_type="application/jrd+json",
     )
+
+
+async def person(request: web.Request) -> web.Response:
+    if request.match_info["name"] != subscriptions.SUBSCRIBER:
+        return _json({"error": "not_found"}, 404, "application/json")
+    return _json(subscriptions.person(request.app[INSTANCE]))
+
+
+async def _handle_of(request: web.Request) -> str:
+    try:
+        data = await request.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("community"), str):
+        raise Refused("invalid_request", 'the body must be {"community": "name@host"}')
+    return data["community"]
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    """Test API: follow a remote community as a Lemmy user does; the Accept comes later."""
+    instance = request.app[INSTANCE]
+    try:
+        handle = await _handle_of(request)
+        scheme = request.query.get("scheme") or urlsplit(instance.base).scheme
+        found = await subscriptions.subscribe(request.app[SESSION], instance, handle, scheme)
+    except Refused as exc:
+        return _json({"error": exc.error, "message": str(exc)}, 400, "application/json")
+    return _json(
+        {"group": found.group["id"], "follow": found.follow["id"]}, 200, "application/json"
+    )
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    instance = request.app[INSTANCE]
+    try:
+        handle = await _handle_of(request)
+        await subscriptions.unsubscribe(request.app[SESSION], instance, handle)
+    except Refused as exc:
+        return _json({"error": exc.error, "message": str(exc)}, 400, "application/json")
+    return _json({"unsubscribed": handle}, 200, "application/json")
+
+
+async def subscription_list(request: web.Request) -> web.Response:
+    listing = subscriptions.listing(request.app[INSTANCE])
+    return _json({"subscriptions": listing}, 200, "application/json")
 
 
 async def nodeinfo_index(request: web.Request) -> web.Response:
@@ -278,6 +328,8 @@ async def _apply(
             "object": activity,
         }
         instance.spawn(_send(request.app, instance, inbox_url, accept))
+    elif kind == "Accept":
+        subscriptions.accepted(instance, activity, actor)
     elif kind == "Undo":
         inner = activity.get("object")
         if isinstance(inner, dict) and inner.get("type") == "Follow":

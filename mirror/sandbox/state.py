@@ -112,6 +112,9 @@ class Instance:
     #: Posts held per author, not deleted ones (PieFed's user.post_count).
     post_counts: dict[str, int] = field(default_factory=dict)
     announces: int = 0
+    #: Remote communities its user follows, by Group id (subscriptions.py).
+    subscriptions: dict[str, Any] = field(default_factory=dict)
+    subscriber_key: rsa.RSAPrivateKey | None = None
     key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )

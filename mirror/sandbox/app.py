@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from httpsig import HeaderSigner
 from httpsig.verify import HeaderVerifier
 
-from mirror.sandbox import api, pages, profiles, rules, subscriptions
+from mirror.sandbox import api, pages, profiles, rules, subscription_routes, subscriptions
 from mirror.sandbox.rules import Refused, ServerError
-from mirror.sandbox.state import CONTEXT, INSTANCE, Instance, Stored
+from mirror.sandbox.state import CONTEXT, INSTANCE, SESSION, Instance, Stored
 
 __all__ = ["INSTANCE", "Instance", "Stored", "make_sandbox_app"]
 
@@ -38,9 +38,6 @@ MAX_BODY = 256 * 1024
 #: returns 400 for a body it cannot parse or a signature that fails
 #: (app/activitypub/routes.py shared_inbox).
 ALWAYS_400 = ("incorrect_signature", "invalid_json")
-
-
-SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
 
 
 def make_sandbox_app(instance: Instance) -> web.Application:
@@ -59,11 +56,8 @@ def make_sandbox_app(instance: Instance) -> web.Application:
     app.router.add_get("/c/{name}", group)
     app.router.add_post("/inbox", inbox)
     app.router.add_post("/c/{name}/inbox", inbox)
-    app.router.add_get("/u/{name}", person)
     app.router.add_post("/u/{name}/inbox", inbox)
-    app.router.add_post("/api/sandbox/subscribe", subscribe)
-    app.router.add_post("/api/sandbox/unsubscribe", unsubscribe)
-    app.router.add_get("/api/sandbox/subscriptions", subscription_list)
+    subscription_routes.add_routes(app.router)
     pages.add_routes(app.router)
     api.add_routes(app.router, instance.profile.api)
     return app
@@ -84,51 +78,6 @@ async def webfinger(request: web.Request) -> web.Response:
         },
         content_type="application/jrd+json",
     )
-
-
-async def person(request: web.Request) -> web.Response:
-    if request.match_info["name"] != subscriptions.SUBSCRIBER:
-        return _json({"error": "not_found"}, 404, "application/json")
-    return _json(subscriptions.person(request.app[INSTANCE]))
-
-
-async def _handle_of(request: web.Request) -> str:
-    try:
-        data = await request.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("community"), str):
-        raise Refused("invalid_request", 'the body must be {"community": "name@host"}')
-    return data["community"]
-
-
-async def subscribe(request: web.Request) -> web.Response:
-    """Test API: follow a remote community as a Lemmy user does; the Accept comes later."""
-    instance = request.app[INSTANCE]
-    try:
-        handle = await _handle_of(request)
-        scheme = request.query.get("scheme") or urlsplit(instance.base).scheme
-        found = await subscriptions.subscribe(request.app[SESSION], instance, handle, scheme)
-    except Refused as exc:
-        return _json({"error": exc.error, "message": str(exc)}, 400, "application/json")
-    return _json(
-        {"group": found.group["id"], "follow": found.follow["id"]}, 200, "application/json"
-    )
-
-
-async def unsubscribe(request: web.Request) -> web.Response:
-    instance = request.app[INSTANCE]
-    try:
-        handle = await _handle_of(request)
-        await subscriptions.unsubscribe(request.app[SESSION], instance, handle)
-    except Refused as exc:
-        return _json({"error": exc.error, "message": str(exc)}, 400, "application/json")
-    return _json({"unsubscribed": handle}, 200, "application/json")
-
-
-async def subscription_list(request: web.Request) -> web.Response:
-    listing = subscriptions.listing(request.app[INSTANCE])
-    return _json({"subscriptions": listing}, 200, "application/json")
 
 
 async def nodeinfo_index(request: web.Request) -> web.Response:
@@ -306,14 +255,10 @@ async def _apply(
         await _store(request, instance, activity["object"], announce=True)
         await _announce(request, instance, activity, actor)
     elif kind == "Delete":
-        object_id = rules.check_delete(activity, actor)
-        item = instance.objects.get(object_id)
-        if item is not None and not item.deleted:
-            item.deleted = True
-            if item.kind == "post":
-                author = str(item.object.get("attributedTo"))
-                instance.post_counts[author] = instance.post_counts.get(author, 1) - 1
+        _delete(instance, activity, actor)
         await _announce(request, instance, activity, actor)
+    elif kind == "Announce":
+        await announced(request, instance, activity, actor)
     elif kind == "Follow":
         if activity.get("object") != instance.group_id:
             raise Refused("invalid_community", "a Follow of something else")
@@ -330,11 +275,84 @@ async def _apply(
         instance.spawn(_send(request.app, instance, inbox_url, accept))
     elif kind == "Accept":
         subscriptions.accepted(instance, activity, actor)
+        instance.spawn(read_outbox(request, instance, actor))
     elif kind == "Undo":
         inner = activity.get("object")
         if isinstance(inner, dict) and inner.get("type") == "Follow":
             instance.followers.pop(actor, None)
     # Anything else is accepted and ignored, as Lemmy does.
+
+
+def _delete(instance: Instance, activity: dict[str, Any], actor: str) -> None:
+    object_id = rules.check_delete(activity, actor)
+    item = instance.objects.get(object_id)
+    if item is not None and not item.deleted:
+        item.deleted = True
+        if item.kind == "post":
+            author = str(item.object.get("attributedTo"))
+            instance.post_counts[author] = instance.post_counts.get(author, 1) - 1
+
+
+async def announced(
+    request: web.Request, instance: Instance, activity: dict[str, Any], group: str
+) -> None:
+    """What an Announce from a followed Group brings: Create, Update or Delete of its posts.
+
+    The Announce's signature was checked as its actor's; Lemmy takes one only
+    from a community it follows (activities/community/announce.rs), and the
+    inner activity, embedded or fetched by id, passes the rules a direct one does.
+    """
+    subscription = instance.subscriptions.get(group)
+    if subscription is None or not subscription.accepted:
+        raise Refused("not_subscribed", f"an Announce from {group}, which is not followed here")
+    inner = activity.get("object")
+    if isinstance(inner, str):
+        inner = await _fetch(request, inner)
+    _, kind, actor = rules.check_envelope(inner, instance.host.lower())
+    if kind in ("Create", "Update"):
+        if isinstance(inner.get("object"), str):
+            inner = {**inner, "object": await _fetch(request, inner["object"])}
+        rules.check_object(inner, actor, group)
+        await _store(request, instance, inner["object"], announce=False, community=group)
+    elif kind == "Delete":
+        _delete(instance, inner, actor)
+    # Likes, Undos and the rest are accepted and ignored here.
+
+
+#: Lemmy and PieFed read at most this many items of a community's outbox.
+OUTBOX_ITEMS = 50
+
+
+async def read_outbox(request: web.Request, instance: Instance, group: str) -> None:
+    """After the Accept, what the outbox holds: an unpaged collection with its items
+    inline, or a paged one through `first` (Lemmy: community/outbox.rs reads up to 50,
+    oldest first; PieFed reads 50 unpaged)."""
+    subscription = instance.subscriptions[group]
+    try:
+        outbox = await _fetch(request, str(subscription.group.get("outbox")))
+        items = outbox.get("orderedItems")
+        if items is None and outbox.get("first") is not None:
+            first = outbox["first"]
+            page = first if isinstance(first, dict) else await _fetch(request, str(first))
+            items = page.get("orderedItems")
+        if not isinstance(items, list):
+            raise Refused("parse_error", f"{outbox['id']}: no orderedItems in the outbox")
+    except Refused as exc:
+        _refuse(instance, exc)
+        return
+    subscription.outbox_read = True
+    for item in reversed(items[:OUTBOX_ITEMS]):
+        try:
+            if not isinstance(item, dict) or item.get("type") != "Announce":
+                raise Refused("parse_error", "an outbox item that is not an Announce")
+            if item.get("actor") != group:
+                raise Refused("invalid_community", f"an outbox Announce by {item.get('actor')}")
+            if isinstance(item.get("id"), str) and instance.seen(item["id"]):
+                continue
+            await announced(request, instance, item, group)
+        except Refused as exc:
+            _refuse(instance, exc)
+    subscription.outbox_items = len(items[:OUTBOX_ITEMS])
 
 
 #: Lemmy fetches at most this many objects for one activity (rules §5.2).
@@ -348,6 +366,7 @@ async def _store(
     *,
     announce: bool,
     budget: int = FETCH_BUDGET,
+    community: str = "",
 ) -> Stored:
     object_id = obj["id"]
     author = str(obj.get("attributedTo"))
@@ -377,9 +396,11 @@ async def _store(
             rules.check_object(
                 {"to": fetched.get("to"), "cc": fetched.get("cc", []), "object": fetched},
                 str(fetched.get("attributedTo")),
-                instance.group_id,
+                community or instance.group_id,
             )
-            parent = await _store(request, instance, fetched, announce=False, budget=budget - 1)
+            parent = await _store(
+                request, instance, fetched, announce=False, budget=budget - 1, community=community
+            )
         if parent.deleted:
             raise Refused("deleted", "the parent was deleted")
         depth = parent.depth + 1 if parent.kind == "comment" else 1
@@ -396,6 +417,7 @@ async def _store(
         existing.edited_at = instance.clock.now()
         return existing
     stored.announced = announce
+    stored.community = community
     stored.number = next(instance._numbers)
     stored.local_id = instance.next_id(stored.kind)
     stored.received_at = instance.clock.now()

@@ -39,6 +39,9 @@ class Subscription:
     group: dict[str, Any]
     follow: dict[str, Any]
     accepted: bool = False
+    #: The outbox was read after the Accept, and how many of its items were taken.
+    outbox_read: bool = False
+    outbox_items: int = 0
 
 
 def subscriber_id(instance: Instance) -> str:
@@ -210,6 +213,12 @@ def accepted(instance: Instance, activity: dict[str, Any], actor: str) -> None:
 
 def listing(instance: Instance) -> list[dict[str, Any]]:
     return [
-        {"community": s.handle, "group": group_id, "accepted": s.accepted}
+        {
+            "community": s.handle,
+            "group": group_id,
+            "accepted": s.accepted,
+            "outbox_read": s.outbox_read,
+            "threads": instance.threads(group_id),
+        }
         for group_id, s in sorted(instance.subscriptions.items())
     ]

@@ -294,7 +294,12 @@ def _delete(instance: Instance, activity: dict[str, Any], actor: str) -> None:
 
 
 async def announced(
-    request: web.Request, instance: Instance, activity: dict[str, Any], group: str
+    request: web.Request,
+    instance: Instance,
+    activity: dict[str, Any],
+    group: str,
+    *,
+    posts_only: bool = False,
 ) -> None:
     """What an Announce from a followed Group brings: Create, Update or Delete of its posts.
 
@@ -312,9 +317,11 @@ async def announced(
     if kind in ("Create", "Update"):
         if isinstance(inner.get("object"), str):
             inner = {**inner, "object": await _fetch(request, inner["object"])}
+        if posts_only and (inner["object"] or {}).get("inReplyTo") is not None:
+            return
         rules.check_object(inner, actor, group)
         await _store(request, instance, inner["object"], announce=False, community=group)
-    elif kind == "Delete":
+    elif kind == "Delete" and not posts_only:
         _delete(instance, inner, actor)
     # Likes, Undos and the rest are accepted and ignored here.
 
@@ -325,8 +332,12 @@ OUTBOX_ITEMS = 50
 
 async def read_outbox(request: web.Request, instance: Instance, group: str) -> None:
     """After the Accept, what the outbox holds: an unpaged collection with its items
-    inline, or a paged one through `first` (Lemmy: community/outbox.rs reads up to 50,
-    oldest first; PieFed reads 50 unpaged)."""
+    inline, or a paged one through `first`, up to 50 items.
+
+    Lemmy (crates/apub/src/collections/community_outbox.rs) takes only the
+    Create/Update of posts among them, each checked as if received, and skips
+    what fails; the sandbox records those refusals, for the tests to see.
+    """
     subscription = instance.subscriptions[group]
     try:
         outbox = await _fetch(request, str(subscription.group.get("outbox")))
@@ -347,9 +358,7 @@ async def read_outbox(request: web.Request, instance: Instance, group: str) -> N
                 raise Refused("parse_error", "an outbox item that is not an Announce")
             if item.get("actor") != group:
                 raise Refused("invalid_community", f"an outbox Announce by {item.get('actor')}")
-            if isinstance(item.get("id"), str) and instance.seen(item["id"]):
-                continue
-            await announced(request, instance, item, group)
+            await announced(request, instance, item, group, posts_only=True)
         except Refused as exc:
             _refuse(instance, exc)
     subscription.outbox_items = len(items[:OUTBOX_ITEMS])

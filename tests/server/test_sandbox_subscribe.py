@@ -217,13 +217,15 @@ async def test_sandbox_reads_the_outbox_and_stores_what_announces_bring(
     await fake.start()
     try:
         post = fake.page(1, "The first post")
+        second = fake.page(4, "The second post")
         reply = fake.note(2, post["id"])
         nested = fake.note(3, reply["id"])
-        # The third arrives by id: the Announce names the Create, served at its id.
-        by_id = fake.create(nested)
+        # The second post arrives by id: the Announce names the Create, served at its id.
+        by_id = fake.create(second)
         fake.peer.objects[by_id["id"]] = by_id
         fake.outbox = [  # newest first, as collections are
             fake.announce(by_id["id"], 3),
+            # Lemmy takes only posts from an outbox: this reply is left out.
             fake.announce(fake.create(reply), 2),
             fake.announce(fake.create(post), 1),
         ]
@@ -246,11 +248,8 @@ async def test_sandbox_reads_the_outbox_and_stores_what_announces_bring(
         await wait_for(lambda: subscription.outbox_read and subscription.outbox_items == 3)
         assert sandbox.refused == []
         threads = sandbox.threads(fake.id)
-        assert [(t["id"], t["name"]) for t in threads] == [(post["id"], "The first post")]
-        assert [(c["id"], c["inReplyTo"], c["depth"]) for c in threads[0]["comments"]] == [
-            (reply["id"], post["id"], 1),
-            (nested["id"], reply["id"], 2),
-        ]
+        assert [(t["id"], t["comments"]) for t in threads] == [(post["id"], []), (second["id"], [])]
+        assert [t["name"] for t in threads] == ["The first post", "The second post"]
         assert sandbox.threads() == []  # its own community holds none of them
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{sandbox.base}/") as response:
@@ -258,7 +257,16 @@ async def test_sandbox_reads_the_outbox_and_stores_what_announces_bring(
         assert f"<h2>!{handle}</h2>" in page and "subscribed</small>" in page
         assert page.index("The first post") > page.index(f"<h2>!{handle}</h2>")
 
-        # Pushed to the inbox: an Update and a Delete, Announced by the Group, signed by it.
+        # Pushed to the inbox, Announced by the Group and signed by it: comments
+        # (stored under their parents), an Update and a Delete.
+        for number, comment in ((10, reply), (11, nested)):
+            pushed = fake.announce(fake.create(comment), number)
+            assert await fake.peer.send(f"{sandbox.base}/inbox", pushed) == 200
+        comments = sandbox.threads(fake.id)[0]["comments"]
+        assert [(c["id"], c["inReplyTo"], c["depth"]) for c in comments] == [
+            (reply["id"], post["id"], 1),
+            (nested["id"], reply["id"], 2),
+        ]
         edited = {**post, "name": "The first post, edited"}
         update = fake.announce(fake.create(edited, "Update"), 4)
         assert await fake.peer.send(f"{sandbox.base}/inbox", update) == 200
@@ -286,7 +294,7 @@ async def test_sandbox_reads_the_outbox_and_stores_what_announces_bring(
             == 400
         )
         assert [r["error"] for r in sandbox.refused] == ["not_subscribed", "invalid_community"]
-        assert [t["id"] for t in sandbox.threads(fake.id)] == [post["id"]]
+        assert [t["id"] for t in sandbox.threads(fake.id)] == [post["id"], second["id"]]
 
         status, _ = await _post(sandbox, "/api/sandbox/unsubscribe", {"community": handle})
         assert status == 200

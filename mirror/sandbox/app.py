@@ -12,6 +12,7 @@ import hashlib
 import html
 import json
 import logging
+import ssl
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -45,7 +46,12 @@ def make_sandbox_app(instance: Instance) -> web.Application:
     app[INSTANCE] = instance
 
     async def session_context(app: web.Application) -> Any:
-        app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        # Its own context: OpenSSL reads SSL_CERT_FILE when the context is made, so
+        # a test's certificate authority named after aiohttp's import is trusted.
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context())
+        app[SESSION] = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+        )
         yield
         await app[SESSION].close()
 

@@ -10,6 +10,7 @@ import ssl
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,13 +25,14 @@ from mirror.db import migrate
 from mirror.db.session import make_engine, write_transaction
 from mirror.errors import ConfigError
 from mirror.federation.actors import BOT, create_actor
+from mirror.federation.communities import host
 from mirror.federation.service import Federation
 from mirror.net.client import FetchError, fetch_json, make_session
 from mirror.server.app import serve
 from mirror.server.tls import server_ssl_context
 from mirror.signatures import MasterKey
 from tests.peer import free_port
-from tests.server.conftest import make_settings
+from tests.server.conftest import make_settings, wait_for
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -69,7 +71,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 async def test_serve_speaks_https_and_our_client_trusts_ssl_cert_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox_factory: Any
 ) -> None:
     cert, key = self_signed(tmp_path)
     port = free_port()
@@ -84,7 +86,7 @@ async def test_serve_speaks_https_and_our_client_trusts_ssl_cert_file(
         create_actor(conn, username="mirror", kind=BOT, master_key=master_key, now=clock.now())
     ready, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        serve(federation, host="127.0.0.1", port=port, ready=ready, stop=stop, with_worker=False)
+        serve(federation, host="127.0.0.1", port=port, ready=ready, stop=stop)
     )
     try:
         async with asyncio.timeout(20):
@@ -121,6 +123,27 @@ async def test_serve_speaks_https_and_our_client_trusts_ssl_cert_file(
             )
         assert url == f"{base}/u/mirror"
         assert actor["id"] == f"{base}/u/mirror" and actor["inbox"].startswith(base)
+
+        # A Lemmy-like peer that looks communities up over https (as PieFed
+        # does) follows a hosted Group; the Accept comes back through the queue.
+        with write_transaction(engine) as conn:
+            host(
+                conn,
+                source="unknown",
+                name="archive",
+                master_key=master_key,
+                now=clock.now(),
+                bot_username="mirror",
+            )
+        sandbox = await sandbox_factory()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{sandbox.base}/api/sandbox/subscribe?scheme=https",
+                json={"community": f"archive@127.0.0.1:{port}"},
+            ) as response:
+                answer = await response.json(content_type=None)
+        assert answer.get("group") == f"{base}/c/archive", answer
+        await wait_for(lambda: sandbox.subscriptions[f"{base}/c/archive"].accepted)
     finally:
         stop.set()
         async with asyncio.timeout(20):

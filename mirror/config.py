@@ -50,6 +50,34 @@ class InstanceSettings:
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
     trusted_proxies: list[str] = field(default_factory=list)
+    #: PEM files for `serve` to speak https itself (both or neither).
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def check_tls(self, base_url: str) -> None:
+        """Both PEM files or neither, each readable, and an https base URL when set."""
+        given = [key for key in ("tls_cert", "tls_key") if getattr(self, key)]
+        if len(given) == 1:
+            other = "tls_key" if given == ["tls_cert"] else "tls_cert"
+            raise ConfigError(
+                f"[server].{given[0]} is set but [server].{other} is not: "
+                "give both PEM files or neither"
+            )
+        if not given:
+            return
+        for key in ("tls_cert", "tls_key"):
+            path = Path(getattr(self, key)).expanduser()
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"[server].{key}: {path}: {exc.strerror}") from None
+        if base_url and not base_url.startswith("https://"):
+            # The service would hand out http:// ids while only answering https.
+            raise ConfigError(
+                f"[server].tls_cert is set, so serve speaks https, but [instance].base_url "
+                f"is {base_url!r}: make it https://"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +271,9 @@ def load_settings(
         values = _read_toml(path)
     for (section, key), raw, origin in _env_overrides(env):
         values.setdefault(section, {})[key] = _coerce_env(section, key, raw, origin)
-    return _build(values, path)
+    settings = _build(values, path)
+    settings.server.check_tls(settings.instance.base_url)
+    return settings
 
 
 def _read_toml(path: Path) -> dict[str, dict[str, Any]]:

@@ -290,10 +290,12 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     from mirror.config import iter_options
     from mirror.server.routes.access import trusted_networks
     from mirror.server.routes.health import check_metrics_listen
+    from mirror.server.tls import server_ssl_context
     from mirror.vocab.ids import Urls
 
     settings.backfill.check()
     check_metrics_listen(settings)
+    server_ssl_context(settings)
     trusted_networks(settings)
     if settings.instance.base_url:
         Urls.from_base_url(settings.instance.base_url)

@@ -8,6 +8,7 @@ and POSTing activities. Signing itself happens in mirror.signatures.
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -78,6 +79,10 @@ def make_session(
     """A client session whose connector only reaches public addresses (and those allowed)."""
     connector = aiohttp.TCPConnector(
         resolver=GuardedResolver(allowed=allowed),
+        # Made here, not aiohttp's context made at its import: OpenSSL reads
+        # SSL_CERT_FILE / SSL_CERT_DIR when the context loads its default
+        # paths, so a bundle named later (a test peer's own CA) is trusted too.
+        ssl=ssl.create_default_context(),
         limit=256,
         limit_per_host=limit_per_host,
         ttl_dns_cache=300,

@@ -12,6 +12,7 @@ import hashlib
 import html
 import json
 import logging
+import ssl
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -23,9 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from httpsig import HeaderSigner
 from httpsig.verify import HeaderVerifier
 
-from mirror.sandbox import api, pages, profiles, rules
+from mirror.sandbox import api, pages, profiles, rules, subscription_routes, subscriptions
 from mirror.sandbox.rules import Refused, ServerError
-from mirror.sandbox.state import CONTEXT, INSTANCE, Instance, Stored
+from mirror.sandbox.state import CONTEXT, INSTANCE, SESSION, Instance, Stored
 
 __all__ = ["INSTANCE", "Instance", "Stored", "make_sandbox_app"]
 
@@ -40,15 +41,17 @@ MAX_BODY = 256 * 1024
 ALWAYS_400 = ("incorrect_signature", "invalid_json")
 
 
-SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)
-
-
 def make_sandbox_app(instance: Instance) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[INSTANCE] = instance
 
     async def session_context(app: web.Application) -> Any:
-        app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        # Its own context: OpenSSL reads SSL_CERT_FILE when the context is made, so
+        # a test's certificate authority named after aiohttp's import is trusted.
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context())
+        app[SESSION] = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+        )
         yield
         await app[SESSION].close()
 
@@ -59,6 +62,8 @@ def make_sandbox_app(instance: Instance) -> web.Application:
     app.router.add_get("/c/{name}", group)
     app.router.add_post("/inbox", inbox)
     app.router.add_post("/c/{name}/inbox", inbox)
+    app.router.add_post("/u/{name}/inbox", inbox)
+    subscription_routes.add_routes(app.router)
     pages.add_routes(app.router)
     api.add_routes(app.router, instance.profile.api)
     return app
@@ -258,14 +263,10 @@ async def _apply(
         await _store(request, instance, activity["object"], announce=True)
         await _announce(request, instance, activity, actor)
     elif kind == "Delete":
-        object_id = rules.check_delete(activity, actor)
-        item = instance.objects.get(object_id)
-        if item is not None and not item.deleted:
-            item.deleted = True
-            if item.kind == "post":
-                author = str(item.object.get("attributedTo"))
-                instance.post_counts[author] = instance.post_counts.get(author, 1) - 1
+        _delete(instance, activity, actor)
         await _announce(request, instance, activity, actor)
+    elif kind == "Announce":
+        await announced(request, instance, activity, actor)
     elif kind == "Follow":
         if activity.get("object") != instance.group_id:
             raise Refused("invalid_community", "a Follow of something else")
@@ -280,11 +281,95 @@ async def _apply(
             "object": activity,
         }
         instance.spawn(_send(request.app, instance, inbox_url, accept))
+    elif kind == "Accept":
+        subscriptions.accepted(instance, activity, actor)
+        instance.spawn(read_outbox(request, instance, actor))
     elif kind == "Undo":
         inner = activity.get("object")
         if isinstance(inner, dict) and inner.get("type") == "Follow":
             instance.followers.pop(actor, None)
     # Anything else is accepted and ignored, as Lemmy does.
+
+
+def _delete(instance: Instance, activity: dict[str, Any], actor: str) -> None:
+    object_id = rules.check_delete(activity, actor)
+    item = instance.objects.get(object_id)
+    if item is not None and not item.deleted:
+        item.deleted = True
+        if item.kind == "post":
+            author = str(item.object.get("attributedTo"))
+            instance.post_counts[author] = instance.post_counts.get(author, 1) - 1
+
+
+async def announced(
+    request: web.Request,
+    instance: Instance,
+    activity: dict[str, Any],
+    group: str,
+    *,
+    posts_only: bool = False,
+) -> None:
+    """What an Announce from a followed Group brings: Create, Update or Delete of its posts.
+
+    The Announce's signature was checked as its actor's; Lemmy takes one only
+    from a community it follows (activities/community/announce.rs), and the
+    inner activity, embedded or fetched by id, passes the rules a direct one does.
+    """
+    subscription = instance.subscriptions.get(group)
+    if subscription is None or not subscription.accepted:
+        raise Refused("not_subscribed", f"an Announce from {group}, which is not followed here")
+    inner = activity.get("object")
+    if isinstance(inner, str):
+        inner = await _fetch(request, inner)
+    _, kind, actor = rules.check_envelope(inner, instance.host.lower())
+    if kind in ("Create", "Update"):
+        if isinstance(inner.get("object"), str):
+            inner = {**inner, "object": await _fetch(request, inner["object"])}
+        if posts_only and (inner["object"] or {}).get("inReplyTo") is not None:
+            return
+        rules.check_object(inner, actor, group)
+        await _store(request, instance, inner["object"], announce=False, community=group)
+    elif kind == "Delete" and not posts_only:
+        _delete(instance, inner, actor)
+    # Likes, Undos and the rest are accepted and ignored here.
+
+
+#: Lemmy and PieFed read at most this many items of a community's outbox.
+OUTBOX_ITEMS = 50
+
+
+async def read_outbox(request: web.Request, instance: Instance, group: str) -> None:
+    """After the Accept, what the outbox holds: an unpaged collection with its items
+    inline, or a paged one through `first`, up to 50 items.
+
+    Lemmy (crates/apub/src/collections/community_outbox.rs) takes only the
+    Create/Update of posts among them, each checked as if received, and skips
+    what fails; the sandbox records those refusals, for the tests to see.
+    """
+    subscription = instance.subscriptions[group]
+    try:
+        outbox = await _fetch(request, str(subscription.group.get("outbox")))
+        items = outbox.get("orderedItems")
+        if items is None and outbox.get("first") is not None:
+            first = outbox["first"]
+            page = first if isinstance(first, dict) else await _fetch(request, str(first))
+            items = page.get("orderedItems")
+        if not isinstance(items, list):
+            raise Refused("parse_error", f"{outbox['id']}: no orderedItems in the outbox")
+    except Refused as exc:
+        _refuse(instance, exc)
+        return
+    subscription.outbox_read = True
+    for item in reversed(items[:OUTBOX_ITEMS]):
+        try:
+            if not isinstance(item, dict) or item.get("type") != "Announce":
+                raise Refused("parse_error", "an outbox item that is not an Announce")
+            if item.get("actor") != group:
+                raise Refused("invalid_community", f"an outbox Announce by {item.get('actor')}")
+            await announced(request, instance, item, group, posts_only=True)
+        except Refused as exc:
+            _refuse(instance, exc)
+    subscription.outbox_items = len(items[:OUTBOX_ITEMS])
 
 
 #: Lemmy fetches at most this many objects for one activity (rules §5.2).
@@ -298,6 +383,7 @@ async def _store(
     *,
     announce: bool,
     budget: int = FETCH_BUDGET,
+    community: str = "",
 ) -> Stored:
     object_id = obj["id"]
     author = str(obj.get("attributedTo"))
@@ -327,9 +413,11 @@ async def _store(
             rules.check_object(
                 {"to": fetched.get("to"), "cc": fetched.get("cc", []), "object": fetched},
                 str(fetched.get("attributedTo")),
-                instance.group_id,
+                community or instance.group_id,
             )
-            parent = await _store(request, instance, fetched, announce=False, budget=budget - 1)
+            parent = await _store(
+                request, instance, fetched, announce=False, budget=budget - 1, community=community
+            )
         if parent.deleted:
             raise Refused("deleted", "the parent was deleted")
         depth = parent.depth + 1 if parent.kind == "comment" else 1
@@ -346,6 +434,7 @@ async def _store(
         existing.edited_at = instance.clock.now()
         return existing
     stored.announced = announce
+    stored.community = community
     stored.number = next(instance._numbers)
     stored.local_id = instance.next_id(stored.kind)
     stored.received_at = instance.clock.now()

@@ -106,11 +106,10 @@ def describe(instance: Instance) -> str:
     return " · ".join(said)
 
 
-async def index_page(request: web.Request) -> web.Response:
-    instance = request.app[INSTANCE]
+def _post_rows(instance: Instance, community: str) -> str:
     rows = []
     for post in sorted(instance.objects.values(), key=lambda s: s.number):
-        if post.kind != "post":
+        if post.kind != "post" or post.community != community:
             continue
         count = sum(1 for c in instance.objects.values() if c.post == post.id and c.kind != "post")
         title = html.escape(str(post.object.get("name") or "(untitled)"))
@@ -118,11 +117,30 @@ async def index_page(request: web.Request) -> web.Response:
             f'<li><a href="/post/{post.number}">{title}</a> {_byline(instance, post)}'
             f" <small>· {count} comments</small></li>"
         )
+    return f"<ul>{''.join(rows)}</ul>"
+
+
+def _subscriptions(instance: Instance) -> str:
+    """The remote communities its user follows, each with what their Announces brought."""
+    parts = []
+    for group_id, subscription in sorted(instance.subscriptions.items()):
+        state = "subscribed" if subscription.accepted else "subscribe pending"
+        parts.append(
+            f"<h2>!{html.escape(subscription.handle)}</h2>"
+            f"<p><small>{html.escape(group_id)} · {state}</small></p>"
+            + _post_rows(instance, group_id)
+        )
+    return "".join(parts)
+
+
+async def index_page(request: web.Request) -> web.Response:
+    instance = request.app[INSTANCE]
     body = (
         f"<h1>!{html.escape(instance.community)}@{html.escape(instance.host)}</h1>"
         f"<p>{html.escape(instance.software)} {html.escape(instance.version)} sandbox · "
         f"{len(instance.refused)} refused activities · {len(instance.failed)} answered 500<br>"
-        f"<small>{html.escape(describe(instance))}</small></p><ul>{''.join(rows)}</ul>"
+        f"<small>{html.escape(describe(instance))}</small></p>{_post_rows(instance, '')}"
+        f"{_subscriptions(instance)}"
     )
     return _page(instance.title, body)
 

@@ -20,7 +20,6 @@ So a stray escape in `source` shows on the sandbox's pages as it would on
 the real server's, and the tests read the same renderers.
 """
 
-
 from __future__ import annotations
 
 import html

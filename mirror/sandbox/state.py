@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -56,6 +57,8 @@ class Stored:
     edited_at: datetime | None = None
     #: Its author is a Service actor (Lemmy's bot_account, PieFed's from_bot).
     bot: bool = False
+    #: The remote Group it came through (an Announce); "" for the sandbox's own community.
+    community: str = ""
 
 
 @dataclass
@@ -112,6 +115,9 @@ class Instance:
     #: Posts held per author, not deleted ones (PieFed's user.post_count).
     post_counts: dict[str, int] = field(default_factory=dict)
     announces: int = 0
+    #: Remote communities its user follows, by Group id (subscriptions.py).
+    subscriptions: dict[str, Any] = field(default_factory=dict)
+    subscriber_key: rsa.RSAPrivateKey | None = None
     key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
@@ -238,8 +244,8 @@ class Instance:
                 out.setdefault(item.parent, []).append(item)
         return out
 
-    def threads(self) -> list[dict[str, Any]]:
-        """Every stored post with its comments (pre-order), for tests and the pages."""
+    def threads(self, community: str = "") -> list[dict[str, Any]]:
+        """Every stored post of a community (its own by default) with its comments (pre-order)."""
         children = self.children()
 
         def walk(parent: str) -> list[dict[str, Any]]:
@@ -252,7 +258,7 @@ class Instance:
         return [
             {**self.public(post), "comments": walk(post.id)}
             for post in sorted(self.objects.values(), key=lambda s: s.number)
-            if post.kind == "post"
+            if post.kind == "post" and post.community == community
         ]
 
     def public(self, item: Stored) -> dict[str, Any]:
@@ -280,3 +286,4 @@ class Instance:
 
 
 INSTANCE: web.AppKey[Instance] = web.AppKey("instance", Instance)
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session", aiohttp.ClientSession)

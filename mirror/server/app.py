@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from mirror.server.admin_auth import Throttle, security_headers
 from mirror.server.appkeys import FEDERATION
 from mirror.server.routes import actors, admin, communities, discovery, health, inbox, objects
 from mirror.server.routes.access import trusted_networks
+from mirror.server.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,6 +94,7 @@ async def serve(
     # Refused before anything starts: a config error is one line, not a half-started service.
     health.check_metrics_listen(federation.settings)
     trusted_networks(federation.settings)
+    tls = server_ssl_context(federation.settings)
     if federation.settings.hosted:
         for line in await asyncio.to_thread(apply_hosted_config, federation):
             log.info("%s", line)
@@ -110,7 +113,7 @@ async def serve(
         if worker is not None and worker_task is not None:
             await _started(worker, worker_task)
         await runner.setup()
-        await _bind(runner, host, port)
+        await _bind(runner, host, port, ssl_context=tls)
         metrics = federation.settings.metrics
         if metrics.enabled and metrics.listen:
             metrics_runner = web.AppRunner(health.metrics_app(federation))
@@ -126,7 +129,8 @@ async def serve(
         bot = await federation.local_actor(federation.bot_username)
         if bot is not None:
             await announce_profile(federation, bot)
-        log.info("serving %s on http://%s:%d", federation.urls.base, host, port)
+        scheme = "https" if tls is not None else "http"
+        log.info("serving %s on %s://%s:%d", federation.urls.base, scheme, host, port)
         if ready is not None:
             ready.set()
         await _until(stop, worker_task)
@@ -155,10 +159,16 @@ async def _started(worker: Worker, task: asyncio.Task[None]) -> None:
         raise task.exception()  # type: ignore[misc]
 
 
-async def _bind(runner: web.AppRunner, host: str, port: int, what: str = "") -> None:
+async def _bind(
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    what: str = "",
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
     """Listen, or one line saying why not (the port is taken, say)."""
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except OSError as exc:
         # asyncio's own wording repeats the address as a tuple: the system's is enough.
         reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc.strerror)

@@ -106,6 +106,8 @@ class Mirror:
         }
         self.database = tmp_path / "data" / "mirror.db"
         self.server: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe nobody reads: a full pipe blocks the service's logging.
+        self.log = tmp_path / "serve.log"
 
     def run(self, *args: str) -> str:
         done = subprocess.run(
@@ -123,13 +125,13 @@ class Mirror:
             [sys.executable, "-m", "mirror", "serve", "--listen", f"127.0.0.1:{self.port}"],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("wb"),
         )
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.send_signal(signal.SIGTERM)
-            self.server.communicate(timeout=60)
+            self.server.wait(timeout=60)
 
     def run_report(self, run: int) -> dict[str, Any]:
         (found,) = [r for r in json.loads(self.run("runs", "--json")) if r["id"] == run]
@@ -149,7 +151,9 @@ class Mirror:
                 and (report["by_state"]["pending"] + report["by_state"]["retrying"] == 0)
             ):
                 return report
-            assert time.monotonic() < deadline, report
+            if time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace").splitlines()[-20:]
+                raise AssertionError(f"{report}\nserve's log ends:\n" + "\n".join(tail))
             time.sleep(2)
 
     def published(self) -> dict[str, dict[str, Any]]:

@@ -319,7 +319,9 @@ async def test_a_stalling_key_host_gets_503_and_starves_no_one(
         # those behind a fetch waited for it to stall (3 s), with room for a
         # loaded machine.
         assert max(elapsed for _, _, elapsed in results) < 8.0
-        assert sorted(elapsed for _, _, elapsed in results)[250] < 1.0
+        # Most did not wait for a stall (3 s) either; 300 requests at once take
+        # their time on a loaded machine, so "at once" is below the stall.
+        assert sorted(elapsed for _, _, elapsed in results)[250] < 2.5
         assert staller.max_in_flight <= 4
         assert followers(service) == [(peer.actor_id, "active")]
     finally:

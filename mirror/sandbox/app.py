@@ -14,18 +14,17 @@ import json
 import logging
 import ssl
 from datetime import datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
-from httpsig import HeaderSigner
 from httpsig.verify import HeaderVerifier
 
 from mirror.sandbox import api, pages, profiles, rules, subscription_routes, subscriptions
 from mirror.sandbox.rules import Refused, ServerError
+from mirror.sandbox.signing import signed_post_headers
 from mirror.sandbox.state import CONTEXT, INSTANCE, SESSION, Instance, Stored
 
 __all__ = ["INSTANCE", "Instance", "Stored", "make_sandbox_app"]
@@ -476,26 +475,13 @@ async def _send(
 ) -> None:
     """POST signed by the group's key, with httpsig (not fedimirror's signer)."""
     body = json.dumps(activity).encode()
-    parts = urlsplit(url)
-    headers = {
-        "Host": parts.netloc,
-        "Date": format_datetime(instance.clock.now(), usegmt=True),
-        "Digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
-        "Content-Type": ACTIVITY_JSON,
-    }
-    pem = instance.key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    signer = HeaderSigner(
+    signed = signed_post_headers(
+        url,
+        body,
+        key=instance.key,
         key_id=f"{instance.group_id}#main-key",
-        secret=pem,
-        algorithm="rsa-sha256",
-        headers=["(request-target)", "host", "date", "digest", "content-type"],
-        sign_header="Signature",
+        now=instance.clock.now(),
     )
-    signed = signer.sign(headers, method="POST", path=parts.path or "/")
     try:
         async with app[SESSION].post(url, data=body, headers=signed) as response:
             await response.read()

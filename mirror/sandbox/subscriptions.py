@@ -9,21 +9,17 @@ followed community and name that Follow).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass
-from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from httpsig import HeaderSigner
 
 from mirror.sandbox.rules import Refused
+from mirror.sandbox.signing import signed_post_headers
 from mirror.sandbox.state import CONTEXT, Instance
 
 ACTIVITY_JSON = "application/activity+json"
@@ -119,26 +115,13 @@ async def send_as_subscriber(
 ) -> int:
     """POST signed by the subscriber's key with httpsig (not fedimirror's signer); the status."""
     body = json.dumps(activity).encode()
-    parts = urlsplit(url)
-    headers = {
-        "Host": parts.netloc,
-        "Date": format_datetime(instance.clock.now(), usegmt=True),
-        "Digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
-        "Content-Type": ACTIVITY_JSON,
-    }
-    pem = subscriber_key(instance).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    signer = HeaderSigner(
+    signed = signed_post_headers(
+        url,
+        body,
+        key=subscriber_key(instance),
         key_id=f"{subscriber_id(instance)}#main-key",
-        secret=pem,
-        algorithm="rsa-sha256",
-        headers=["(request-target)", "host", "date", "digest", "content-type"],
-        sign_header="Signature",
+        now=instance.clock.now(),
     )
-    signed = signer.sign(headers, method="POST", path=parts.path or "/")
     try:
         async with session.post(url, data=body, headers=signed) as response:
             await response.read()

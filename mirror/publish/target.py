@@ -17,15 +17,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from mirror.errors import MirrorError
+from mirror.federation.server_software import nodeinfo
 from mirror.net.client import FetchError, fetch_json
 from mirror.net.guard import Allowance
 
 HANDLE = re.compile(r"^!?([A-Za-z0-9_.\-]+)@([A-Za-z0-9.\-]+(?::\d+)?)$")
-NODEINFO_SCHEMAS = (
-    "http://nodeinfo.diaspora.software/ns/schema/2.1",
-    "http://nodeinfo.diaspora.software/ns/schema/2.0",
-)
-
 
 class TargetError(MirrorError):
     """The target community cannot be used; the message says why."""
@@ -177,20 +173,10 @@ async def resolve(federation: Any, spec: str) -> Target:
 
 async def _software(get: Any, actor_id: str) -> tuple[str | None, str | None, bool]:
     """(software, version, whether it is a sandbox) from the server's NodeInfo."""
-    parts = urlsplit(actor_id)
     try:
-        index = await get(
-            f"{parts.scheme}://{parts.netloc}/.well-known/nodeinfo", "application/json"
-        )
-        links = {
-            link.get("rel"): link.get("href")
-            for link in index.get("links", [])
-            if isinstance(link, dict)
-        }
-        href = next((links[s] for s in NODEINFO_SCHEMAS if isinstance(links.get(s), str)), None)
-        if href is None:
+        info = await nodeinfo(lambda url: get(url, "application/json"), actor_id)
+        if info is None:
             return None, None, False
-        info = await get(href, "application/json")
         software = info.get("software", {})
         metadata = info.get("metadata")
         sandbox = isinstance(metadata, dict) and metadata.get("sandbox") is True

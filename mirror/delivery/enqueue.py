@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -92,10 +92,13 @@ class Outbox:
         run_id: int | None = None,
         pace: Pace | None = None,
         about: str | None = None,
+        due_by_host: dict[str, datetime] | None = None,
     ) -> str:
         """Build the activity (refused now if too large); returns its id.
 
-        ``due_at`` schedules the first attempt (a floor); default now.
+        ``due_at`` schedules the first attempt (a floor); default now;
+        ``due_by_host`` a later floor for the inboxes of some servers (one
+        whose new-account limit would drop it before then).
         ``pace`` spaces its deliveries with the others of that pace, whatever
         their due times (which pass during an outage). ``about`` is the object
         it concerns when that is not its `object` (an Announce is about the
@@ -136,6 +139,7 @@ class Outbox:
                 now,
                 due_at,
                 pace,
+                due_by_host or {},
             )
         )
         return activity_id
@@ -169,6 +173,7 @@ class _Enqueued:
     now: datetime
     due_at: datetime | None
     pace: Pace | None = None
+    due_by_host: dict[str, datetime] = field(default_factory=dict)
 
 
 _HOSTS_DEAD_SINCE = sa.select(HOSTS.c.host, HOSTS.c.dead_since).where(
@@ -259,7 +264,9 @@ def _enqueue(conn: sa.Connection, batch: Sequence[_Enqueued]) -> int:
                     "state": State.PARKED if parked else State.PENDING,
                     "attempts": 0,
                     "unknown_errors": 0,
-                    "next_attempt_at": entry.due_at or entry.now,
+                    "next_attempt_at": max(
+                        entry.due_at or entry.now, entry.due_by_host.get(host, entry.now)
+                    ),
                     "last_error": f"{PARKED_DEAD} {dead[host].isoformat()}" if parked else None,
                     "pace_id": entry.pace.id if entry.pace is not None else None,
                     "created_at": entry.now,

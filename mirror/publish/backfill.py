@@ -13,7 +13,6 @@ recorded only when there is any of that to do.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,8 +25,10 @@ from mirror.db.models import Activity, ApObject, BackfillRun, Publication
 from mirror.delivery import enqueue
 from mirror.inspection import load_bodies
 from mirror.publish import release
+from mirror.publish.follower_limits import FollowerLimits
 from mirror.publish.plan import Item, Plan
 from mirror.publish.prepare import FOLLOWERS_ONLY, Builder, Prepared
+from mirror.publish.report import Report, planned_counts
 from mirror.publish.retract import delete_publications
 from mirror.publish.servers import server_for
 from mirror.publish.states import HOLDS_REPLIES
@@ -62,38 +63,6 @@ _PUBLICATION_UPDATED = (
 )
 
 
-@dataclass(slots=True)
-class Report:
-    run_id: int | None
-    target: str
-    planned: dict[str, int]
-    queued: int = 0
-    requeued: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    deliveries: int = 0
-    #: Queued but held back: until their parent is confirmed, or a known limit passes.
-    waiting: int = 0
-    left_out: dict[str, int] = field(default_factory=dict)
-    first: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run_id,
-            "target": self.target,
-            "planned": self.planned,
-            "queued": self.queued,
-            "requeued": self.requeued,
-            "updated": self.updated,
-            "deleted": self.deleted,
-            "unchanged": self.unchanged,
-            "deliveries": self.deliveries,
-            "waiting": self.waiting,
-            "left_out": self.left_out,
-        }
-
-
 class Backfill(Builder):
     """One backfill into one target, over one connection (the caller's transaction)."""
 
@@ -126,6 +95,8 @@ class Backfill(Builder):
         self._states: dict[str, str] = {}
         #: Posts each actor has on the target's server, counting this run's.
         self._posts: dict[str, int] = {}
+        #: A hosted Group's followers' new-account limits (made on its first post).
+        self._limits: FollowerLimits | None = None
         # Written in bulk every FLUSH_EVERY activities (see enqueue.Outbox).
         self._outbox = enqueue.Outbox(conn, urls=urls)
         self._new_objects: list[dict[str, Any]] = []
@@ -194,7 +165,7 @@ class Backfill(Builder):
         return matched
 
     def dry_run(self, plan: Plan, show: int = 3) -> Report:
-        report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
+        report = Report(None, self.target.id, planned_counts(plan), left_out=plan.left_out)
         self._match(plan)  # for the object ids a real run would keep (self._objects)
         for item in _with_bodies(self.conn, plan.items[:show]):
             prepared = self.prepare(item, self.now, create_actors=False)
@@ -235,7 +206,7 @@ class Backfill(Builder):
         """Queue the plan; ``updates_only`` sends just the Updates of changed items
         (after an ingest). The run is made once there is something to queue: a
         re-run with nothing new makes none (its report's ``run_id`` is None)."""
-        report = Report(None, self.target.id, _planned(plan), left_out=plan.left_out)
+        report = Report(None, self.target.id, planned_counts(plan), left_out=plan.left_out)
 
         def this_run() -> int:
             run_id = report.run_id
@@ -366,15 +337,24 @@ class Backfill(Builder):
         """The Group announces its author's activity to its followers' shared inboxes.
 
         About the object (the queue keeps an object's Announces in order,
-        Create before Update before Delete), after its parent, at the run's pace.
+        Create before Update before Delete), after its parent, at the run's pace;
+        a post a follower's server would drop for its author's age goes to that
+        server when the author is old enough (follower_limits).
         """
         assert self.group is not None
+        inboxes = self.follower_inboxes(self.group)
+        later = {}
+        if prepared.item.kind == "post" and inner["args"]["kind"] == "Create":
+            if self._limits is None:
+                self._limits = FollowerLimits(self.conn, group=self.group, own_host=self.urls.host)
+            later = self._limits.dues(prepared.actor, inboxes, self.now)
         return self._outbox.publish(
             username=self.group,
             recipe=recipe(
                 "announce", username=self.group, activity=inner, activity_id_inner=inner_id
             ),
-            inboxes=self.follower_inboxes(self.group),
+            inboxes=inboxes,
+            due_by_host=later,
             now=self.now,
             public=True,
             depends_on=prepared.depends_on,
@@ -541,11 +521,3 @@ def _with_bodies(
         yield from chunk
         for item in missing:
             del item.data["body"]
-
-
-def _planned(plan: Plan) -> dict[str, int]:
-    return {
-        "posts": plan.count("post"),
-        "comments": plan.count("comment"),
-        "followers_only": plan.count("orphan"),
-    }

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from mirror.db.session import write_transaction
 from mirror.inspection import build_outline
-from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill, Report
+from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill
 from mirror.publish.plan import build_plan, options_from
+from mirror.publish.report import Report
 from mirror.publish.target import Target
 
 

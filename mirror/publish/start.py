@@ -10,9 +10,10 @@ from typing import Any
 from mirror.config import BackfillSettings
 from mirror.db.session import write_transaction
 from mirror.inspection import build_outline
-from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
+from mirror.publish.backfill import PUBLICATIONS, Backfill
 from mirror.publish.hosted_target import hosted_target
 from mirror.publish.plan import Plan, build_plan, excluded_ids, options_from
+from mirror.publish.report import Report
 from mirror.publish.target import Target, TargetError, resolve
 
 #: The configured pace that a sandbox target does not get: the default's.

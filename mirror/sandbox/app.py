@@ -481,6 +481,7 @@ async def _send(
         key=instance.key,
         key_id=f"{instance.group_id}#main-key",
         now=instance.clock.now(),
+        host_without_port=bool(instance.signs_host_without_port),
     )
     try:
         async with app[SESSION].post(url, data=body, headers=signed) as response:

@@ -54,6 +54,10 @@ class Profile:
     #: skips the instance that hosts the author, "as presumably they already have
     #: the content" (routes.py announce_activity_to_followers).
     announces_to_author_instance: bool
+    #: PieFed signs, and sends, the Host header as the bare host name, without a
+    #: port (app/activitypub/signature.py signed_request: `uri_parts.hostname`);
+    #: Lemmy signs host:port when there is one.
+    signs_host_without_port: bool
     #: Where an anonymous client asks whether an object is held: "v3" (Lemmy's
     #: /api/v3/resolve_object) or "alpha" (PieFed's /api/alpha/resolve_object).
     api: str
@@ -77,6 +81,7 @@ PROFILES = {
         keeps_published=True,
         duplicate_window=timedelta.max,
         announces_to_author_instance=True,
+        signs_host_without_port=False,
         api="v3",
     ),
     "piefed": Profile(
@@ -90,6 +95,7 @@ PROFILES = {
         keeps_published=False,
         duplicate_window=timedelta(seconds=90),
         announces_to_author_instance=False,
+        signs_host_without_port=True,
         api="alpha",
     ),
 }

@@ -20,12 +20,21 @@ ACTIVITY_JSON = "application/activity+json"
 
 
 def signed_post_headers(
-    url: str, body: bytes, *, key: rsa.RSAPrivateKey, key_id: str, now: datetime
+    url: str,
+    body: bytes,
+    *,
+    key: rsa.RSAPrivateKey,
+    key_id: str,
+    now: datetime,
+    host_without_port: bool = False,
 ) -> dict[str, str]:
-    """Headers of a POST of ``body`` to ``url``, with Digest and a draft-cavage Signature."""
+    """Headers of a POST of ``body`` to ``url``, with Digest and a draft-cavage Signature.
+
+    ``host_without_port``: Host is the bare host name, as PieFed sends it.
+    """
     parts = urlsplit(url)
     headers = {
-        "Host": parts.netloc,
+        "Host": (parts.hostname or "") if host_without_port else parts.netloc,
         "Date": format_datetime(now, usegmt=True),
         "Digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
         "Content-Type": ACTIVITY_JSON,

@@ -33,6 +33,7 @@ BEHAVIOURS = (
     "keeps_published",
     "duplicate_window",
     "announces_to_author_instance",
+    "signs_host_without_port",
 )
 
 
@@ -92,6 +93,7 @@ class Instance:
     keeps_published: bool | None = None
     duplicate_window: timedelta | None = None
     announces_to_author_instance: bool | None = None
+    signs_host_without_port: bool | None = None
     #: Test hooks: the inbox answers 500 for an activity about one of these
     #: object ids, or one the predicate holds for (a server error for that
     #: object only), before recording its id, so every attempt fails alike.

@@ -121,6 +121,7 @@ async def send_as_subscriber(
         key=subscriber_key(instance),
         key_id=f"{subscriber_id(instance)}#main-key",
         now=instance.clock.now(),
+        host_without_port=bool(instance.signs_host_without_port),
     )
     try:
         async with session.post(url, data=body, headers=signed) as response:

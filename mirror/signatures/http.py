@@ -244,14 +244,20 @@ def signed_host_matches(value: str, hosts: frozenset[str]) -> bool:
 
 
 def our_hosts(base_url: str) -> frozenset[str]:
-    """The Host values a request to ``base_url`` may carry: with and without a default port."""
+    """The Host values a request to ``base_url`` may carry: with and without its port.
+
+    PieFed signs and sends the bare host name, dropping any port
+    (app/activitypub/signature.py, signed_request: `"Host":
+    uri_parts.hostname`); a signature for our host name on another port of
+    it is still one for us.
+    """
     parts = urlsplit(base_url)
     netloc = parts.netloc.lower()
     hosts = {netloc}
     default = {"http": 80, "https": 443}.get(parts.scheme)
     if parts.port is None and default is not None:
         hosts.add(f"{netloc}:{default}")
-    elif parts.port == default and parts.hostname:
+    elif parts.hostname:
         hosts.add(netloc.rsplit(":", 1)[0])
     return frozenset(hosts)
 

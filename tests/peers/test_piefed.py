@@ -14,9 +14,12 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +56,28 @@ class PieFed:
     database: str
     pid: int
     engine: sa.Engine
+    #: The admin's login (pfadmin), for PieFed's own API.
+    jwt: str
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """PieFed's alpha API as its admin: the JSON answer, or an AssertionError saying why."""
+        assert ROOT is not None
+        request = urllib.request.Request(
+            f"{self.base}/api/alpha{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.jwt}", "Content-Type": "application/json"},
+        )
+        context = ssl.create_default_context(cafile=str(ROOT / "tls" / "cert.pem"))
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=120) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
+
+    def log(self) -> str:
+        assert ROOT is not None
+        return (ROOT / f"{self.database}-server.log").read_text(errors="replace")
 
 
 @pytest.fixture
@@ -69,14 +94,14 @@ def piefed() -> Iterator[PieFed]:
         timeout=900,
         check=True,
     )
-    pid = int(started.stdout.split()[-2])
+    pid, jwt = started.stdout.split()[-2:]
     url = sa.engine.make_url(PG_ADMIN_URL).set(database=database)
     engine = make_engine(url.render_as_string(hide_password=False))
     try:
-        yield PieFed(f"https://localhost:{port}", port, database, pid, engine)
+        yield PieFed(f"https://localhost:{port}", port, database, int(pid), engine, jwt)
     finally:
         engine.dispose()
-        os.killpg(os.getpgid(pid), signal.SIGTERM)
+        os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
         time.sleep(1)
         admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -91,17 +116,25 @@ def piefed() -> Iterator[PieFed]:
 
 
 class Mirror:
-    """fedimirror's CLI in processes of its own, as an operator runs it."""
+    """fedimirror's CLI in processes of its own, as an operator runs it.
+
+    `serve` speaks https itself with PieFed's own localhost certificate,
+    which PieFed already trusts: PieFed builds https:// URLs for the hosts
+    it looks up (WebFinger, actors), whatever scheme our ids have.
+    """
 
     def __init__(self, tmp_path: Path, port: int) -> None:
         assert ROOT is not None
-        self.base = f"http://127.0.0.1:{port}"
+        self.base = f"https://localhost:{port}"
+        self.host = f"localhost:{port}"
         self.port = port
         self.env = {
             **os.environ,
             "MIRROR_CONFIG": str(tmp_path / "mirror.toml"),
             "MIRROR_DATA_DIR": str(tmp_path / "data"),
             "MIRROR_ALLOW_PRIVATE_NETWORKS": "true",
+            "MIRROR_SERVER__TLS_CERT": str(ROOT / "tls" / "cert.pem"),
+            "MIRROR_SERVER__TLS_KEY": str(ROOT / "tls" / "key.pem"),
             "SSL_CERT_FILE": str(ROOT / "tls" / "bundle.pem"),
         }
         self.database = tmp_path / "data" / "mirror.db"
@@ -155,6 +188,16 @@ class Mirror:
                 tail = self.log.read_text(errors="replace").splitlines()[-20:]
                 raise AssertionError(f"{report}\nserve's log ends:\n" + "\n".join(tail))
             time.sleep(2)
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        """One statement on the mirror's database, committed; its rows."""
+        engine = make_engine(f"sqlite:///{self.database}")
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(sa.text(statement), params)
+                return result.all() if result.returns_rows else []
+        finally:
+            engine.dispose()
 
     def published(self) -> dict[str, dict[str, Any]]:
         """Our publications by object URL: state, kind, and the parent's object URL."""
@@ -246,9 +289,75 @@ def test_a_fresh_mirror_into_piefed(tmp_path: Path, piefed: PieFed) -> None:
             shown = STRAY_ESCAPE.findall(held[url]["html"] or "")
             assert len(shown) <= p["source"].count("\\\\"), (url, shown)
 
-        log = (ROOT / f"{piefed.database}-server.log").read_text()  # type: ignore[operator]
-        assert '" 500 -' not in log
+        assert '" 500 -' not in piefed.log()
         again = mirror.run("backfill", "--to", f"!mirror_a@localhost:{piefed.port}")
         assert "nothing new" in again and "no run was made" in again
+    finally:
+        mirror.stop()
+
+
+def test_a_piefed_user_subscribes_to_a_hosted_community(tmp_path: Path, piefed: PieFed) -> None:
+    """The issue's "done when": host a seed community, a PieFed user subscribes through
+    PieFed's API, and PieFed ends up holding every post and comment of it, threads intact."""
+    mirror = Mirror(tmp_path, free_port())
+    mirror.run("init", "--base-url", mirror.base)
+    mirror.run("ingest", str(SEEDS))
+    # A mirror that has run for some days: PieFed dates a remote account from its
+    # actor's `published`, and holds a young one to 3 posts a day (the backlog's
+    # hold for that is tested on the sandbox's PieFed profile).
+    mirror.sql("UPDATE local_actor SET created_at = datetime(created_at, '-3 days')")
+    (source,) = mirror.sql(
+        "SELECT c.name || '@' || c.instance FROM community c JOIN post p ON p.community_id = c.id "
+        "GROUP BY c.id ORDER BY count(*) DESC LIMIT 1"
+    )
+    hosted = mirror.run("communities", "host", source[0], "--name", "archive")
+    assert "archive" in hosted
+    mirror.env["MIRROR_HOSTED_DEFAULTS__BACKLOG_RATE"] = "0"
+    mirror.serve()
+    try:
+        # Published into our own Group before anyone follows: the backlog carries it all.
+        out = mirror.run("backfill", "--to", f"!archive@{mirror.host}")
+        run = int(re.search(r"^run (\d+):", out, re.M).group(1))  # type: ignore[union-attr]
+        mirror.wait(run, until="done")
+        ours = mirror.published()
+        posts = sum(1 for p in ours.values() if p["kind"] == "post")
+        assert posts >= 4 and len(ours) > posts, "needs more posts than a young account's 3"
+
+        found = piefed.api("GET", f"/resolve_object?q=!archive@{mirror.host}")
+        community = found["community"]["community"]  # a CommunityView
+        assert community["actor_id"] == f"{mirror.base}/c/archive", community
+        piefed.api("POST", "/community/follow", {"community_id": community["id"], "follow": True})
+
+        deadline = time.monotonic() + 300
+        while set(stored(piefed)) != set(ours) and time.monotonic() < deadline:
+            time.sleep(3)
+        held = stored(piefed)
+        missing = sorted(set(ours) - set(held))
+        assert not missing, (f"{len(missing)} of {len(ours)} not in PieFed", missing[:5])
+        assert set(held) == set(ours)
+        for url, p in ours.items():
+            assert held[url]["parent"] == p["parent"], url
+        with piefed.engine.connect() as conn:
+            joined = conn.execute(
+                sa.text(
+                    "SELECT m.is_banned, c.ap_profile_id, c.post_count FROM community_member m "
+                    "JOIN community c ON c.id = m.community_id JOIN \"user\" u ON u.id = m.user_id "
+                    "WHERE u.user_name = 'pfadmin' AND c.ap_profile_id = :group"
+                ),
+                {"group": f"{mirror.base}/c/archive"},
+            ).all()
+            in_group = conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM post JOIN community c ON c.id = post.community_id "
+                    "WHERE c.ap_profile_id = :group"
+                ),
+                {"group": f"{mirror.base}/c/archive"},
+            )
+        assert len(joined) == 1 and not joined[0].is_banned, joined
+        assert in_group == posts
+        status = json.loads(mirror.run("communities", "status", "archive", "--json"))
+        (server,) = [s for c in status for s in c["servers"] if s["host"] == piefed.base[8:]]
+        assert server["followers"] == 1 and server["backlog"]["failed"] == 0, server
+        assert '" 500 -' not in piefed.log()
     finally:
         mirror.stop()

@@ -437,3 +437,51 @@ async def test_a_piefed_servers_backlog_honours_its_new_account_limit(
         check_thread_order(service, received)
     finally:
         await piefed.close()
+
+
+async def test_live_announces_to_a_piefed_follower_honour_its_new_account_limit(
+    service_factory: Callable[..., Any], peer: Peer
+) -> None:
+    """A PieFed server that follows before anything is published gets the young bot's
+    first three posts at once and the rest when the bot is a day old, while a Lemmy
+    follower gets everything now: PieFed drops the fourth (answering 200)."""
+    clock = ShiftedClock()
+    service, name, posts, comments = await hosted_corpus(service_factory, clock=clock)
+    assert posts > 3, "needs more posts than PieFed takes from a young account"
+    piefed = Peer(username="reader", software="piefed", clock=clock)
+    await piefed.start()
+    try:
+        await subscribe(service, piefed)
+        await subscribe(service, peer)
+        await start_backfill(service.federation, to=f"!{name}@{service.federation.urls.host}")
+        # (The run stays open while PieFed's share waits: its deliveries are not done.)
+        await wait_for(lambda: len(announces(peer)) >= posts + comments, timeout=60)
+        check_thread_order(service, announces(peer))
+        assert len(announces(peer)) == posts + comments
+
+        def pages() -> list[dict[str, Any]]:
+            found = [r.json["object"]["object"] for r in announces(piefed)]
+            return [o for o in found if o["type"] == "Page"]
+
+        await wait_for(lambda: len(pages()) == 3, timeout=30)
+        host = piefed.base.removeprefix("http://")
+        with service.engine.connect() as conn:
+            tomorrow = conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.host == host,
+                    Delivery.state == "pending",
+                    Delivery.next_attempt_at > clock.now() + timedelta(hours=23),
+                )
+            )
+        assert tomorrow == posts - 3
+        # The held posts' comments wait behind them: every comment there so far
+        # came after its parent.
+        check_thread_order(service, announces(piefed))
+
+        clock.advance(timedelta(hours=24, minutes=16))
+        service.federation.wake()
+        check_thread_order(service, await wait_announced(service, piefed, posts + comments))
+    finally:
+        await piefed.close()

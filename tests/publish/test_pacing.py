@@ -28,8 +28,9 @@ from mirror.federation.actors import BOT, create_actor
 from mirror.ingest.files import ingest_paths
 from mirror.inspection import build_outline
 from mirror.publish import publications
-from mirror.publish.backfill import PUBLICATIONS, Backfill, Report
+from mirror.publish.backfill import PUBLICATIONS, Backfill
 from mirror.publish.plan import build_plan, options_from
+from mirror.publish.report import Report
 from mirror.publish.start import start_backfill
 from mirror.publish.target import Target
 from mirror.signatures import MasterKey

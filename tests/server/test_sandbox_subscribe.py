@@ -79,6 +79,22 @@ async def test_sandbox_follows_a_hosted_group_and_unfollows(
     assert status == 400 and answer["error"] == "not_subscribed"
 
 
+async def test_a_piefed_subscriber_signing_the_host_without_its_port_is_accepted(
+    service: Service, sandbox_factory: Any
+) -> None:
+    """PieFed signs `Host: localhost` for https://localhost:PORT (seen against the real
+    one: our 401 "wrong_host" refused its Follow); its Follow is ours all the same."""
+    host_samples(service)
+    sandbox = await sandbox_factory(software="piefed")
+    assert sandbox.signs_host_without_port
+    handle = f"{NAME}@{service.base.removeprefix('http://')}"
+    status, answer = await _post(sandbox, "/api/sandbox/subscribe", {"community": handle})
+    assert status == 200, answer
+    group = f"{service.base}/c/{NAME}"
+    await wait_for(lambda: sandbox.subscriptions[group].accepted)
+    assert followers_of(service, NAME)[0][1] == "active"
+
+
 async def test_subscribe_says_what_is_wrong_with_the_handle(
     service: Service, sandbox_factory: Any
 ) -> None:

@@ -289,7 +289,8 @@ def test_the_signed_host_must_be_ours() -> None:
             "POST", "/inbox", headers, BODY, PUBLIC, now=NOW, hosts=our_hosts("https://bot.example")
         )
     assert info.value.reason == "wrong_host"
-    assert our_hosts("http://127.0.0.1:8080") == {"127.0.0.1:8080"}
+    # PieFed signs the host name without the port (signed_request).
+    assert our_hosts("http://127.0.0.1:8080") == {"127.0.0.1:8080", "127.0.0.1"}
     assert our_hosts("https://a.example:443") == {"a.example:443", "a.example"}
 
 

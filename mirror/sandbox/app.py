@@ -320,7 +320,7 @@ async def announced(
     inner = activity.get("object")
     if isinstance(inner, str):
         inner = await _fetch(request, inner)
-    _, kind, actor = rules.check_envelope(inner, instance.host.lower())
+    _, kind, actor = rules.check_envelope(inner, instance.host.lower(), needs_context=False)
     if kind in ("Create", "Update"):
         if isinstance(inner.get("object"), str):
             inner = {**inner, "object": await _fetch(request, inner["object"])}

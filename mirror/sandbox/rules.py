@@ -55,11 +55,18 @@ def _url(value: Any, what: str) -> str:
     return value
 
 
-def check_envelope(activity: Any, own_server: str) -> tuple[str, str, str]:
-    """(id, type, actor) of an activity that passes the common checks."""
+def check_envelope(
+    activity: Any, own_server: str, *, needs_context: bool = True
+) -> tuple[str, str, str]:
+    """(id, type, actor) of an activity that passes the common checks.
+
+    An activity an Announce carries needs no `@context` (``needs_context=False``):
+    Lemmy parses it as part of the Announce, and sends it without one itself
+    (assets/lemmy/activities/community/announce_create_page.json).
+    """
     if not isinstance(activity, dict):
         raise Refused("parse_error", "the body is not a JSON object")
-    if "@context" not in activity:
+    if needs_context and "@context" not in activity:
         raise Refused("parse_error", "no @context")
     activity_id = _url(activity.get("id"), "id")
     actor = _url(activity.get("actor"), "actor")

@@ -357,13 +357,14 @@ def test_a_piefed_user_subscribes_to_a_hosted_community(tmp_path: Path, piefed: 
         assert community["actor_id"] == f"{mirror.base}/c/archive", community
         piefed.api("POST", "/community/follow", {"community_id": community["id"], "follow": True})
 
-        # The first day: what is not held for tomorrow is delivered.
+        # The first day: what is not held for tomorrow is delivered (the comments of
+        # held posts are due too, but wait behind them): nothing more moves.
+        delivered: list[int] = []
+
         def first_day_sent() -> bool:
-            (due_now,) = mirror.sql(
-                "SELECT count(*) FROM delivery WHERE state NOT IN ('delivered', 'pending') "
-                "OR (state = 'pending' AND next_attempt_at < datetime('now', '+23 hours'))"
-            )
-            return due_now[0] == 0
+            (row,) = mirror.sql("SELECT count(*) FROM delivery WHERE state = 'delivered'")
+            delivered.append(row[0])
+            return len(delivered) > 3 and len(set(delivered[-4:])) == 1 and row[0] >= 4
 
         _wait_until(first_day_sent)
         held = stored(piefed)

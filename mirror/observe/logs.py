@@ -129,7 +129,9 @@ def setup_logging(level: int, fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     quiet_malformed_requests()
-    # aiohttp's access log duplicates what our own lines say; keep it for -vv.
-    logging.getLogger("aiohttp.access").setLevel(
-        max(level, logging.WARNING) if level > logging.DEBUG else level
-    )
+    # aiohttp's access log duplicates what our own lines say, and alembic's
+    # "Context impl SQLiteImpl" lines open every command at -v; keep both for -vv.
+    for noisy in ("aiohttp.access", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(
+            max(level, logging.WARNING) if level > logging.DEBUG else level
+        )

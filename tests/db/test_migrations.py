@@ -35,6 +35,7 @@ TABLES = {
     "admin_session",
     "hosted_community",
     "hosted_backlog",
+    "follower_copy",
 }
 
 

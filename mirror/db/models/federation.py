@@ -169,3 +169,60 @@ class HostedBacklog(Base):
     #: Set when the server's last follower left: what was not sent is cancelled,
     #: and a new follower from there queues it again.
     stopped_at: Mapped[datetime | None] = mapped_column(TZ)
+    #: Why the server cannot be asked what it holds after all (its lookup answered
+    #: so, e.g. PieFed with its alpha API off): its copies are unverifiable.
+    unverifiable: Mapped[str | None] = mapped_column(sa.Text)
+
+
+#: Follower copies the publication job may still move.
+OPEN_COPIES = "state IN ('waiting', 'queued', 'held', 'sent', 'missing')"
+
+
+class FollowerCopy(Base):
+    """One post or comment a hosted Group announced to one follower's server, and whether
+    that server holds it.
+
+    A 2xx is not proof (PieFed answers 200 to what it refuses, e.g. a young
+    author's fifth post): where the server's software has a lookup, the
+    publication job asks it, as it asks a remote community about a
+    publication, and announces again what is missing (mirror.publish.
+    follower_copies, follower_checks). States are mirror.publish.states'.
+    """
+
+    __tablename__ = "follower_copy"
+    __table_args__ = (
+        sa.UniqueConstraint("community", "host", "object_id"),
+        # The job looks only at rows it may have to move.
+        sa.Index(
+            "ix_follower_copy_open",
+            "state",
+            "due_at",
+            sqlite_where=sa.text(OPEN_COPIES),
+            postgresql_where=sa.text(OPEN_COPIES),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    community: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("hosted_community.name"))
+    host: Mapped[str] = mapped_column(sa.String(255))
+    #: The server's shared inbox, where it is announced again.
+    inbox: Mapped[str] = mapped_column(sa.Text)
+    #: The publication (the object's id; its URL is Urls.object(id)), its kind and author.
+    object_id: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    #: The parent's publication (a comment's post or parent comment).
+    parent_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The Announce whose delivery to `inbox` decides the state (the last one sent).
+    activity_id: Mapped[str] = mapped_column(sa.String(64))
+    state: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: When the job looks at it next: a lookup, a release, an announce again.
+    due_at: Mapped[datetime | None] = mapped_column(TZ)
+    #: Times it was announced to the server; lookups since the last time.
+    sends: Mapped[int] = mapped_column(sa.Integer)
+    checks: Mapped[int] = mapped_column(sa.Integer)
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    confirmed_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ)

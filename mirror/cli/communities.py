@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -145,12 +146,13 @@ def cmd_communities_status(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(highlight=False, width=200)
     for community in report:
         table = Table(title=f"!{community['name']}@{federation.urls.host}")
-        for column in ("server", "followers", "backlog", "delivered", "to send", "failed", "state"):
+        columns = ("server", "followers", "backlog", "delivered", "to send", "failed", "state")
+        for column in (*columns, "stored there"):
             table.add_column(column)
         for server in community["servers"]:
             b = server["backlog"]
             if b is None:
-                table.add_row(server["host"], str(server["followers"]), "-", "", "", "", "")
+                table.add_row(server["host"], str(server["followers"]), "-", "", "", "", "", "")
                 continue
             state = (
                 "stopped (no follower left)"
@@ -165,9 +167,30 @@ def cmd_communities_status(args: argparse.Namespace, settings: Settings) -> int:
                 str(b["pending"]),
                 str(b["failed"]),
                 state,
+                _stored(server["copies"]),
             )
         if not community["servers"]:
             console.print(f"!{community['name']}@{federation.urls.host}: no followers yet")
             continue
         console.print(table)
     return EXIT_OK
+
+
+def _stored(copies: dict[str, Any]) -> str:
+    """What the server's lookups say it holds: confirmed / missing / awaiting lookup."""
+    if copies["unverifiable"] and not copies["states"]:
+        return f"unverifiable: {copies['unverifiable']}"
+    said = [
+        f"{copies['confirmed']} confirmed",
+        f"{copies['missing']} missing",
+        f"{copies['awaiting_lookup']} awaiting lookup",
+    ]
+    others = {
+        state: n
+        for state, n in copies["states"].items()
+        if state not in ("confirmed", "missing", "sent")
+    }
+    said += [f"{n} {state}" for state, n in others.items()]
+    if copies["unverifiable"]:
+        said.append(f"now unverifiable: {copies['unverifiable']}")
+    return ", ".join(said)

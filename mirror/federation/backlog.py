@@ -27,8 +27,10 @@ from mirror.db.models import Activity, Delivery, Follower, HostedBacklog
 from mirror.delivery import enqueue
 from mirror.delivery.states import State, stored_in
 from mirror.federation.archive import archive_order
-from mirror.publish.records import actor_created
+from mirror.publish import follower_copies
+from mirror.publish.records import PUBLICATIONS, actor_created
 from mirror.publish.servers import MARGIN, server_for
+from mirror.publish.states import State as Published
 from mirror.vocab.ids import Urls
 
 BACKLOGS = table_of(HostedBacklog)
@@ -100,13 +102,20 @@ def start(
             .where(BACKLOGS.c.id == existing.id)
             .values(stopped_at=None, inbox=inbox)
         )
+        follower_copies.resumed(conn, group=group, host=host, now=now)
     # Each object's Announces in the order they were made: its Create, then its
     # Updates (a Delete is of a deleted object, which archive_order leaves out).
-    # No JSON is read: an archive's backlog is thousands of rows.
+    # No JSON is read: an archive's backlog is thousands of rows. Only public
+    # ones: an Announce made again for one server (a new id for a server that
+    # dropped the first) is that server's.
     announces: dict[str, list[Any]] = defaultdict(list)
     for row in conn.execute(
         sa.select(ACTIVITIES.c.id, ACTIVITIES.c.object_id, ACTIVITIES.c.depends_on)
-        .where(ACTIVITIES.c.actor == group, ACTIVITIES.c.type == "Announce")
+        .where(
+            ACTIVITIES.c.actor == group,
+            ACTIVITIES.c.type == "Announce",
+            ACTIVITIES.c.public.is_(True),
+        )
         .order_by(ACTIVITIES.c.created_at, ACTIVITIES.c.id)
     ):
         announces[row.object_id].append(row)
@@ -136,6 +145,20 @@ def start(
     due: dict[str, datetime] = {}
     posts_by: dict[str, int] = defaultdict(int)
     created: dict[str, datetime | None] = {}
+    # The server is asked whether it kept each post and comment, where it can be.
+    copies = follower_copies.Tracker(conn, group)
+    parents = (
+        {
+            urls.object(row.id): (row.id, row.parent_id)
+            for row in conn.execute(
+                sa.select(PUBLICATIONS.c.id, PUBLICATIONS.c.parent_id).where(
+                    PUBLICATIONS.c.target == urls.community(group).id
+                )
+            )
+        }
+        if host in copies.askable
+        else {}
+    )
     for url, kind, actor in archive_order(conn, urls, group, with_actors=True):
         hold = None
         if kind == "post" and limit is not None:
@@ -156,7 +179,19 @@ def start(
                 if hold is not None:
                     due[row.id] = hold
             entries.append((row.id, url, depends_on, inbox))
+        if url in parents and announces.get(url):
+            object_id, parent_id = parents[url]
+            copies.announced(
+                inboxes=[inbox],
+                object_id=object_id,
+                kind=kind,
+                actor=actor,
+                parent_id=parent_id,
+                activity_id=announces[url][0].id,  # its Create
+                now=now,
+            )
     queued = enqueue.enqueue_batch(conn, entries, now=now, pace_of=paced, due_of=due)
+    copies.flush()
     conn.execute(sa.update(BACKLOGS).where(BACKLOGS.c.id == backlog_id).values(items=len(entries)))
     return queued
 
@@ -199,6 +234,7 @@ def stop_if_unfollowed(conn: sa.Connection, *, group: str, inbox: str, now: date
         )
         .values(stopped_at=now)
     )
+    follower_copies.stopped(conn, group=group, host=host, now=now)
     return cancelled or 0
 
 
@@ -216,6 +252,7 @@ def status(conn: sa.Connection, group: str) -> list[dict[str, Any]]:
     backlogs = {
         b.host: b for b in conn.execute(sa.select(BACKLOGS).where(BACKLOGS.c.community == group))
     }
+    copies = follower_copies.counts(conn, group)
     out = []
     for host in sorted(set(followers) | set(backlogs)):
         backlog = backlogs.get(host)
@@ -254,5 +291,19 @@ def status(conn: sa.Connection, group: str) -> list[dict[str, Any]]:
                 "started_at": backlog.created_at.isoformat(),
                 "stopped_at": backlog.stopped_at.isoformat() if backlog.stopped_at else None,
             }
+            entry["copies"] = _copies(copies.get(host, {}), backlog)
         out.append(entry)
     return out
+
+
+def _copies(states: dict[str, int], backlog: Any) -> dict[str, Any]:
+    """What the server holds of the Group's posts and comments, as its lookups say."""
+    return {
+        "confirmed": states.get(Published.CONFIRMED.value, 0),
+        "missing": states.get(Published.MISSING.value, 0),
+        # Sent, and asked about within the window (or still to send, or to send again).
+        "awaiting_lookup": states.get(Published.SENT.value, 0),
+        "states": dict(sorted(states.items())),
+        # Why it cannot be asked, if it cannot (no lookup, or its lookup is off).
+        "unverifiable": follower_copies.unverifiable_reason(backlog.software, backlog.unverifiable),
+    }

@@ -24,7 +24,7 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Publication
 from mirror.delivery import enqueue
 from mirror.inspection import load_bodies
-from mirror.publish import release
+from mirror.publish import follower_copies, release
 from mirror.publish.follower_limits import FollowerLimits
 from mirror.publish.plan import Item, Plan
 from mirror.publish.prepare import FOLLOWERS_ONLY, Builder, Prepared
@@ -97,6 +97,8 @@ class Backfill(Builder):
         self._posts: dict[str, int] = {}
         #: A hosted Group's followers' new-account limits (made on its first post).
         self._limits: FollowerLimits | None = None
+        #: Its Announces to followers' servers that can be asked (made on its first).
+        self._copies: follower_copies.Tracker | None = None
         # Written in bulk every FLUSH_EVERY activities (see enqueue.Outbox).
         self._outbox = enqueue.Outbox(conn, urls=urls)
         self._new_objects: list[dict[str, Any]] = []
@@ -348,7 +350,7 @@ class Backfill(Builder):
             if self._limits is None:
                 self._limits = FollowerLimits(self.conn, group=self.group, own_host=self.urls.host)
             later = self._limits.dues(prepared.actor, inboxes, self.now)
-        return self._outbox.publish(
+        announce_id = self._outbox.publish(
             username=self.group,
             recipe=recipe(
                 "announce", username=self.group, activity=inner, activity_id_inner=inner_id
@@ -363,6 +365,21 @@ class Backfill(Builder):
             pace=self._pace(prepared, run_id),
             about=self.urls.object(prepared.object_id),
         )
+        if inner["args"]["kind"] == "Create":
+            # Each server that can be asked is asked whether it kept it (PieFed
+            # answers 200 to what it drops); an Update changes nothing there.
+            if self._copies is None:
+                self._copies = follower_copies.Tracker(self.conn, self.group)
+            self._copies.announced(
+                inboxes=inboxes,
+                object_id=prepared.object_id,
+                kind=prepared.item.kind,
+                actor=prepared.actor,
+                parent_id=prepared.parent_id,
+                activity_id=announce_id,
+                now=self.now,
+            )
+        return announce_id
 
     def _pace(self, prepared: Prepared, run_id: int) -> enqueue.Pace | None:
         """A post keeps the run's pace; its comments follow it (they wait for it)."""
@@ -409,6 +426,8 @@ class Backfill(Builder):
         self._outbox.flush()
         publications, self._new_publications = self._new_publications, []
         bulk_insert(self.conn, PUBLICATIONS, publications)
+        if self._copies is not None:
+            self._copies.flush()
         updated, self._updated = self._updated, []
         if updated:
             self.conn.execute(_PUBLICATION_UPDATED.values(updated_at=self.now), updated)
@@ -453,13 +472,15 @@ class Backfill(Builder):
         )
         if self.group:
             # Its Announces to the Group's followers, failed or cancelled, too.
-            for announce in self.conn.scalars(
+            announces = self.conn.scalars(
                 sa.select(ACTIVITIES.c.id).where(
                     ACTIVITIES.c.actor == self.group,
                     ACTIVITIES.c.object_id == self.urls.object(prepared.object_id),
                 )
-            ).all():
+            ).all()
+            for announce in announces:
                 requeued += enqueue.requeue(self.conn, announce, now=self.now)
+            follower_copies.requeued(self.conn, list(announces), now=self.now)
         if requeued and self.group:
             return True  # stored here by definition: the publication stays confirmed
         if requeued:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -152,46 +152,74 @@ def _unverifiable_target(conn: sa.Connection, target: str, reason: str, now: dat
     )
 
 
+class Sent(Protocol):
+    """What the reasoning about a missing object reads: a publication's Check, or a
+    follower copy's (mirror.publish.follower_checks)."""
+
+    kind: str
+    software: str | None
+    actor: str
+    sent_at: datetime
+    sends: int
+    created_at: datetime
+
+
 def _missing(
     conn: sa.Connection, check: Check, answer: NotFound, *, now: datetime, rules: Rules
+) -> dict[str, Any]:
+    parent_holds = None
+    if check.parent_id is not None:
+        parent = conn.execute(
+            sa.select(PUBLICATIONS.c.state).where(PUBLICATIONS.c.id == check.parent_id)
+        ).scalar()
+        parent_holds = parent in HOLDS_REPLIES
+    return missing_values(conn, check, answer, now=now, rules=rules, parent_holds=parent_holds)
+
+
+def missing_values(
+    conn: sa.Connection,
+    sent: Sent,
+    answer: NotFound,
+    *,
+    now: datetime,
+    rules: Rules,
+    parent_holds: bool | None,
 ) -> dict[str, Any]:
     """Not found after the window: why, probably, and when to publish it again.
 
     The target did not say (PieFed answers 200 to what it refuses), so the
     reason is inferred from what we know of the server and is said as such.
+    ``parent_holds``: None for a post (no parent), else whether the target
+    holds the parent (or nothing can tell).
     """
     after = f"not found {int(rules.window.seconds)} s after a 2xx ({answer.reason})"
-    server = server_for(check.software)
-    if check.kind == "post" and server.new_account_limit is not None:
+    server = server_for(sent.software)
+    if sent.kind == "post" and server.new_account_limit is not None:
         limit = server.new_account_limit
-        created = actor_created(conn, check.actor)
-        if created is not None and check.sent_at < created + limit.age:
+        created = actor_created(conn, sent.actor)
+        if created is not None and sent.sent_at < created + limit.age:
             due = created + limit.age + MARGIN
             return {
                 **state_values(State.MISSING, None, now),
                 "due_at": due,
                 "reason": (
                     f"{after}; probably the new-account limit ({limit.source}): "
-                    f"@{check.actor} was created {iso(created)}; published again at {iso(due)}"
+                    f"@{sent.actor} was created {iso(created)}; published again at {iso(due)}"
                 ),
             }
-    if check.parent_id is not None:
-        parent = conn.execute(
-            sa.select(PUBLICATIONS.c.state).where(PUBLICATIONS.c.id == check.parent_id)
-        ).scalar()
-        if parent not in HOLDS_REPLIES:
-            return {
-                **state_values(State.WAITING, None, now),
-                "reason": f"{after}; probably because its parent is not there: "
-                "published again once the parent is confirmed",
-            }
+    if parent_holds is False:
+        return {
+            **state_values(State.WAITING, None, now),
+            "reason": f"{after}; probably because its parent is not there: "
+            "published again once the parent is confirmed",
+        }
     due = next_attempt_at(
-        policy=rules.policy, attempts=check.sends, now=now, first_attempt_at=check.created_at
+        policy=rules.policy, attempts=sent.sends, now=now, first_attempt_at=sent.created_at
     )
     if due is None:
         return {
             **state_values(State.MISSING, None, now),
-            "reason": f"{after}; gave up after {check.sends} publications",
+            "reason": f"{after}; gave up after {sent.sends} publications",
         }
     return {
         **state_values(State.MISSING, None, now),

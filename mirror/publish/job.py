@@ -5,7 +5,10 @@ the work (a lease row, mirror.db.lease), however many run. Each cycle:
 publications whose delivery finished become sent (or refused, failed...);
 sent ones due for a lookup are asked about, at most `[confirm].rate` per
 second per target server; waiting ones whose time or parent came are
-queued, and the delivery worker is woken.
+queued, and the delivery worker is woken. The copies of what hosted
+Groups announced to their followers' servers go the same way
+(mirror.publish.follower_copies, follower_checks), their lookups sharing
+each server's pace with the publications'.
 """
 
 from __future__ import annotations
@@ -28,12 +31,21 @@ from mirror.db import lease
 from mirror.db.session import write_transaction
 from mirror.delivery.backoff import Policy
 from mirror.net.allowance import allowance_for
-from mirror.publish import confirm, from_deliveries, lookup, release
+from mirror.publish import (
+    confirm,
+    follower_checks,
+    follower_copies,
+    from_deliveries,
+    lookup,
+    release,
+)
 from mirror.publish.servers import server_for
 from mirror.publish.states import State
 from mirror.vocab.ids import Urls
 
 log = logging.getLogger(__name__)
+#: A lookup due: of a publication in a remote community, or of a follower copy.
+Check = confirm.Check | follower_checks.FollowerCheck
 NAME = "publications"
 #: How long a lease lasts without renewal (a dead holder's job moves on after it).
 LEASE_S = 30.0
@@ -153,30 +165,44 @@ class PublicationJob:
                     release.ORPHANED,
                     release.UNBLOCKED,
                     release.RELEASABLE,
+                    follower_copies.CHANGED,
+                    follower_checks.ORPHANED,
+                    follower_checks.RELEASABLE,
                 )
             ):
                 return 0
         with write_transaction(self.engine) as conn:
             now = self.clock.now()
             from_deliveries.advance_from_deliveries(conn, now=now, window=self.rules.window)
-            return release.release(conn, now=now, urls=self.urls)
+            follower_copies.advance_from_deliveries(conn, now=now, window=self.rules.window)
+            queued = release.release(conn, now=now, urls=self.urls)
+            return queued + follower_checks.release(conn, now=now, urls=self.urls)
 
-    def _due(self) -> list[confirm.Check]:
+    def _due(self) -> list[Check]:
         with self.engine.connect() as conn:
-            return confirm.due_checks(conn, now=self.clock.now())
+            now = self.clock.now()
+            due: list[Check] = [*confirm.due_checks(conn, now=now)]
+            due.extend(follower_checks.due_checks(conn, now=now))
+            return due
 
-    async def _ask(self, check: confirm.Check) -> lookup.Answer | None:
+    async def _ask(self, check: Check) -> lookup.Answer | None:
         """The lookup's answer, or None when the host's pace leaves it for a later cycle."""
-        bucket = self._buckets.get(check.host)
+        # One pace per server, whether it is asked about a publication or a follower copy.
+        host = check.host.lower()
+        bucket = self._buckets.get(host)
         if bucket is None:
-            bucket = self._buckets[check.host] = _Bucket(self.rate)
+            bucket = self._buckets[host] = _Bucket(self.rate)
         if not bucket.take(asyncio.get_running_loop().time()):
             return None
+        if isinstance(check, follower_checks.FollowerCheck):
+            where, object_id = check.inbox, check.object_id
+        else:
+            where, object_id = check.target, check.id
         answer = await lookup.ask(
             self.session(),
             server_for(check.software),
-            check.target,
-            self.urls.object(check.id),
+            where,
+            self.urls.object(object_id),
             allowed=self.allowed,
         )
         if isinstance(answer, lookup.Later) and answer.too_fast:
@@ -184,14 +210,28 @@ class PublicationJob:
             bucket.pause(PAUSE_S)
         return answer
 
-    def _record(self, answered: list[tuple[confirm.Check, lookup.Answer | None]]) -> int:
+    def _record(self, answered: list[tuple[Check, lookup.Answer | None]]) -> int:
         """Record the answers and release what they let go; returns how many were queued."""
         with write_transaction(self.engine) as conn:
             now = self.clock.now()
             for check, answer in answered:
                 if answer is None:
                     continue
+                if isinstance(check, follower_checks.FollowerCheck):
+                    state = follower_checks.record_check(
+                        conn, check, answer, now=now, rules=self.rules
+                    )
+                    if state not in (State.SENT, State.CONFIRMED):
+                        log.info(
+                            "%s's announce of %s to %s: %s",
+                            check.community,
+                            check.object_id,
+                            check.host,
+                            state.value,
+                        )
+                    continue
                 state = confirm.record_check(conn, check, answer, now=now, rules=self.rules)
                 if state not in (State.SENT, State.CONFIRMED):
                     log.info("publication %s: %s", check.id, state.value)
-            return release.release(conn, now=now, urls=self.urls)
+            queued = release.release(conn, now=now, urls=self.urls)
+            return queued + follower_checks.release(conn, now=now, urls=self.urls)

@@ -236,6 +236,18 @@ def test_status_and_a_backfill_into_a_hosted_community(capsys, mirror: Path) -> 
             urls=federation.urls,
             now=FrozenClock(NOW).now(),
             rate=6.0,
+            software="lemmy",
+        )
+        # A server whose software has no lookup: nothing to ask it, no copies.
+        backlog.start(
+            conn,
+            group="bikes",
+            inbox="https://mbin.example/inbox",
+            follow_id="https://mbin.example/activities/follow/1",
+            urls=federation.urls,
+            now=NOW,
+            rate=6.0,
+            software="mbin",
         )
         again = backlog.start(
             conn,
@@ -250,8 +262,18 @@ def test_status_and_a_backfill_into_a_hosted_community(capsys, mirror: Path) -> 
     asyncio.run(federation.close())
     code, out, _ = run(capsys, *cfg, "communities", "status", "bikes", "--json")
     (community,) = json.loads(out)
-    (server,) = community["servers"]
+    server, mbin = community["servers"]
     assert server["host"] == "lemmy.example" and server["followers"] == 0
     assert server["backlog"]["items"] == queued == server["backlog"]["pending"]
+    # Each of the 10 posts and 17 comments is asked about once delivered.
+    copies = server["copies"]
+    assert copies["states"] == {"queued": 27} and copies["unverifiable"] is None
+    assert (copies["confirmed"], copies["missing"], copies["awaiting_lookup"]) == (0, 0, 0)
+    assert mbin["host"] == "mbin.example" and mbin["copies"]["states"] == {}
+    assert mbin["copies"]["unverifiable"] == (
+        "mbin offers no lookup of objects; the delivery got a 2xx"
+    )
     code, out, _ = run(capsys, *cfg, "communities", "status")
     assert "lemmy.example" in out and "sending" in out
+    assert "0 confirmed, 0 missing, 0 awaiting lookup, 27 queued" in out
+    assert "unverifiable: mbin offers no lookup" in out

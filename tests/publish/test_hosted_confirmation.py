@@ -77,7 +77,7 @@ async def test_a_stricter_piefed_follower_gets_what_it_dropped_again_and_holds_e
     service, name, posts, comments = await hosted_corpus(
         service_factory,
         clock=clock,
-        confirm={"window_s": 3.0},
+        confirm={"window_s": 3.0, "rate": 20.0},
         hosted_defaults={"backlog_rate": 0.0},
     )
     assert posts > 3, "needs more posts than PieFed takes from a young account"
@@ -175,3 +175,59 @@ async def test_servers_that_cannot_be_asked_have_no_copies_or_become_unverifiabl
         assert marked == status["unverifiable"]
     finally:
         await lemmy.close()
+
+
+async def test_a_follower_stricter_in_age_gets_posts_again_on_backoff_and_replies_after(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    """A server that counts an account young for two days (we know of one): the posts it
+    drops after the first day are missing for a reason unknown and go again on backoff; the
+    comments it dropped with their post (their parent is unknown there) wait for it and go
+    once it is confirmed, parents before replies."""
+    clock = ShiftedClock()
+    service, name, posts, comments = await hosted_corpus(
+        service_factory,
+        clock=clock,
+        confirm={"window_s": 3.0, "rate": 20.0},
+        hosted_defaults={"backlog_rate": 0.0},
+    )
+    sandbox = await sandbox_factory(
+        "piefed", clock=clock, new_account_posts=0, new_account_age=timedelta(days=2)
+    )
+    await subscribe_sandbox(service, sandbox, name)
+    await start_backfill(service.federation, to=f"!{name}@{service.federation.urls.host}")
+
+    def comments_wait() -> bool:
+        return all(r.state == "waiting" for r in rows(service, sandbox.host) if r.kind != "post")
+
+    # A day later the held posts go, and the two dropped at first again: the bot is
+    # still young there, so every post but the first is dropped, and the comments with them.
+    await wait_for(lambda: copies(service, name, sandbox.host)["missing"] == 2, timeout=60)
+    clock.advance(timedelta(hours=24, minutes=16))
+    service.federation.wake()
+    await wait_for(comments_wait, timeout=60)
+    found = rows(service, sandbox.host)
+    # (Those found missing go again within a minute, dropped again, and so on.)
+    missing = [r for r in found if r.state == "missing"]
+    assert {r.kind for r in missing} == {"post"} and missing
+    assert all("reason unknown: published again at" in r.reason for r in missing)
+    assert [r.kind for r in found if r.state == "confirmed"] == ["post"]
+    waiting = [r for r in found if r.state == "waiting"]
+    assert {r.kind for r in waiting} == {"comment"} and len(waiting) == comments
+    assert all("its parent is not there" in r.reason for r in waiting)
+    assert "unknown_parent" in {r["error"] for r in sandbox.refused}
+
+    # Once the bot is two days old, the backoff's next time takes them all.
+    clock.advance(timedelta(days=1))
+    service.federation.wake()
+    await wait_for(
+        lambda: copies(service, name, sandbox.host)["confirmed"] == posts + comments,
+        timeout=120,
+    )
+    await drained(service, sandbox)
+    expected_posts, expected_comments = held_by_group(service, name)
+    threads = sandbox.threads(service.federation.urls.community(name).id)
+    assert {t["id"] for t in threads} == expected_posts
+    received = [c for t in threads for c in t["comments"]]
+    assert len(received) == comments
+    assert {c["id"]: c["inReplyTo"] for c in received} == expected_comments

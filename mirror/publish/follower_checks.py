@@ -166,8 +166,10 @@ RELEASABLE = (
         COPIES.c.object_id,
         COPIES.c.kind,
         COPIES.c.sends,
+        COPIES.c.activity_id,
         BACKLOGS.c.id.label("backlog_id"),
         OBJECTS.c.deleted_at,
+        OBJECTS.c.json.label("document"),
     )
     .join(
         BACKLOGS,
@@ -256,24 +258,24 @@ def announce_again(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) 
 
     New ids for the Announce and the Create it embeds: Lemmy records both
     before it processes them, so a repeated one is dropped unread (PieFed
-    remembers them 90 s); the object and its id stay the same. The latest
-    content goes, as a Create (the server does not hold the object). Neither
-    is public: the outbox and a later server's backlog keep the first
-    Announce. A post takes the next slot of the server's backlog lane.
+    remembers them 90 s); the object and its id stay the same. The object as
+    it is now goes (an Update since changed it), as a Create: the server
+    does not hold it. Neither activity is public: the outbox and a later
+    server's backlog keep the first Announce. Read by primary keys only (the
+    last Announce sent there, the object). A post takes the next slot of the
+    server's backlog lane.
     """
     object_url = urls.object(row.object_id)
-    latest = conn.execute(
-        sa.select(ACTIVITIES.c.recipe, ACTIVITIES.c.depends_on)
-        .where(
-            ACTIVITIES.c.actor == row.community,
-            ACTIVITIES.c.type == "Announce",
-            ACTIVITIES.c.object_id == object_url,
+    last = conn.execute(
+        sa.select(ACTIVITIES.c.recipe, ACTIVITIES.c.depends_on).where(
+            ACTIVITIES.c.id == row.activity_id
         )
-        .order_by(ACTIVITIES.c.created_at.desc(), ACTIVITIES.c.id.desc())
-        .limit(1)
     ).one()
-    inner = latest.recipe["args"]["activity"]
-    inner = {**inner, "args": {**inner["args"], "kind": "Create"}}
+    inner = last.recipe["args"]["activity"]
+    args = {**inner["args"], "kind": "Create"}
+    if row.document is not None:
+        args["object"] = row.document
+    inner = {**inner, "args": args}
     pace = None
     if row.kind == "post":
         lane = pace_id(row.backlog_id)
@@ -287,7 +289,7 @@ def announce_again(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) 
         recipe=inner,
         inboxes=[],
         now=now,
-        depends_on=latest.depends_on,
+        depends_on=last.depends_on,
     )
     announce_id = outbox.publish(
         username=row.community,
@@ -296,7 +298,7 @@ def announce_again(conn: sa.Connection, row: Any, *, now: datetime, urls: Urls) 
         ),
         inboxes=[row.inbox],
         now=now,
-        depends_on=latest.depends_on,
+        depends_on=last.depends_on,
         pace=pace,
         about=object_url,
     )

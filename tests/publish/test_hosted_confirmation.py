@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from mirror.clock import ShiftedClock
@@ -73,12 +74,27 @@ async def subscribe_sandbox(service: Service, sandbox: Instance, name: str) -> N
 async def test_a_stricter_piefed_follower_gets_what_it_dropped_again_and_holds_everything(
     service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
 ) -> None:
+    await stricter_piefed_follower(service_factory, sandbox_factory)
+
+
+@pytest.mark.postgres
+async def test_a_stricter_piefed_follower_on_postgresql(
+    pg_url: str, service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any]
+) -> None:
+    # pg_url first: fixtures end in reverse, so the database outlives the service.
+    await stricter_piefed_follower(service_factory, sandbox_factory, database={"url": pg_url})
+
+
+async def stricter_piefed_follower(
+    service_factory: Callable[..., Any], sandbox_factory: Callable[..., Any], **sections: Any
+) -> None:
     clock = ShiftedClock()
     service, name, posts, comments = await hosted_corpus(
         service_factory,
         clock=clock,
         confirm={"window_s": 3.0, "rate": 20.0},
         hosted_defaults={"backlog_rate": 0.0},
+        **sections,
     )
     assert posts > 3, "needs more posts than PieFed takes from a young account"
     # It takes one post from a young account (it refuses once it holds more than 0); we

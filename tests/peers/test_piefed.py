@@ -420,8 +420,16 @@ def test_a_piefed_user_subscribes_to_a_hosted_community(tmp_path: Path, piefed: 
         assert len(joined) == 1 and not joined[0].is_banned, joined
         assert in_group == posts
         assert _refusals(piefed) == []
-        status = json.loads(mirror.run("communities", "status", "archive", "--json"))
-        (server,) = [s for c in status for s in c["servers"] if s["host"] == piefed.base[8:]]
+        # Our lookups at PieFed (resolve_object) found every copy: a 2xx is not proof.
+        def server_status() -> dict[str, Any]:
+            status = json.loads(mirror.run("communities", "status", "archive", "--json"))
+            (found,) = [s for c in status for s in c["servers"] if s["host"] == piefed.base[8:]]
+            return found
+
+        _wait_until(lambda: server_status()["copies"]["confirmed"] == len(ours), timeout=120)
+        server = server_status()
+        assert server["copies"]["confirmed"] == len(ours), server
+        assert server["copies"]["unverifiable"] is None, server
         assert server["backlog"]["pending"] == server["backlog"]["failed"] == 0, server
         assert '" 500 -' not in piefed.log()
     finally:

@@ -149,7 +149,7 @@ def dump(frozen: dict[str, Any]) -> str:
     for n, (name, kinds) in enumerate(frozen.items()):
         lines.append(f"{json.dumps(name)}: {{")
         for k, (kind, plan) in enumerate(kinds.items()):
-            lines.append(f"{json.dumps(kind)}: {{\"left_out\": {json.dumps(plan['left_out'])},")
+            lines.append(f'{json.dumps(kind)}: {{"left_out": {json.dumps(plan["left_out"])},')
             lines.append('"items": [')
             rows = [json.dumps(row) for row in plan["items"]]
             lines.append(",\n".join(rows))
@@ -192,3 +192,18 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def stream_planner(engine: sa.Engine, target: Target) -> tuple[list[Item], dict[str, int]]:
+    """The streaming planner (mirror.publish.stream), in small pages to cross many chunks."""
+    from mirror.publish.plan import Options
+    from mirror.publish.stream import Progress, walk
+
+    options = Options()
+    items: list[Item] = []
+    progress: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for chunk in walk(conn, options, orphans=not target.hosted, page=3):
+            items.extend(chunk.items)
+            progress = chunk.progress
+    return items, Progress.of(progress).left_out(options)

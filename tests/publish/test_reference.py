@@ -15,10 +15,13 @@ FROZEN = json.loads(reference.FIXTURE.read_text())
 
 
 @pytest.mark.parametrize("corpus", ["samples", "seeds"])
-def test_the_plan_equals_the_frozen_reference(corpus: str) -> None:
+@pytest.mark.parametrize(
+    "planner", [reference.stream_planner, reference.document_planner], ids=["stream", "document"]
+)
+def test_the_plan_equals_the_frozen_reference(corpus: str, planner: reference.Planner) -> None:
     if not reference.CORPORA[corpus].is_dir():
         pytest.skip(f"{reference.CORPORA[corpus]} is not here (a plain clone)")
-    assert reference.reference(reference.document_planner, [corpus]) == {corpus: FROZEN[corpus]}
+    assert reference.reference(planner, [corpus]) == {corpus: FROZEN[corpus]}
 
 
 def test_the_plan_of_the_benchmark_corpus_equals_its_frozen_digest() -> None:
@@ -29,7 +32,7 @@ def test_the_plan_of_the_benchmark_corpus_equals_its_frozen_digest() -> None:
         pytest.skip("FEDIMIRROR_BENCH_DB is not set (the 50 MB benchmark corpus, ingested)")
     engine = make_engine(f"sqlite:///{Path(database)}")
     try:
-        digest = reference.digest(engine, reference.document_planner)
+        digest = reference.digest(engine, reference.stream_planner)
     finally:
         engine.dispose()
     assert digest == json.loads(reference.BENCH_FIXTURE.read_text())

@@ -96,7 +96,7 @@ def community_matches(spec: str, post: dict[str, Any], communities: dict[str, An
     return spec.lstrip("!") in names
 
 
-def _excluded(item: dict[str, Any], options: Options, communities: dict[str, Any]) -> bool:
+def is_excluded(item: dict[str, Any], options: Options, communities: dict[str, Any]) -> bool:
     if (
         item["id"] in options.exclude_items
         or set(item.get("aliases") or ()) & options.exclude_items
@@ -132,7 +132,7 @@ def admit_post(
     ):
         left_out["older than --since or time unknown"] += 1
         return False
-    if _excluded(post, options, communities):
+    if is_excluded(post, options, communities):
         left_out["excluded by the config"] += 1
         return False
     if not has_text(post):
@@ -152,7 +152,7 @@ def thread(
     scope = {"community_id": post.get("community_id")}
     kept = []
     for comment in comments:
-        if _excluded({**comment, **scope}, options, communities):
+        if is_excluded({**comment, **scope}, options, communities):
             left_out["excluded by the config"] += 1
         elif not has_text(comment):
             # Its replies are attached to the post, as when a parent was not archived.
@@ -176,7 +176,7 @@ def admit_orphan(
     """Whether a comment of an unknown post may go to the followers (before the config's choice)."""
     if options.source not in (ALL_SOURCES, UNKNOWN_SOURCE):
         return False
-    if _excluded({**comment, "community_id": None}, options, communities):
+    if is_excluded({**comment, "community_id": None}, options, communities):
         return False
     if not has_text(comment):
         left_out[NO_TEXT] += 1
@@ -265,10 +265,10 @@ def excluded_ids(document: dict[str, Any], options: Options) -> list[str]:
     post_community = {p["id"]: p.get("community_id") for p in document["posts"]}
     out = []
     for item in document["posts"]:
-        if _excluded(item, options, communities):
+        if is_excluded(item, options, communities):
             out.extend([item["id"], *(item.get("aliases") or ())])
     for item in document["comments"]:
         scoped = {**item, "community_id": post_community.get(item.get("post") or "")}
-        if _excluded(scoped, options, communities):
+        if is_excluded(scoped, options, communities):
             out.extend([item["id"], *(item.get("aliases") or ())])
     return out

@@ -15,6 +15,7 @@ wrote (in the same transaction), it lets a walk start again just after it.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from mirror.publish.plan import (
     Options,
     admit_orphan,
     admit_post,
+    is_excluded,
     thread,
 )
 
@@ -70,7 +72,8 @@ class Progress:
         return self.phase >= DONE
 
     def as_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        # A copy: the walk goes on counting into its own.
+        return copy.deepcopy({name: getattr(self, name) for name in self.__slots__})  # type: ignore[attr-defined]
 
     @classmethod
     def of(cls, stored: dict[str, Any] | None) -> Progress:
@@ -130,6 +133,26 @@ def walk(
         for item in items:
             progress.planned[_COUNTED[item.kind]] += 1
         yield Chunk(items, progress.as_json())
+
+
+class Counted:
+    """A walk's chunks as item lists, keeping the last progress (for its counts)."""
+
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self._chunks = chunks
+        self._progress = Progress()
+
+    def items(self) -> Iterator[list[Item]]:
+        for chunk in self._chunks:
+            self._progress = Progress.of(chunk.progress)
+            yield chunk.items
+
+    @property
+    def planned(self) -> dict[str, int]:
+        return self._progress.planned
+
+    def left_out(self, options: Options) -> dict[str, int]:
+        return self._progress.left_out(options)
 
 
 _COUNTED = {"post": "posts", "comment": "comments", "orphan": "followers_only"}
@@ -206,8 +229,9 @@ def _posts(
     progress.posts_left = dict(left)
     by_post: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for batch in _batches([p["id"] for p in chosen]):
+        # In no order: thread() orders each post's comments (a sort here would cost a temp B-tree).
         rows = conn.execute(
-            items_query(Comment, texts=False).where(Comment.post_id.in_(batch))
+            items_query(Comment, texts=False).order_by(None).where(Comment.post_id.in_(batch))
         ).all()
         if rows:
             shapes = _shapes(conn, {}, rows)
@@ -241,3 +265,42 @@ def _orphans(
             items.append(Item("orphan", comment, notes=[ORPHAN_NOTE]))
     progress.orphans_left = dict(left)
     return items
+
+
+def excluded(conn: sa.Connection, options: Options, page: int = PAGE) -> Iterator[str]:
+    """Every item (and alias) the config now excludes, as plan.excluded_ids gives them
+    (posts, then comments, by id), a page at a time; nothing to read without exclusions."""
+    if not (options.exclude_items or options.exclude_authors or options.exclude_communities):
+        return
+    communities = {r.id: r for r in conn.execute(sa.select(Community))}
+    shaped = {c.id: {"handle": _handle(c)} for c in communities.values()}
+    for model in (Post, Comment):
+        after: str | None = None
+        while True:
+            query = items_query(model, texts=False).order_by(None).order_by(model.id)
+            if after is not None:
+                query = query.where(model.id > after)
+            rows = conn.execute(query.limit(page)).all()
+            if not rows:
+                break
+            after = rows[-1].id
+            shapes = _shapes(conn, communities, rows)
+            if model is Post:
+                items = [shapes.post(r) for r in rows]
+            else:
+                post_ids = sorted({r.post_id for r in rows if r.post_id})
+                of_post: dict[str, Any] = {}
+                for batch in _batches(post_ids):
+                    of_post.update(
+                        conn.execute(
+                            sa.select(Post.id, Post.community_id).where(Post.id.in_(batch))
+                        ).all()
+                    )
+                items = [
+                    {**shapes.comment(r), "community_id": of_post.get(r.post_id or "")}
+                    for r in rows
+                ]
+            for item in items:
+                if is_excluded(item, options, shaped):
+                    yield item["id"]
+                    yield from item.get("aliases") or ()

@@ -35,7 +35,7 @@ def after_chunk(count: int) -> None:
 
 
 class StillPlanning(Exception):
-    """Another run into the target is being planned with other options."""
+    """A run into the target is still being planned with other options, or was cancelled."""
 
 
 def plan_run(
@@ -61,18 +61,26 @@ def plan_run(
         chunks = walk(conn, options, orphans=not target.hosted, progress=progress, page=page)
         count = 0
         while True:
-            with conn.begin():
+            with conn.begin() as transaction:
                 chunk = next(chunks, None)
                 if chunk is None:
                     break
                 backfill.queue(chunk.items)
                 used = (stored or {}).get("used", False) or report.run_id is not None
-                stored = {**chunk.progress, "used": used}
-                conn.execute(
+                moved = conn.execute(
                     sa.update(RUNS)
-                    .where(RUNS.c.id == run_id)
-                    .values(progress=stored, items=sum(chunk.progress["planned"].values()))
-                )
+                    .where(RUNS.c.id == run_id, RUNS.c.state == PLANNING)
+                    .values(
+                        progress={**chunk.progress, "used": used},
+                        items=sum(chunk.progress["planned"].values()),
+                    )
+                ).rowcount
+                if not moved:
+                    # Cancelled (`mirror runs cancel`) while it was planned: this
+                    # chunk is not written, and planning stops.
+                    transaction.rollback()
+                    raise StillPlanning(f"run {run_id} was cancelled while it was planned")
+                stored = {**chunk.progress, "used": used}
             count += 1
             hook(count)
         progress = Progress.of({k: v for k, v in (stored or {}).items() if k != "used"})
@@ -83,11 +91,11 @@ def plan_run(
             if used:
                 conn.execute(
                     sa.update(RUNS)
-                    .where(RUNS.c.id == run_id)
+                    .where(RUNS.c.id == run_id, RUNS.c.state == PLANNING)
                     .values(state="active", progress=None, updated_at=backfill.now)
                 )
             else:
-                conn.execute(sa.delete(RUNS).where(RUNS.c.id == run_id))
+                conn.execute(sa.delete(RUNS).where(RUNS.c.id == run_id, RUNS.c.state == PLANNING))
     report.run_id = run_id if used else None
     report.planned = progress.planned
     report.left_out = progress.left_out(options)

@@ -55,25 +55,75 @@ def _document(engine: Engine, *, texts: bool) -> Doc:
         communities = {r.id: r for r in conn.execute(sa.select(Community).order_by(Community.id))}
         authors = {r.id: r for r in conn.execute(sa.select(Author).order_by(Author.handle))}
         sources = _sources(conn) if texts else {}
-        aliases = _aliases(conn)
-        posts = list(conn.execute(_items(Post, texts)))
-        comments = list(conn.execute(_items(Comment, texts)))
+        aliases = aliases_of(conn)
+        posts = list(conn.execute(items_query(Post, texts)))
+        comments = list(conn.execute(items_query(Comment, texts)))
+    shape = Shapes(communities, {a.id: a.handle for a in authors.values()}, aliases, sources, texts)
+    return {
+        "communities": [community_fields(c) for c in communities.values()],
+        "authors": [
+            {
+                "id": a.id,
+                "handle": a.handle,
+                "name": a.name,
+                "instance": a.instance,
+                "display_name": a.display_name,
+                "pronouns": a.pronouns,
+                "bio": a.bio,
+            }
+            for a in authors.values()
+        ],
+        "posts": [shape.post(p) for p in posts],
+        "comments": [shape.comment(c) for c in comments],
+    }
 
-    def community_fields(community_id: str | None) -> Doc:
-        c = communities.get(community_id) if community_id else None
+
+def community_fields(c: Any) -> Doc:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "instance": c.instance,
+        "title": c.title,
+        "handle": _handle(c.name, c.instance),
+        "description": c.description,
+        "readers": c.readers,
+        "users_now": c.users_now,
+    }
+
+
+class Shapes:
+    """Rows of posts and comments as the document's items.
+
+    The whole document passes every author and alias; a streamed plan
+    (mirror.publish.stream) passes those of one chunk, so both read items
+    of the same shape.
+    """
+
+    def __init__(
+        self,
+        communities: dict[str, Any],
+        authors: dict[str, str],
+        aliases: dict[str, list[str]],
+        sources: dict[str, list[Doc]],
+        texts: bool,
+    ) -> None:
+        self.communities = communities
+        self.authors = authors
+        self.aliases = aliases
+        self.sources = sources
+        self.texts = texts
+
+    def _community(self, community_id: str | None) -> Doc:
+        c = self.communities.get(community_id) if community_id else None
         return {
             "community": _handle(c.name, c.instance) if c else None,
             "community_id": c.id if c else None,
             "community_title": c.title if c else None,
         }
 
-    def author_handle(author_id: str | None) -> str | None:
-        a = authors.get(author_id) if author_id else None
-        return a.handle if a else None
-
-    def item_fields(r: Any) -> Doc:
-        fields: Doc = {"author": author_handle(r.author_id)}
-        if texts:
+    def _item(self, r: Any) -> Doc:
+        fields: Doc = {"author": self.authors.get(r.author_id) if r.author_id else None}
+        if self.texts:
             fields["body"] = r.body
         else:
             fields["has_body"] = bool(r.has_body)
@@ -90,67 +140,37 @@ def _document(engine: Engine, *, texts: bool) -> Doc:
             "language": r.language,
             "language_name": r.language_name,
             "confidence": r.confidence,
-            "aliases": [a for a in aliases.get(r.id, []) if a != r.id],
+            "aliases": [a for a in self.aliases.get(r.id, []) if a != r.id],
         }
-        if texts:
-            fields["sources"] = sources.get(r.id, [])
+        if self.texts:
+            fields["sources"] = self.sources.get(r.id, [])
         return fields
 
-    return {
-        "communities": [
-            {
-                "id": c.id,
-                "name": c.name,
-                "instance": c.instance,
-                "title": c.title,
-                "handle": _handle(c.name, c.instance),
-                "description": c.description,
-                "readers": c.readers,
-                "users_now": c.users_now,
-            }
-            for c in communities.values()
-        ],
-        "authors": [
-            {
-                "id": a.id,
-                "handle": a.handle,
-                "name": a.name,
-                "instance": a.instance,
-                "display_name": a.display_name,
-                "pronouns": a.pronouns,
-                "bio": a.bio,
-            }
-            for a in authors.values()
-        ],
-        "posts": [
-            {
-                "id": p.id,
-                "title": p.title,
-                "title_derived": p.title_derived,
-                **community_fields(p.community_id),
-                **item_fields(p),
-                "like_ratio": p.like_ratio,
-                "cross_posted_from": p.cross_posted_from,
-                "link_domain": p.link_domain,
-                "listing_rank": p.listing_rank,
-            }
-            for p in posts
-        ],
-        "comments": [
-            {
-                "id": c.id,
-                "post": c.post_id,
-                "parent": c.parent_id,
-                "parent_known": c.parent_known,
-                **item_fields(c),
-                "descendants": c.descendants,
-            }
-            for c in comments
-        ],
-    }
+    def post(self, p: Any) -> Doc:
+        return {
+            "id": p.id,
+            "title": p.title,
+            "title_derived": p.title_derived,
+            **self._community(p.community_id),
+            **self._item(p),
+            "like_ratio": p.like_ratio,
+            "cross_posted_from": p.cross_posted_from,
+            "link_domain": p.link_domain,
+            "listing_rank": p.listing_rank,
+        }
+
+    def comment(self, c: Any) -> Doc:
+        return {
+            "id": c.id,
+            "post": c.post_id,
+            "parent": c.parent_id,
+            "parent_known": c.parent_known,
+            **self._item(c),
+            "descendants": c.descendants,
+        }
 
 
-def _items(model: type[Post] | type[Comment], texts: bool) -> sa.Select[Any]:
+def items_query(model: type[Post] | type[Comment], texts: bool) -> sa.Select[Any]:
     if texts:
         return sa.select(*model.__table__.c).order_by(model.id)
     # Without the body, whether there is one: the plan leaves out what has no text.
@@ -171,9 +191,13 @@ def _sources(conn: sa.Connection) -> dict[str, list[Doc]]:
     return out
 
 
-def _aliases(conn: sa.Connection) -> dict[str, list[str]]:
+def aliases_of(conn: sa.Connection, of: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Each item's aliases (of these items only, when given)."""
     out: dict[str, list[str]] = defaultdict(list)
-    for alias, target in conn.execute(sa.select(Alias.alias, Alias.target).order_by(Alias.alias)):
+    query = sa.select(Alias.alias, Alias.target).order_by(Alias.alias)
+    if of is not None:
+        query = query.where(Alias.target.in_(of))
+    for alias, target in conn.execute(query):
         out[target].append(alias)
     return out
 

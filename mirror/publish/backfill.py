@@ -12,7 +12,7 @@ recorded only when there is any of that to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,8 @@ RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
 #: Activities a backfill builds before writing them (bounds its memory).
 FLUSH_EVERY = 500
+#: Item ids per lookup of their publications (bound parameters).
+MATCH_BATCH = 900
 _OBJECT_UPDATE = ("actor", "type", "json", "created_at", "updated_at", "deleted_at")
 #: A publication sent again as an Update: queued, about the new activity.
 _PUBLICATION_UPDATED = (
@@ -126,7 +128,7 @@ class Backfill(Builder):
             attribution=attribution,
         )
 
-    def _match(self, plan: Plan) -> dict[str, tuple[Any, list[Any]]]:
+    def _match(self, items: Sequence[Item]) -> dict[str, tuple[Any, list[Any]]]:
         """Each planned item's publications for this target, found by its id or an alias.
 
         An item's id changes when a later dump shows it to be the same as
@@ -136,16 +138,28 @@ class Backfill(Builder):
         the objects of the other published copies are duplicates. So is a
         comment's followers-only copy, sent while its post was unknown, once
         the comment has its place in the community.
+
+        One chunk at a time: a chunk holds whole threads, so the parents its
+        replies need are in it, and what the previous chunk found is let go.
         """
-        rows = self.conn.execute(
-            sa.select(PUBLICATIONS, OBJECTS.c.deleted_at)
-            .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id, isouter=True)
-            .where(PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY)))
-        ).all()
+        ids = sorted({i for item in items for i in (item.id, *(item.data.get("aliases") or ()))})
+        rows = []
+        for start in range(0, len(ids), MATCH_BATCH):
+            rows.extend(
+                self.conn.execute(
+                    sa.select(PUBLICATIONS, OBJECTS.c.deleted_at)
+                    .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id, isouter=True)
+                    .where(
+                        PUBLICATIONS.c.item_id.in_(ids[start : start + MATCH_BATCH]),
+                        PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY)),
+                    )
+                ).all()
+            )
         published = {(row.item_id, row.target): row for row in rows}
         self._states = {row.id: row.state for row in rows}
+        self._objects = {}
         matched = {}
-        for item in plan.items:
+        for item in items:
             key = self.target_key(item)
             ids = (item.id, *(item.data.get("aliases") or ()))
             found = [published[(i, key)] for i in ids if (i, key) in published]
@@ -166,19 +180,34 @@ class Backfill(Builder):
                 matched[item.id] = (kept, extra)
         return matched
 
-    def dry_run(self, plan: Plan, show: int = 3) -> Report:
-        report = Report(None, self.target.id, planned_counts(plan), left_out=plan.left_out)
-        self._match(plan)  # for the object ids a real run would keep (self._objects)
-        for item in _with_bodies(self.conn, plan.items[:show]):
-            prepared = self.prepare(item, self.now, create_actors=False)
-            report.first.append(
-                build(self.urls, self.activity_recipe(prepared), activity_id="dry-run")
-            )
+    def dry_run(self, plan: Plan | Iterable[Sequence[Item]], show: int = 3) -> Report:
+        """The report a run would make, and its first activities; writes nothing.
+
+        Takes a whole plan, or a stream's chunks (then the report's counts are
+        the caller's: see mirror.publish.planning).
+        """
+        chunks: Iterable[Sequence[Item]]
+        if isinstance(plan, Plan):
+            report = Report(None, self.target.id, planned_counts(plan), left_out=plan.left_out)
+            chunks = [plan.items]
+        else:
+            report = Report(None, self.target.id, {})
+            chunks = plan
+        for items in chunks:
+            if len(report.first) >= show:
+                continue  # the rest is only counted
+            first = list(items[: show - len(report.first)])
+            self._match(first)  # for the object ids a real run would keep (self._objects)
+            for item in _with_bodies(self.conn, first):
+                prepared = self.prepare(item, self.now, create_actors=False)
+                report.first.append(
+                    build(self.urls, self.activity_recipe(prepared), activity_id="dry-run")
+                )
         return report
 
     # -- writing ------------------------------------------------------------------
 
-    def _new_run(self, plan: Plan, options: dict[str, Any]) -> int:
+    def _new_run(self, options: dict[str, Any], items: int, state: str = "active") -> int:
         return int(
             self.conn.execute(
                 sa.insert(RUNS)
@@ -186,8 +215,8 @@ class Backfill(Builder):
                     target=self.target.id,
                     inbox=self.target.inbox,
                     options=options,
-                    state="active",
-                    items=len(plan.items),
+                    state=state,
+                    items=items,
                     software=self.target.software,
                     version=self.target.version,
                     created_at=self.now,
@@ -208,25 +237,47 @@ class Backfill(Builder):
         """Queue the plan; ``updates_only`` sends just the Updates of changed items
         (after an ingest). The run is made once there is something to queue: a
         re-run with nothing new makes none (its report's ``run_id`` is None)."""
-        report = Report(None, self.target.id, planned_counts(plan), left_out=plan.left_out)
+        self.begin(
+            Report(None, self.target.id, planned_counts(plan), left_out=plan.left_out),
+            options,
+            items=len(plan.items),
+        )
+        self.queue(plan.items, updates_only=updates_only)
+        return self.finish(deletions)
 
-        def this_run() -> int:
-            run_id = report.run_id
-            if run_id is None:
-                run_id = report.run_id = self._new_run(plan, options)
-            return run_id
-
-        matched = self._match(plan)
+    def begin(
+        self, report: Report, options: dict[str, Any], *, items: int, run_id: int | None = None
+    ) -> Report:
+        """Start queueing into ``report``: into the run ``run_id`` (one being planned),
+        else into one made when there is first something to queue."""
+        self._report = report
+        self._run_options = options
+        self._run_items = items
+        self._run_id = run_id
         # Each post sent now (a Create, an Update, one queued again) takes the
         # next slot of the run's pace and its comments follow it; the
         # already mirrored and the held take none. These due times are
         # floors for the queue (and what `mirror status` shows); the pace
         # itself is kept by the claim (mirror.delivery.claim), which also
         # spaces what goes late, after an outage or a crash.
-        slot = 0
+        self._slot = 0
+        self._post_due = self.now
+        return report
+
+    def _this_run(self) -> int:
+        """The run, made now if it is not yet: it names what is queued."""
+        if self._run_id is None:
+            self._run_id = self._new_run(self._run_options, self._run_items)
+        self._report.run_id = self._run_id
+        return self._run_id
+
+    def queue(self, items: Sequence[Item], *, updates_only: bool = False) -> None:
+        """Queue these items (whole threads: a plan, or one chunk of a stream)."""
+        report = self._report
+        this_run = self._this_run
         interval = timedelta(seconds=60 / self.rate) if self.rate > 0 else timedelta(0)
-        post_due = self.now
-        for item in _with_bodies(self.conn, plan.items):
+        matched = self._match(items)
+        for item in _with_bodies(self.conn, items):
             previous, duplicates = matched.get(item.id, (None, []))
             if updates_only and previous is None:
                 continue
@@ -235,8 +286,8 @@ class Backfill(Builder):
             for duplicate in duplicates:
                 report.deleted += self._delete(PUBLICATIONS.c.id == duplicate.id, this_run)
             if item.kind == "post":
-                post_due = self.now + interval * slot
-            due = post_due if item.kind != "orphan" else self.now
+                self._post_due = self.now + interval * self._slot
+            due = self._post_due if item.kind != "orphan" else self.now
             prepared = self.prepare(
                 item,
                 due,
@@ -264,12 +315,21 @@ class Backfill(Builder):
                 report.unchanged += 1
                 sent = False
             if sent and item.kind == "post":
-                slot += 1
-        for item_id in deletions:
-            report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, this_run)
+                self._slot += 1
         self._flush()
+
+    def finish(self, deletions: Iterable[str], *, items: int | None = None) -> Report:
+        """The Deletes of what is now excluded, the last writes; ``items`` the run's total
+        once known (a streamed plan knows it at the end)."""
+        for item_id in deletions:
+            self._report.deleted += self._delete(PUBLICATIONS.c.item_id == item_id, self._this_run)
+        self._flush()
+        if items is not None and self._report.run_id is not None:
+            self.conn.execute(
+                sa.update(RUNS).where(RUNS.c.id == self._report.run_id).values(items=items)
+            )
         enqueue.refresh_statistics(self.conn)
-        return report
+        return self._report
 
     def _hold(self, prepared: Prepared) -> tuple[str, datetime | None] | None:
         """Why a new publication must wait before it is sent (reason, until), if it must.

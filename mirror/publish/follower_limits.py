@@ -33,9 +33,7 @@ class FollowerLimits:
         self.software = {
             row.host: row.software
             for row in conn.execute(
-                sa.select(BACKLOGS.c.host, BACKLOGS.c.software).where(
-                    BACKLOGS.c.community == group
-                )
+                sa.select(BACKLOGS.c.host, BACKLOGS.c.software).where(BACKLOGS.c.community == group)
             )
         }
         #: Posts each actor has in our hosted communities, counting this run's.

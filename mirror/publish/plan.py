@@ -96,7 +96,7 @@ def community_matches(spec: str, post: dict[str, Any], communities: dict[str, An
     return spec.lstrip("!") in names
 
 
-def _excluded(item: dict[str, Any], options: Options, communities: dict[str, Any]) -> bool:
+def is_excluded(item: dict[str, Any], options: Options, communities: dict[str, Any]) -> bool:
     if (
         item["id"] in options.exclude_items
         or set(item.get("aliases") or ()) & options.exclude_items
@@ -121,78 +121,105 @@ def has_text(item: dict[str, Any]) -> bool:
     return bool(item["has_body"])
 
 
+def admit_post(
+    post: dict[str, Any], options: Options, communities: dict[str, Any], left_out: dict[str, int]
+) -> bool:
+    """Whether a post is planned (before --limit); a left-out one is counted with why."""
+    if not community_matches(options.source, post, communities):
+        return False
+    if options.since and not (
+        post.get("published") and datetime.fromisoformat(post["published"]) >= options.since
+    ):
+        left_out["older than --since or time unknown"] += 1
+        return False
+    if is_excluded(post, options, communities):
+        left_out["excluded by the config"] += 1
+        return False
+    if not has_text(post):
+        left_out[NO_TEXT] += 1
+        return False
+    return True
+
+
+def thread(
+    post: dict[str, Any],
+    comments: list[dict[str, Any]],
+    options: Options,
+    communities: dict[str, Any],
+    left_out: dict[str, int],
+) -> list[Item]:
+    """A chosen post and its comments (all of them, any order), in publication order."""
+    scope = {"community_id": post.get("community_id")}
+    kept = []
+    for comment in comments:
+        if is_excluded({**comment, **scope}, options, communities):
+            left_out["excluded by the config"] += 1
+        elif not has_text(comment):
+            # Its replies are attached to the post, as when a parent was not archived.
+            left_out[NO_TEXT] += 1
+        else:
+            kept.append(comment)
+    items = [Item("post", post, post=post["id"])]
+    present = {c["id"] for c in kept}
+    by_parent: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for comment in kept:
+        parent = comment.get("parent")
+        # A parent that is excluded or not in this post is as good as unknown here.
+        by_parent[parent if parent in present else None].append(comment)
+    _walk(items, by_parent, post["id"])
+    return items
+
+
+def admit_orphan(
+    comment: dict[str, Any], options: Options, communities: dict[str, Any], left_out: dict[str, int]
+) -> bool:
+    """Whether a comment of an unknown post may go to the followers (before the config's choice)."""
+    if options.source not in (ALL_SOURCES, UNKNOWN_SOURCE):
+        return False
+    if is_excluded({**comment, "community_id": None}, options, communities):
+        return False
+    if not has_text(comment):
+        left_out[NO_TEXT] += 1
+        return False
+    return True
+
+
+ORPHAN_NOTE = "a reply in a thread that was not archived"
+ORPHANS_SKIPPED = "comments of unknown posts (skipped by the config)"
+
+
 def build_plan(document: dict[str, Any], options: Options) -> Plan:
+    """The whole plan at once, from a document (mirror.publish.stream walks the database
+    the same way a chunk at a time)."""
     communities = {c["id"]: c for c in document["communities"]}
     left_out: dict[str, int] = defaultdict(int)
-    posts = []
-    for post in sorted(document["posts"], key=_time_key):
-        if not community_matches(options.source, post, communities):
-            continue
-        if options.since and not (
-            post.get("published") and datetime.fromisoformat(post["published"]) >= options.since
-        ):
-            left_out["older than --since or time unknown"] += 1
-            continue
-        if _excluded(post, options, communities):
-            left_out["excluded by the config"] += 1
-            continue
-        if not has_text(post):
-            left_out[NO_TEXT] += 1
-            continue
-        posts.append(post)
+    posts = [
+        p
+        for p in sorted(document["posts"], key=_time_key)
+        if admit_post(p, options, communities, left_out)
+    ]
     if options.limit is not None:
         left_out["beyond --limit"] += max(0, len(posts) - options.limit)
         posts = posts[: options.limit]
     chosen = {p["id"] for p in posts}
-    post_community = {p["id"]: p.get("community_id") for p in document["posts"]}
-
-    by_parent: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     by_post: dict[str, list[dict[str, Any]]] = defaultdict(list)
     orphans = []
     for comment in document["comments"]:
-        excluded = _excluded(
-            {**comment, "community_id": post_community.get(comment.get("post") or "")},
-            options,
-            communities,
-        )
         if comment.get("post") is None:
-            if options.source not in (ALL_SOURCES, UNKNOWN_SOURCE) or excluded:
-                continue
-            if has_text(comment):
+            if admit_orphan(comment, options, communities, left_out):
                 orphans.append(comment)
-            else:
-                left_out[NO_TEXT] += 1
-            continue
-        if comment["post"] not in chosen:
-            continue
-        if excluded:
-            left_out["excluded by the config"] += 1
-            continue
-        if not has_text(comment):
-            # Its replies are attached to the post, as when a parent was not archived.
-            left_out[NO_TEXT] += 1
-            continue
-        by_post[comment["post"]].append(comment)
+        elif comment["post"] in chosen:
+            by_post[comment["post"]].append(comment)
 
     items: list[Item] = []
     for post in posts:
-        items.append(Item("post", post, post=post["id"]))
-        comments = by_post.get(post["id"], [])
-        present = {c["id"] for c in comments}
-        by_parent.clear()
-        for comment in comments:
-            parent = comment.get("parent")
-            # A parent that is excluded or not in this post is as good as unknown here.
-            by_parent[parent if parent in present else None].append(comment)
-        _walk(items, by_parent, post["id"])
+        items.extend(thread(post, by_post.get(post["id"], []), options, communities, left_out))
 
     if options.unknown_post_comments == "skip":
-        left_out["comments of unknown posts (skipped by the config)"] += len(orphans)
+        left_out[ORPHANS_SKIPPED] += len(orphans)
     else:
         for comment in sorted(orphans, key=_time_key):
-            items.append(
-                Item("orphan", comment, notes=["a reply in a thread that was not archived"])
-            )
+            items.append(Item("orphan", comment, notes=[ORPHAN_NOTE]))
     return Plan(items, dict(left_out))
 
 
@@ -238,10 +265,10 @@ def excluded_ids(document: dict[str, Any], options: Options) -> list[str]:
     post_community = {p["id"]: p.get("community_id") for p in document["posts"]}
     out = []
     for item in document["posts"]:
-        if _excluded(item, options, communities):
+        if is_excluded(item, options, communities):
             out.extend([item["id"], *(item.get("aliases") or ())])
     for item in document["comments"]:
         scoped = {**item, "community_id": post_community.get(item.get("post") or "")}
-        if _excluded(scoped, options, communities):
+        if is_excluded(scoped, options, communities):
             out.extend([item["id"], *(item.get("aliases") or ())])
     return out

@@ -12,10 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from mirror.db.session import write_transaction
-from mirror.inspection import build_outline
 from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill
-from mirror.publish.plan import build_plan, options_from
+from mirror.publish.plan import options_from
 from mirror.publish.report import Report
+from mirror.publish.stream import Counted, walk
 from mirror.publish.target import Target
 
 
@@ -27,7 +27,6 @@ def has_publications(engine: sa.Engine) -> bool:
 def queue_updates(federation: Any) -> list[Report]:
     """Queue Updates for every target; returns one report per target that got any."""
     options = options_from(federation.settings.backfill)
-    plan = build_plan(build_outline(federation.engine), options)
     reports = []
     with write_transaction(federation.engine) as conn:
         # The latest inbox each target was reached at, and the software it ran
@@ -56,9 +55,17 @@ def queue_updates(federation: Any) -> list[Report]:
             # ingest may change thousands of items): the configured rate.
             rate = federation.settings.backfill.rate_per_minute
             backfill = Backfill.of(conn, federation, target, rate)
-            report = backfill.run(
-                plan, {"to": target_id, "after": "ingest", "rate": rate}, [], updates_only=True
+            report = backfill.begin(
+                Report(None, target_id, {}),
+                {"to": target_id, "after": "ingest", "rate": rate},
+                items=0,
             )
+            # The plan streams (mirror.publish.stream), in this one transaction.
+            chunks = Counted(walk(conn, options))
+            for items in chunks.items():
+                backfill.queue(items, updates_only=True)
+            report = backfill.finish([], items=sum(chunks.planned.values()))
+            report.planned, report.left_out = chunks.planned, chunks.left_out(options)
             if report.run_id is not None:
                 reports.append(report)
     return reports

@@ -49,8 +49,9 @@ RELEASABLE = (
     .join(RUNS, RUNS.c.id == PUBLICATIONS.c.run_id)
     .join(_PARENT, _PARENT.c.id == PUBLICATIONS.c.parent_id, isouter=True)
     .where(
-        # A paused run holds what it has not sent yet; a cancelled one sends nothing.
-        RUNS.c.state == "active",
+        # A paused run holds what it has not sent yet; a cancelled one sends nothing;
+        # one being planned sends what it planned so far (mirror.publish.planning).
+        RUNS.c.state.in_(("active", "planning")),
         sa.or_(
             sa.and_(
                 PUBLICATIONS.c.state == State.WAITING.value,

@@ -199,7 +199,8 @@ def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
         run_id,
         now,
         run_state=CANCELLED,
-        movable=(ACTIVE, PAUSED, DONE),
+        # A run still planning too (a crash left it so; a planner stops at its next chunk).
+        movable=(ACTIVE, PAUSED, DONE, "planning"),
         verb="cancelled",
         where=[stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED)],
         values={"state": State.CANCELLED, "locked_by": None, "locked_until": None},

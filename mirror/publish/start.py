@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from mirror.config import BackfillSettings
-from mirror.db.session import write_transaction
-from mirror.inspection import build_outline
-from mirror.publish.backfill import PUBLICATIONS, Backfill
+from mirror.publish.backfill import Backfill
 from mirror.publish.hosted_target import hosted_target
-from mirror.publish.plan import Plan, build_plan, excluded_ids, options_from
+from mirror.publish.plan import Plan, options_from
+from mirror.publish.planning import StillPlanning, plan_run
 from mirror.publish.report import Report
+from mirror.publish.stream import Counted, walk
 from mirror.publish.target import Target, TargetError, resolve
 
 #: The configured pace that a sandbox target does not get: the default's.
@@ -95,31 +95,30 @@ async def start_backfill(
     options = options_from(config, source=source, since=since, limit=limit)
     per_minute = pace_for(target, config, rate).per_minute
 
+    run_options = {
+        "to": to,
+        "from": source,
+        "since": since.isoformat() if since else None,
+        "limit": limit,
+        "rate": per_minute,
+        "attribution": attribution or config.attribution,
+    }
+
+    def make(conn: Any) -> Backfill:
+        return Backfill.of(conn, federation, target, per_minute, attribution)
+
     def work() -> Report:
-        document = build_outline(federation.engine)
-        plan = build_plan(document, options)
-        if target.hosted:
-            plan = without_orphans(plan)
-        with write_transaction(federation.engine) as conn:
-            backfill = Backfill.of(conn, federation, target, per_minute, attribution)
-            if dry_run:
-                return backfill.dry_run(plan)
-            published = set(
-                conn.scalars(PUBLICATIONS.select().with_only_columns(PUBLICATIONS.c.item_id))
-            )
-            deletions = [i for i in excluded_ids(document, options) if i in published]
-            return backfill.run(
-                plan,
-                {
-                    "to": to,
-                    "from": source,
-                    "since": since.isoformat() if since else None,
-                    "limit": limit,
-                    "rate": per_minute,
-                    "attribution": backfill.attribution,
-                },
-                deletions,
-            )
+        # The plan streams from the database a chunk at a time (mirror.publish.stream).
+        if dry_run:
+            with federation.engine.connect() as conn:
+                chunks = Counted(walk(conn, options, orphans=not target.hosted))
+                report = make(conn).dry_run(chunks.items())
+                report.planned, report.left_out = chunks.planned, chunks.left_out(options)
+                return report
+        try:
+            return plan_run(federation.engine, make, target, options, run_options)
+        except StillPlanning as exc:
+            raise TargetError(str(exc)) from None
 
     report = await asyncio.to_thread(work)
     if not dry_run:

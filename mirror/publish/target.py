@@ -23,6 +23,7 @@ from mirror.net.guard import Allowance
 
 HANDLE = re.compile(r"^!?([A-Za-z0-9_.\-]+)@([A-Za-z0-9.\-]+(?::\d+)?)$")
 
+
 class TargetError(MirrorError):
     """The target community cannot be used; the message says why."""
 

@@ -28,7 +28,8 @@ class BackfillRun(Base):
     inbox: Mapped[str] = mapped_column(URL)
     #: The options it was started with (--from, --since, --limit, --rate...).
     options: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    #: active, paused or cancelled (done is derived from its deliveries).
+    #: planning (its plan is still being written, chunk by chunk), active, paused
+    #: or cancelled (done is derived from its deliveries).
     state: Mapped[str] = mapped_column(sa.String(16))
     items: Mapped[int] = mapped_column(sa.Integer)
     #: The target's software and version from its NodeInfo (None: unknown),
@@ -37,6 +38,9 @@ class BackfillRun(Base):
     version: Mapped[str | None] = mapped_column(sa.String(64))
     #: Why the target cannot be asked after all (its lookup answered so), if it cannot.
     unverifiable: Mapped[str | None] = mapped_column(sa.Text)
+    #: Where its plan stands while it is planning (mirror.publish.stream.Progress):
+    #: planning it again continues from there.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ)
 

@@ -85,6 +85,8 @@ class _ItemColumns:
 
 class Post(_ItemColumns, Base):
     __tablename__ = "post"
+    # A backfill plans posts oldest first, a chunk at a time (mirror.publish.stream).
+    __table_args__ = (sa.Index("ix_post_published", "published_at", "id"),)
 
     community_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("community.id"), index=True)
     title: Mapped[str | None] = mapped_column(sa.Text)
@@ -99,6 +101,8 @@ class Post(_ItemColumns, Base):
 
 class Comment(_ItemColumns, Base):
     __tablename__ = "comment"
+    # The comments of unknown posts (post_id NULL) are planned oldest first, a chunk at a time.
+    __table_args__ = (sa.Index("ix_comment_post_published", "post_id", "published_at", "id"),)
 
     post_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("post.id"), index=True)
     parent_id: Mapped[str | None] = mapped_column(ID, sa.ForeignKey("comment.id"), index=True)

@@ -1,0 +1,164 @@
+"""Planning a run: the stream's chunks written one transaction each, resumable.
+
+The run is made first, in state `planning`, and committed; each chunk of
+the stream (mirror.publish.stream) is then queued in a transaction of its
+own with the run's progress, so its deliveries may go at once (the chunks
+follow the publication order) and a crash loses at most the chunk under
+way. Planning the same run again (the same target and options) continues
+from its progress, and so ends with exactly the publications one
+uninterrupted run makes. At the end the Deletes of what is now excluded are
+queued and the run becomes `active`; a run that queued nothing at all is
+removed, as `mirror backfill` records no run when there is nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mirror.db.session import WRITE_OPTION
+from mirror.publish.backfill import PUBLICATIONS, RUNS, Backfill
+from mirror.publish.plan import Options
+from mirror.publish.report import Report
+from mirror.publish.stream import IN_BATCH, PAGE, Progress, excluded, walk
+from mirror.publish.target import Target
+
+PLANNING = "planning"
+
+
+def after_chunk(count: int) -> None:
+    """Called after each chunk's commit with the count so far (a test kills the process here)."""
+
+
+class StillPlanning(Exception):
+    """A run into the target is still being planned with other options, or was cancelled."""
+
+
+def plan_run(
+    engine: Engine,
+    make: Callable[[sa.Connection], Backfill],
+    target: Target,
+    options: Options,
+    run_options: dict[str, Any],
+    *,
+    page: int = PAGE,
+    hook: Callable[[int], None] = after_chunk,
+) -> Report:
+    """Plan and queue a run chunk by chunk (see the module); returns its report."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        backfill = make(conn)
+        with conn.begin():
+            run_id, stored = _planning_run(conn, target, run_options, backfill.now)
+        progress = Progress.of({k: v for k, v in (stored or {}).items() if k != "used"})
+        report = backfill.begin(Report(None, target.id, {}), run_options, items=0, run_id=run_id)
+        # The walk reads each page in the transaction that writes it: one
+        # commit holds the chunk's publications, activities and its progress.
+        chunks = walk(conn, options, orphans=not target.hosted, progress=progress, page=page)
+        count = 0
+        while True:
+            with conn.begin() as transaction:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                backfill.queue(chunk.items)
+                used = (stored or {}).get("used", False) or report.run_id is not None
+                moved = conn.execute(
+                    sa.update(RUNS)
+                    .where(RUNS.c.id == run_id, RUNS.c.state == PLANNING)
+                    .values(
+                        progress={**chunk.progress, "used": used},
+                        items=sum(chunk.progress["planned"].values()),
+                    )
+                ).rowcount
+                if not moved:
+                    # Cancelled (`mirror runs cancel`) while it was planned: this
+                    # chunk is not written, and planning stops.
+                    transaction.rollback()
+                    raise StillPlanning(f"run {run_id} was cancelled while it was planned")
+                stored = {**chunk.progress, "used": used}
+            count += 1
+            hook(count)
+        progress = Progress.of({k: v for k, v in (stored or {}).items() if k != "used"})
+        with conn.begin():
+            deletions = list(_published(conn, excluded(conn, options)))
+            backfill.finish(deletions, items=sum(progress.planned.values()))
+            used = (stored or {}).get("used", False) or report.run_id is not None
+            if used:
+                conn.execute(
+                    sa.update(RUNS)
+                    .where(RUNS.c.id == run_id, RUNS.c.state == PLANNING)
+                    .values(state="active", progress=None, updated_at=backfill.now)
+                )
+            else:
+                conn.execute(sa.delete(RUNS).where(RUNS.c.id == run_id, RUNS.c.state == PLANNING))
+    report.run_id = run_id if used else None
+    report.planned = progress.planned
+    report.left_out = progress.left_out(options)
+    return report
+
+
+def _planning_run(
+    conn: sa.Connection, target: Target, run_options: dict[str, Any], now: datetime
+) -> tuple[int, dict[str, Any] | None]:
+    """The run this plan continues (one left in `planning` by a crash), or a new one."""
+    left = conn.execute(
+        sa.select(RUNS.c.id, RUNS.c.options, RUNS.c.progress)
+        .where(RUNS.c.target == target.id, RUNS.c.state == PLANNING)
+        .order_by(RUNS.c.id.desc())
+        .limit(1)
+    ).first()
+    if left is not None:
+        if _comparable(left.options) != _comparable(run_options):
+            raise StillPlanning(
+                f"run {left.id} into {target.id} was interrupted while it was planned, with "
+                "other options: run that backfill again to finish it, or `mirror runs cancel "
+                f"{left.id}`"
+            )
+        return int(left.id), left.progress
+    run_id = conn.execute(
+        sa.insert(RUNS)
+        .values(
+            target=target.id,
+            inbox=target.inbox,
+            options=run_options,
+            state=PLANNING,
+            items=0,
+            software=target.software,
+            version=target.version,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(RUNS.c.id)
+    ).scalar_one()
+    return int(run_id), None
+
+
+def _comparable(options: dict[str, Any]) -> dict[str, Any]:
+    # The pace and the attribution may be chosen anew; what is planned may not.
+    return {k: options.get(k) for k in ("to", "from", "since", "limit")}
+
+
+def _published(conn: sa.Connection, item_ids: Iterator[str]) -> Iterator[str]:
+    """Those of these items that were mirrored anywhere (their objects get Deletes)."""
+    batch: list[str] = []
+
+    def found(ids: list[str]) -> list[str]:
+        have = set(
+            conn.scalars(
+                sa.select(PUBLICATIONS.c.item_id).where(PUBLICATIONS.c.item_id.in_(ids)).distinct()
+            )
+        )
+        return [i for i in ids if i in have]
+
+    for item_id in item_ids:
+        batch.append(item_id)
+        if len(batch) >= IN_BATCH:
+            yield from found(batch)
+            batch = []
+    if batch:
+        yield from found(batch)

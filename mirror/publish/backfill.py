@@ -24,10 +24,10 @@ from mirror.db.bulk import bulk_insert
 from mirror.db.models import Activity, ApObject, BackfillRun, Publication
 from mirror.delivery import enqueue
 from mirror.inspection import load_bodies
-from mirror.publish import follower_copies, release
-from mirror.publish.follower_limits import FollowerLimits
+from mirror.publish import follower_copies, matching, release
+from mirror.publish.group_announces import GroupAnnounces
 from mirror.publish.plan import Item, Plan
-from mirror.publish.prepare import FOLLOWERS_ONLY, Builder, Prepared
+from mirror.publish.prepare import Builder, Prepared
 from mirror.publish.report import Report, planned_counts
 from mirror.publish.retract import delete_publications
 from mirror.publish.servers import server_for
@@ -35,7 +35,7 @@ from mirror.publish.states import HOLDS_REPLIES
 from mirror.publish.states import State as Published
 from mirror.publish.target import Target
 from mirror.signatures import MasterKey
-from mirror.vocab.activities import build, recipe
+from mirror.vocab.activities import build
 from mirror.vocab.ids import Urls
 from mirror.vocab.times import rfc3339
 
@@ -45,8 +45,6 @@ RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
 #: Activities a backfill builds before writing them (bounds its memory).
 FLUSH_EVERY = 500
-#: Item ids per lookup of their publications (bound parameters).
-MATCH_BATCH = 900
 _OBJECT_UPDATE = ("actor", "type", "json", "created_at", "updated_at", "deleted_at")
 #: A publication sent again as an Update: queued, about the new activity.
 _PUBLICATION_UPDATED = (
@@ -97,10 +95,8 @@ class Backfill(Builder):
         self._states: dict[str, str] = {}
         #: Posts each actor has on the target's server, counting this run's.
         self._posts: dict[str, int] = {}
-        #: A hosted Group's followers' new-account limits (made on its first post).
-        self._limits: FollowerLimits | None = None
-        #: Its Announces to followers' servers that can be asked (made on its first).
-        self._copies: follower_copies.Tracker | None = None
+        #: A hosted Group's Announces (made on its first).
+        self._announces: GroupAnnounces | None = None
         # Written in bulk every FLUSH_EVERY activities (see enqueue.Outbox).
         self._outbox = enqueue.Outbox(conn, urls=urls)
         self._new_objects: list[dict[str, Any]] = []
@@ -129,56 +125,10 @@ class Backfill(Builder):
         )
 
     def _match(self, items: Sequence[Item]) -> dict[str, tuple[Any, list[Any]]]:
-        """Each planned item's publications for this target, found by its id or an alias.
-
-        An item's id changes when a later dump shows it to be the same as
-        another item (the two merge, the smaller id survives); its object
-        must not, or a re-run would post it a second time. The item keeps
-        the object it was published as (its own id's, else the oldest), and
-        the objects of the other published copies are duplicates. So is a
-        comment's followers-only copy, sent while its post was unknown, once
-        the comment has its place in the community.
-
-        One chunk at a time: a chunk holds whole threads, so the parents its
-        replies need are in it, and what the previous chunk found is let go.
-        """
-        ids = sorted({i for item in items for i in (item.id, *(item.data.get("aliases") or ()))})
-        rows = []
-        for start in range(0, len(ids), MATCH_BATCH):
-            rows.extend(
-                self.conn.execute(
-                    sa.select(PUBLICATIONS, OBJECTS.c.deleted_at)
-                    .join(OBJECTS, OBJECTS.c.id == PUBLICATIONS.c.id, isouter=True)
-                    .where(
-                        PUBLICATIONS.c.item_id.in_(ids[start : start + MATCH_BATCH]),
-                        PUBLICATIONS.c.target.in_((self.target.id, FOLLOWERS_ONLY)),
-                    )
-                ).all()
-            )
-        published = {(row.item_id, row.target): row for row in rows}
-        self._states = {row.id: row.state for row in rows}
-        self._objects = {}
-        matched = {}
-        for item in items:
-            key = self.target_key(item)
-            ids = (item.id, *(item.data.get("aliases") or ()))
-            found = [published[(i, key)] for i in ids if (i, key) in published]
-            stale = [
-                published[(i, FOLLOWERS_ONLY)]
-                for i in ids
-                if key != FOLLOWERS_ONLY and (i, FOLLOWERS_ONLY) in published
-            ]
-            kept = None
-            if found:
-                kept = published.get((item.id, key)) or min(
-                    found, key=lambda r: (r.created_at, r.id)
-                )
-                self._objects[item.id] = kept.id
-            # Only live objects need a Delete (a re-run finds these again).
-            extra = [r for r in (*found, *stale) if r is not kept and r.deleted_at is None]
-            if kept is not None or extra:
-                matched[item.id] = (kept, extra)
-        return matched
+        """Each planned item's publications for this target (mirror.publish.matching)."""
+        found = matching.match(self.conn, self.target.id, self.target_key, items)
+        self._states, self._objects = found.states, found.objects
+        return found.matched
 
     def dry_run(self, plan: Plan | Iterable[Sequence[Item]], show: int = 3) -> Report:
         """The report a run would make, and its first activities; writes nothing.
@@ -390,56 +340,23 @@ class Backfill(Builder):
             pace=self._pace(prepared, run_id),
         )
         if self.group:
-            self._announce(prepared, inner, activity_id, run_id)
-        return activity_id
-
-    def _announce(
-        self, prepared: Prepared, inner: dict[str, Any], inner_id: str, run_id: int
-    ) -> str:
-        """The Group announces its author's activity to its followers' shared inboxes.
-
-        About the object (the queue keeps an object's Announces in order,
-        Create before Update before Delete), after its parent, at the run's pace;
-        a post a follower's server would drop for its author's age goes to that
-        server when the author is old enough (follower_limits).
-        """
-        assert self.group is not None
-        inboxes = self.follower_inboxes(self.group)
-        later = {}
-        if prepared.item.kind == "post" and inner["args"]["kind"] == "Create":
-            if self._limits is None:
-                self._limits = FollowerLimits(self.conn, group=self.group, own_host=self.urls.host)
-            later = self._limits.dues(prepared.actor, inboxes, self.now)
-        announce_id = self._outbox.publish(
-            username=self.group,
-            recipe=recipe(
-                "announce", username=self.group, activity=inner, activity_id_inner=inner_id
-            ),
-            inboxes=inboxes,
-            due_by_host=later,
-            now=self.now,
-            public=True,
-            depends_on=prepared.depends_on,
-            due_at=prepared.due_at,
-            run_id=run_id,
-            pace=self._pace(prepared, run_id),
-            about=self.urls.object(prepared.object_id),
-        )
-        if inner["args"]["kind"] == "Create":
-            # Each server that can be asked is asked whether it kept it (PieFed
-            # answers 200 to what it drops); an Update changes nothing there.
-            if self._copies is None:
-                self._copies = follower_copies.Tracker(self.conn, self.group)
-            self._copies.announced(
-                inboxes=inboxes,
-                object_id=prepared.object_id,
-                kind=prepared.item.kind,
-                actor=prepared.actor,
-                parent_id=prepared.parent_id,
-                activity_id=announce_id,
+            if self._announces is None:
+                self._announces = GroupAnnounces(
+                    self.conn,
+                    group=self.group,
+                    urls=self.urls,
+                    outbox=self._outbox,
+                    inboxes=self.follower_inboxes(self.group),
+                )
+            self._announces.announce(
+                prepared,
+                inner,
+                activity_id,
+                run_id=run_id,
+                pace=self._pace(prepared, run_id),
                 now=self.now,
             )
-        return announce_id
+        return activity_id
 
     def _pace(self, prepared: Prepared, run_id: int) -> enqueue.Pace | None:
         """A post keeps the run's pace; its comments follow it (they wait for it)."""
@@ -486,8 +403,8 @@ class Backfill(Builder):
         self._outbox.flush()
         publications, self._new_publications = self._new_publications, []
         bulk_insert(self.conn, PUBLICATIONS, publications)
-        if self._copies is not None:
-            self._copies.flush()
+        if self._announces is not None:
+            self._announces.flush()
         updated, self._updated = self._updated, []
         if updated:
             self.conn.execute(_PUBLICATION_UPDATED.values(updated_at=self.now), updated)

@@ -5,6 +5,7 @@ mirror.publish.lookup asks the target; this records what it said.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -115,24 +116,47 @@ class Rules:
     policy: Policy
 
 
+def answered(
+    answer: Answer,
+    *,
+    sent_at: datetime,
+    checks: int,
+    now: datetime,
+    rules: Rules,
+    missing: Callable[[NotFound], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """A sent row's new values for a lookup's answer: confirmed, asked again later,
+    or ``missing`` at the window's end; None when the server cannot be asked
+    (Unavailable: the caller marks it). Pushes and follower copies alike."""
+    if isinstance(answer, Found):
+        return {**state_values(State.CONFIRMED, None, now), "confirmed_at": now}
+    if isinstance(answer, Unavailable):
+        return None
+    if isinstance(answer, Later):
+        return {"due_at": now + LATER, "reason": answer.reason, "updated_at": now}
+    assert isinstance(answer, NotFound)
+    due = rules.window.next_check(sent_at, checks + 1)
+    if due is not None:
+        return {"checks": checks + 1, "due_at": due, "updated_at": now}
+    return missing(answer)
+
+
 def record_check(
     conn: sa.Connection, check: Check, answer: Answer, *, now: datetime, rules: Rules
 ) -> State:
     """What one lookup showed; returns the publication's new state."""
-    if isinstance(answer, Found):
-        values = {**state_values(State.CONFIRMED, None, now), "confirmed_at": now}
-    elif isinstance(answer, Unavailable):
+    values = answered(
+        answer,
+        sent_at=check.sent_at,
+        checks=check.checks,
+        now=now,
+        rules=rules,
+        missing=lambda found: _missing(conn, check, found, now=now, rules=rules),
+    )
+    if values is None:
+        assert isinstance(answer, Unavailable)
         _unverifiable_target(conn, check.target, answer.reason, now)
         return State.UNVERIFIABLE
-    elif isinstance(answer, Later):
-        values = {"due_at": now + LATER, "reason": answer.reason, "updated_at": now}
-    else:
-        assert isinstance(answer, NotFound)
-        due = rules.window.next_check(check.sent_at, check.checks + 1)
-        if due is not None:
-            values = {"checks": check.checks + 1, "due_at": due, "updated_at": now}
-        else:
-            values = _missing(conn, check, answer, now=now, rules=rules)
     move(conn, check.id, State.SENT, values)
     return State(values.get("state", State.SENT))
 

@@ -24,10 +24,10 @@ from mirror.db.models import ApObject
 from mirror.delivery import enqueue
 from mirror.delivery.tables import PACES
 from mirror.federation.backlog import pace_id
-from mirror.publish.confirm import Rules, missing_values
+from mirror.publish.confirm import Rules, answered, missing_values
 from mirror.publish.follower_copies import BACKLOGS, COPIES, move
-from mirror.publish.lookup import Answer, Found, Later, NotFound, Unavailable
-from mirror.publish.records import ACTIVITIES, BATCH, LATER, NOW, state_values
+from mirror.publish.lookup import Answer, Unavailable
+from mirror.publish.records import ACTIVITIES, BATCH, NOW, state_values
 from mirror.publish.states import HOLDS_REPLIES, State
 from mirror.vocab.activities import recipe
 from mirror.vocab.ids import Urls
@@ -106,22 +106,20 @@ def record_check(
     conn: sa.Connection, check: FollowerCheck, answer: Answer, *, now: datetime, rules: Rules
 ) -> State:
     """What one lookup showed; returns the copy's new state."""
-    if isinstance(answer, Found):
-        values = {**state_values(State.CONFIRMED, None, now), "confirmed_at": now}
-    elif isinstance(answer, Unavailable):
+    values = answered(
+        answer,
+        sent_at=check.sent_at,
+        checks=check.checks,
+        now=now,
+        rules=rules,
+        missing=lambda found: missing_values(
+            conn, check, found, now=now, rules=rules, parent_holds=_parent_holds(conn, check)
+        ),
+    )
+    if values is None:
+        assert isinstance(answer, Unavailable)
         _unverifiable_server(conn, check.host, answer.reason, now)
         return State.UNVERIFIABLE
-    elif isinstance(answer, Later):
-        values = {"due_at": now + LATER, "reason": answer.reason, "updated_at": now}
-    else:
-        assert isinstance(answer, NotFound)
-        due = rules.window.next_check(check.sent_at, check.checks + 1)
-        if due is not None:
-            values = {"checks": check.checks + 1, "due_at": due, "updated_at": now}
-        else:
-            values = missing_values(
-                conn, check, answer, now=now, rules=rules, parent_holds=_parent_holds(conn, check)
-            )
     move(conn, check.id, State.SENT, values)
     return State(values.get("state", State.SENT))
 

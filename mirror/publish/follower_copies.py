@@ -30,11 +30,11 @@ from mirror.db.models import FollowerCopy, HostedBacklog
 from mirror.delivery.enqueue import host_of
 from mirror.delivery.states import State as DeliveryState
 from mirror.publish.confirm import Window
+from mirror.publish.from_deliveries import delivery_values
 from mirror.publish.records import (
     BATCH,
     DELIVERIES,
     NO_LOOKUP,
-    first_line,
     software_name,
     state_values,
 )
@@ -225,30 +225,12 @@ def advance_from_deliveries(conn: sa.Connection, *, now: datetime, window: Windo
     """Copies whose delivery was answered, held or let go; returns how many moved."""
     moved = 0
     for row in conn.execute(CHANGED.limit(BATCH)).all():
-        state = row.delivery_state
-        if state == DeliveryState.DELIVERED:
-            why = unverifiable_reason(row.software, row.unverifiable)
-            if why is not None:
-                values = state_values(State.UNVERIFIABLE, why, now)
-            else:
-                sent = row.delivered_at or now
-                values = {
-                    **state_values(State.SENT, None, now),
-                    "sent_at": sent,
-                    "checks": 0,
-                    "due_at": window.next_check(sent, 0),
-                }
-        elif state == DeliveryState.FAILED:
-            refused = row.last_status is not None and 400 <= row.last_status < 500
-            values = state_values(
-                State.REFUSED if refused else State.FAILED, first_line(row.last_error), now
-            )
-        elif state == DeliveryState.CANCELLED:
-            values = state_values(State.CANCELLED, "its delivery was cancelled", now)
-        elif state == DeliveryState.PARKED:
-            values = state_values(State.HELD, first_line(row.last_error), now)
-        else:
-            values = state_values(State.QUEUED, None, now)  # the queue let it go
+        values = delivery_values(
+            row,
+            unverifiable=unverifiable_reason(row.software, row.unverifiable),
+            now=now,
+            window=window,
+        )
         moved += move(conn, row.id, State(row.state), values)
     return moved
 

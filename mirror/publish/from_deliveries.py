@@ -7,6 +7,7 @@ queue did with each publication's current activity and moves the row.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -97,35 +98,45 @@ FINISHED_FOLLOWERS = sa.select(PUBLICATIONS.c.id).where(
 )
 
 
+def delivery_values(
+    row: Any, *, unverifiable: str | None, now: datetime, window: Window
+) -> dict[str, Any]:
+    """A row's new values from what the queue did with its delivery (``row`` has
+    delivery_state, delivered_at, last_status, last_error): a delivered one is sent
+    and due for its first lookup, unless ``unverifiable`` says why it cannot be asked.
+    Publications and follower copies alike."""
+    state = row.delivery_state
+    if state == DeliveryState.DELIVERED:
+        if unverifiable is not None:
+            return state_values(State.UNVERIFIABLE, unverifiable, now)
+        sent = row.delivered_at or now
+        return {
+            **state_values(State.SENT, None, now),
+            "sent_at": sent,
+            "checks": 0,
+            "due_at": window.next_check(sent, 0),
+        }
+    if state == DeliveryState.FAILED:
+        refused = row.last_status is not None and 400 <= row.last_status < 500
+        return state_values(
+            State.REFUSED if refused else State.FAILED, first_line(row.last_error), now
+        )
+    if state == DeliveryState.CANCELLED:
+        return state_values(State.CANCELLED, "its delivery was cancelled", now)
+    if state == DeliveryState.PARKED:
+        return state_values(State.HELD, first_line(row.last_error), now)
+    return state_values(State.QUEUED, None, now)  # the queue let it go
+
+
 def advance_from_deliveries(conn: sa.Connection, *, now: datetime, window: Window) -> int:
     """Publications whose delivery was answered, held or queued again."""
     moved = 0
     for row in conn.execute(CHANGED_COMMUNITY.limit(BATCH)).all():
-        state = row.delivery_state
-        if state == DeliveryState.DELIVERED:
-            server = server_for(row.software)
-            if server.lookup_path is None or row.unverifiable:
-                reason = row.unverifiable or NO_LOOKUP.format(server=software_name(row.software))
-                values = state_values(State.UNVERIFIABLE, reason, now)
-            else:
-                sent = row.delivered_at or now
-                values = {
-                    **state_values(State.SENT, None, now),
-                    "sent_at": sent,
-                    "checks": 0,
-                    "due_at": window.next_check(sent, 0),
-                }
-        elif state == DeliveryState.FAILED:
-            refused = row.last_status is not None and 400 <= row.last_status < 500
-            values = state_values(
-                State.REFUSED if refused else State.FAILED, first_line(row.last_error), now
-            )
-        elif state == DeliveryState.CANCELLED:
-            values = state_values(State.CANCELLED, "its delivery was cancelled", now)
-        elif state == DeliveryState.PARKED:
-            values = state_values(State.HELD, first_line(row.last_error), now)
-        else:
-            values = state_values(State.QUEUED, None, now)  # the queue let it go
+        server = server_for(row.software)
+        unverifiable = None
+        if server.lookup_path is None or row.unverifiable:
+            unverifiable = row.unverifiable or NO_LOOKUP.format(server=software_name(row.software))
+        values = delivery_values(row, unverifiable=unverifiable, now=now, window=window)
         moved += move(conn, row.id, State(row.state), values)
     for (publication_id,) in conn.execute(FINISHED_FOLLOWERS.limit(BATCH)).all():
         moved += move(

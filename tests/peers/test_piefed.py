@@ -75,6 +75,18 @@ class PieFed:
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
 
+    def age_account(self, actor: str) -> None:
+        """A remote account two days older in PieFed's own database (its new-account limit)."""
+        with self.engine.begin() as conn:
+            aged = conn.execute(
+                sa.text(
+                    "UPDATE \"user\" SET created = created - interval '2 days' "
+                    "WHERE ap_profile_id = :actor"
+                ),
+                {"actor": actor},
+            ).rowcount
+        assert aged == 1, f"PieFed knows no account {actor}"
+
     def log(self) -> str:
         assert ROOT is not None
         return (ROOT / f"{self.database}-server.log").read_text(errors="replace")
@@ -268,15 +280,7 @@ def test_a_fresh_mirror_into_piefed(tmp_path: Path, piefed: PieFed) -> None:
         assert rest and all(p["state"] == "waiting" and p["reason"] for p in rest.values())
 
         # A day later (PieFed's account aged in its own database), everything goes.
-        with piefed.engine.begin() as conn:
-            aged = conn.execute(
-                sa.text(
-                    "UPDATE \"user\" SET created = created - interval '2 days' "
-                    "WHERE ap_profile_id = :actor"
-                ),
-                {"actor": f"{mirror.base}/u/mirror"},
-            ).rowcount
-        assert aged == 1
+        piefed.age_account(f"{mirror.base}/u/mirror")
         mirror.run("retry", "--unconfirmed")
         done = mirror.wait(run, until="done")
         ours = mirror.published()
@@ -383,15 +387,7 @@ def test_a_piefed_user_subscribes_to_a_hosted_community(tmp_path: Path, piefed: 
 
         # A day later on both sides: PieFed's record of the bot a day older, and
         # what waited for it due now.
-        with piefed.engine.begin() as conn:
-            aged = conn.execute(
-                sa.text(
-                    "UPDATE \"user\" SET created = created - interval '2 days' "
-                    "WHERE ap_profile_id = :actor"
-                ),
-                {"actor": f"{mirror.base}/u/mirror"},
-            ).rowcount
-        assert aged == 1
+        piefed.age_account(f"{mirror.base}/u/mirror")
         mirror.sql(
             "UPDATE delivery SET next_attempt_at = datetime('now') WHERE state = 'pending'"
         )

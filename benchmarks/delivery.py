@@ -9,9 +9,18 @@ at least the one-process rate; memory flat as N grows.
 
     python benchmarks/delivery.py [-n 20000] [--concurrency 256] [--runs 3]
         [--backends sqlite,postgresql] [--pg-url URL] [--sizes 5000,20000]
+        [--queued 1000000]
 
 With --runs R every configuration runs R times, round after round, and the
 targets take each one's median ratio.
+
+With --queued Q the queue holds Q activities and the workers deliver its
+first N: each backend (one process) runs with N queued and with Q queued,
+and the summary sets the deep queue's ratio against the shallow one's
+(target >= 0.9: claiming and recording do not slow as the queue grows).
+The queue is built once per backend (Q activities: minutes at a million)
+and copied for every run (a file copy on SQLite, CREATE DATABASE ...
+TEMPLATE on PostgreSQL).
 
 The workers are real `mirror worker` processes (the product's path: claim,
 sign in the worker's signing processes, POST, record); the sink is another process, a bare
@@ -23,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -160,21 +171,50 @@ def prepare(url: str, inbox: str, n: int) -> MasterKey:
     return master_key
 
 
-def delivered(engine: sa.Engine) -> int:
+def last_of_first(engine: sa.Engine, n: int) -> int:
+    """The id of the n-th delivery: the workers take them in id order (all due at once)."""
     with engine.connect() as conn:
         return int(
-            conn.scalar(sa.text("SELECT count(*) FROM delivery WHERE state = 'delivered'")) or 0
+            conn.scalar(
+                sa.text("SELECT id FROM delivery ORDER BY id LIMIT 1 OFFSET :skip"), {"skip": n - 1}
+            )
         )
 
 
-def run(url: str, backend: str, n: int, processes: int, concurrency: int) -> Result:
-    port = free_port()
+def delivered(engine: sa.Engine, last_id: int) -> int:
+    # Counted over the first n rows' primary-key range: a count over the
+    # whole table would scan a deep queue's million rows ten times a second,
+    # beside the workers being measured.
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(
+                sa.text("SELECT count(*) FROM delivery WHERE id <= :last AND state = 'delivered'"),
+                {"last": last_id},
+            )
+            or 0
+        )
+
+
+def run(
+    url: str,
+    backend: str,
+    n: int,
+    processes: int,
+    concurrency: int,
+    queued: Queued | None = None,
+) -> Result:
+    """Deliver ``n`` activities: queued here, or the first ``n`` of a prepared deeper queue."""
+    port = queued.port if queued else free_port()
     sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)])
     try:
         time.sleep(1.0)
         inbox = f"http://127.0.0.1:{port}/inbox"
         started = time.perf_counter()
-        master_key = prepare(url, inbox, n)
+        if queued is None:
+            master_key = prepare(url, inbox, n)
+        else:
+            master_key = queued.master_key
+            queued.copy_to(url)
         enqueue_s = time.perf_counter() - started
         env = {
             **os.environ,
@@ -190,6 +230,7 @@ def run(url: str, backend: str, n: int, processes: int, concurrency: int) -> Res
             "MIRROR_DELIVERY__SIGN_PROCESSES": str(max(1, (os.cpu_count() or 2) // processes)),
         }
         engine = make_engine(url)
+        last_id = last_of_first(engine, n)
         started = time.perf_counter()
         workers = [
             subprocess.Popen(
@@ -206,7 +247,7 @@ def run(url: str, backend: str, n: int, processes: int, concurrency: int) -> Res
         # keys, the first claim) is not throughput.
         first: tuple[float, int] | None = None
         try:
-            while (done := delivered(engine)) < n:
+            while (done := delivered(engine, last_id)) < n:
                 if any(w.poll() is not None for w in workers):
                     raise SystemExit("a worker exited early; run it by hand to see why")
                 if first is None and done:
@@ -229,6 +270,52 @@ def run(url: str, backend: str, n: int, processes: int, concurrency: int) -> Res
     finally:
         sink.terminate()
         sink.wait()
+
+
+@dataclass
+class Queued:
+    """A queue of many activities built once, copied into each run's database."""
+
+    backend: str
+    #: Where the template lives: a SQLite file's URL, or a PostgreSQL database's.
+    url: str
+    master_key: MasterKey
+    #: The sink's port, which every queued delivery's inbox names.
+    port: int
+    total: int
+    seconds: float
+
+    def copy_to(self, url: str) -> None:
+        if self.backend == "sqlite":
+            shutil.copyfile(sa.make_url(self.url).database, sa.make_url(url).database)
+            return
+        # The run's database was made empty by measure(): made again, as a copy.
+        name = sa.make_url(url).database
+        admin = make_engine(str(sa.make_url(url).set(database="postgres")))
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(
+                f'CREATE DATABASE "{name}" TEMPLATE "{sa.make_url(self.url).database}"'
+            )
+        admin.dispose()
+
+
+def build_queued(backend: str, total: int, folder: Path, args: argparse.Namespace) -> Queued:
+    """The deep queue for one backend, built once (the template every deep run copies)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{folder / 'queued.db'}"
+    else:
+        url, drop = postgres_database(args.pg_url)
+        args.cleanups.append(drop)
+    port = free_port()
+    started = time.perf_counter()
+    master_key = prepare(url, f"http://127.0.0.1:{port}/inbox", total)
+    seconds = time.perf_counter() - started
+    if backend == "sqlite":
+        with sqlite3.connect(sa.make_url(url).database) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"{backend}: {total:,} activities queued in {seconds:.0f} s (built once)", flush=True)
+    return Queued(backend, url, master_key, port, total, seconds)
 
 
 def postgres_database(admin_url: str) -> tuple[str, callable]:  # type: ignore[valid-type]
@@ -259,7 +346,22 @@ def main() -> None:
     parser.add_argument(
         "--runs", type=int, default=3, help="rounds of every run; the targets take the median"
     )
+    parser.add_argument(
+        "--queued",
+        type=int,
+        default=0,
+        help="also deliver the first N of a queue this deep (one process per backend)",
+    )
     args = parser.parse_args()
+    args.cleanups = []
+    try:
+        _main(args)
+    finally:
+        for cleanup in args.cleanups:
+            cleanup()
+
+
+def _main(args: argparse.Namespace) -> None:
 
     print(f"RSA-2048 signatures, one core: {sign_rate():,.0f}/s")
     runs: list[tuple[str, int, int]] = []
@@ -269,13 +371,21 @@ def main() -> None:
         runs.extend(("sqlite", 1, int(s)) for s in args.sizes.split(",") if s)
     if "postgresql" in backends:
         runs.extend([("postgresql", 1, args.n), ("postgresql", 2, args.n)])
+    deep: dict[str, Queued] = {}
+    if args.queued > args.n:
+        folder = Path(tempfile.mkdtemp(prefix="fedimirror-bench-queued-"))
+        args.cleanups.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+        for backend in backends:
+            deep[backend] = build_queued(backend, args.queued, folder, args)
+            # A deep run is told apart by its process count's sign: -1.
+            runs.append((backend, -1, args.n))
 
     results: dict[tuple[str, int, int], list[Result]] = {config: [] for config in runs}
     # Round after round of every configuration, so that the machine's drift
     # falls on each of them alike.
     for _ in range(args.runs):
         for backend, processes, n in runs:
-            result = measure(backend, processes, n, args)
+            result = measure(backend, processes, n, args, deep.get(backend))
             results[(backend, processes, n)].append(result)
             print(
                 f"{_label(backend, processes, n)}: "
@@ -310,14 +420,31 @@ def main() -> None:
             f"target two processes >= one process on postgresql: {verdict} "
             f"(ratio {ratio[two]:.2f} against {ratio[one]:.2f}, {change:+.0%})"
         )
+    for backend in deep:
+        shallow, deeper = ratio[(backend, 1, args.n)], ratio[(backend, -1, args.n)]
+        # Ratios, not rates: each run is set against the sign rate around it.
+        depth = deeper / shallow
+        verdict = "met" if depth >= 0.9 else "NOT met"
+        print(
+            f"target deliveries/s with {args.queued:,} queued >= 0.9 of {args.n:,} queued on "
+            f"{backend}: {verdict} ({depth:.2f}: ratio {deeper:.2f} against {shallow:.2f})"
+        )
 
 
 def _label(backend: str, processes: int, n: int) -> str:
+    if processes < 0:
+        return f"{backend:10} 1 process   N={n:>6} of a deep queue"
     return f"{backend:10} {processes} process{'es' if processes > 1 else '  '} N={n:>6}"
 
 
-def measure(backend: str, processes: int, n: int, args: argparse.Namespace) -> Result:
-    """One run of one configuration, in a new database."""
+def measure(
+    backend: str,
+    processes: int,
+    n: int,
+    args: argparse.Namespace,
+    queued: Queued | None = None,
+) -> Result:
+    """One run of one configuration, in a new database (a deep one with ``processes`` -1)."""
     with tempfile.TemporaryDirectory(prefix="fedimirror-bench-") as tmp:
         if backend == "sqlite":
             url, drop = f"sqlite:///{Path(tmp) / 'mirror.db'}", None
@@ -328,7 +455,11 @@ def measure(backend: str, processes: int, n: int, args: argparse.Namespace) -> R
             # cores): each run is set against the sign rate measured just
             # before and just after it.
             before = sign_rate(2.0)
-            result = run(url, backend, n, processes, args.concurrency)
+            if processes < 0:
+                result = run(url, backend, n, 1, args.concurrency, queued)
+                result.processes = processes
+            else:
+                result = run(url, backend, n, processes, args.concurrency)
             result.sign_rate = (before + sign_rate(2.0)) / 2
         finally:
             if drop is not None:

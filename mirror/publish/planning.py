@@ -106,10 +106,11 @@ def _plan(
             if not lease.hold(conn, job, me, now=clock(), seconds=LEASE_S):
                 # Stalled past its lease, and another planner took the
                 # target: this one's chunk would be written twice.
+                holder = lease.holder_of(conn, job, now=clock())
                 transaction.rollback()
                 raise StillPlanning(
-                    f"run {run_id} into {target.id} is now planned by "
-                    f"{lease.holder_of(conn, job, now=clock())}: this planner stopped"
+                    f"run {run_id} into {target.id} is now planned by {holder}: "
+                    "this planner stopped"
                 )
             backfill.queue(chunk.items)
             used = (stored or {}).get("used", False) or report.run_id is not None
@@ -124,8 +125,9 @@ def _plan(
             if not moved:
                 # Paused or cancelled (`mirror runs`) while it was planned:
                 # this chunk is not written, and planning stops.
+                why = _stopped(conn, run_id)
                 transaction.rollback()
-                raise StillPlanning(_stopped(conn, run_id))
+                raise StillPlanning(why)
             stored = {**chunk.progress, "used": used}
         count += 1
         hook(count)
@@ -194,6 +196,16 @@ def _planning_run(
     conn: sa.Connection, target: Target, run_options: dict[str, Any], now: datetime
 ) -> tuple[int, dict[str, Any] | None]:
     """The run this plan continues (one left in `planning` by a crash), or a new one."""
+    paused = conn.scalar(
+        sa.select(RUNS.c.id).where(
+            RUNS.c.target == target.id, RUNS.c.state == "paused", RUNS.c.progress.is_not(None)
+        )
+    )
+    if paused is not None:
+        raise StillPlanning(
+            f"run {paused} into {target.id} was paused while it was planned: `mirror runs "
+            f"resume {paused}`, then this backfill again plans the rest"
+        )
     left = conn.execute(
         sa.select(RUNS.c.id, RUNS.c.options, RUNS.c.progress)
         .where(RUNS.c.target == target.id, RUNS.c.state == PLANNING)

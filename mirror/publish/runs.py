@@ -25,7 +25,7 @@ RUNS = table_of(BackfillRun)
 ACTIVITIES = table_of(Activity)
 DELIVERIES = table_of(Delivery)
 HOSTS = table_of(DeliveryHost)
-ACTIVE, PAUSED, CANCELLED = "active", "paused", "cancelled"
+ACTIVE, PAUSED, CANCELLED, PLANNING = "active", "paused", "cancelled", "planning"
 #: What `mirror runs` shows of an active run with nothing left to do.
 DONE = "done"
 
@@ -154,13 +154,17 @@ def _move(
 
 
 def pause(conn: sa.Connection, run_id: int, now: datetime) -> int:
-    """Hold the run's deliveries that are not in flight (in-flight ones finish)."""
+    """Hold the run's deliveries that are not in flight (in-flight ones finish).
+
+    A run still being planned stops planning at its next chunk
+    (mirror.publish.planning) and keeps where it stood.
+    """
     return _move(
         conn,
         run_id,
         now,
         run_state=PAUSED,
-        movable=(ACTIVE,),
+        movable=(ACTIVE, PLANNING),
         verb="paused",
         where=[
             stored_in(DELIVERIES.c.state, State.PENDING),
@@ -176,12 +180,17 @@ def pause(conn: sa.Connection, run_id: int, now: datetime) -> int:
 
 
 def resume(conn: sa.Connection, run_id: int, now: datetime) -> int:
-    """Let a paused run's deliveries go again (paced ones keep their times)."""
+    """Let a paused run's deliveries go again (paced ones keep their times).
+
+    A run paused while it was planned goes back to planning: the same
+    backfill again plans the rest.
+    """
+    planned_part_way = _get(conn, run_id)["progress"] is not None
     return _move(
         conn,
         run_id,
         now,
-        run_state=ACTIVE,
+        run_state=PLANNING if planned_part_way else ACTIVE,
         movable=(PAUSED,),
         verb="resumed",
         where=[
@@ -200,7 +209,7 @@ def cancel(conn: sa.Connection, run_id: int, now: datetime) -> int:
         now,
         run_state=CANCELLED,
         # A run still planning too (a crash left it so; a planner stops at its next chunk).
-        movable=(ACTIVE, PAUSED, DONE, "planning"),
+        movable=(ACTIVE, PAUSED, DONE, PLANNING),
         verb="cancelled",
         where=[stored_in(DELIVERIES.c.state, State.PENDING, State.PARKED)],
         values={"state": State.CANCELLED, "locked_by": None, "locked_until": None},

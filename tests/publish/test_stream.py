@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,11 +13,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mirror.db import migrate
+from mirror.db import lease, migrate
 from mirror.db.models import Comment, Post
 from mirror.db.session import make_engine, write_transaction
 from mirror.federation.actors import BOT, create_actor
+from mirror.publish import runs
 from mirror.publish.backfill import ACTIVITIES, PUBLICATIONS, RUNS
+from mirror.publish.planning import StillPlanning
+from mirror.publish.report import Report
 from mirror.publish.stream import _page
 from mirror.signatures import MasterKey
 from tests.publish import plan_child, reference
@@ -178,3 +182,108 @@ def test_a_plan_killed_mid_way_resumes_to_what_one_run_makes(tmp_path: Path) -> 
     # Planning it again now finds nothing new and records no run.
     assert plan_child.plan(f"sqlite:///{killed}").run_id is None
     assert _published(f"sqlite:///{killed}")[2] == _published(f"sqlite:///{clean}")[2]
+
+
+def _waiting_planner(url: str, folder: Path, after: int = 2) -> subprocess.Popen[str]:
+    """A planner in its own process, waiting after its ``after``-th chunk (plan_child)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.publish.plan_child", url, str(after), str(folder)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (folder / "waiting").exists():
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline, "the planner never reached its chunk"
+        time.sleep(0.05)
+    return child
+
+
+def _clean(tmp_path: Path) -> tuple[str, str, Report]:
+    """Two copies of the ingested seeds: one planned in one run here, one to test on."""
+    template = _ingested(tmp_path)
+    clean, tested = tmp_path / "clean.db", tmp_path / "tested.db"
+    shutil.copyfile(template, clean)
+    shutil.copyfile(template, tested)
+    one = plan_child.plan(f"sqlite:///{clean}")
+    return f"sqlite:///{clean}", f"sqlite:///{tested}", one
+
+
+def test_a_second_planner_into_the_same_target_is_refused_while_the_first_lives(
+    tmp_path: Path,
+) -> None:
+    clean, url, one = _clean(tmp_path)
+    first = _waiting_planner(url, tmp_path)
+    try:
+        with pytest.raises(StillPlanning, match=rf"being planned now by .*:{first.pid}"):
+            plan_child.plan(url)
+    finally:
+        first.kill()
+        first.wait()
+    # Killed (on this machine, its lease not run out): the next planner
+    # takes the target over at once and ends where one run ends.
+    again = plan_child.plan(url)
+    assert again.run_id == 1 and again.planned == one.planned
+    assert _published(url) == _published(clean)
+
+
+def test_a_planner_that_lost_its_lease_writes_nothing_more(tmp_path: Path) -> None:
+    _clean_url, url, _one = _clean(tmp_path)
+    first = _waiting_planner(url, tmp_path)
+    engine = make_engine(url)
+    try:
+        before = _published(url)[0]
+        # Another machine's planner took the target after the first stalled.
+        with write_transaction(engine) as conn:
+            conn.execute(
+                sa.update(lease.LEASES)
+                .where(lease.LEASES.c.name == f"plan:{plan_child.TARGET.id}")
+                .values(holder="elsewhere:1", expires_at=datetime.now(UTC) + timedelta(hours=1))
+            )
+        (tmp_path / "go").touch()
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 3, stderr
+        assert "is now planned by elsewhere:1" in stderr
+        assert _published(url)[0] == before
+    finally:
+        first.kill()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("verb", ["pause", "cancel"])
+def test_pausing_or_cancelling_a_run_while_it_is_planned_stops_its_planner(
+    tmp_path: Path, verb: str
+) -> None:
+    clean, url, one = _clean(tmp_path)
+    planner = _waiting_planner(url, tmp_path)
+    engine = make_engine(url)
+    try:
+        with write_transaction(engine) as conn:
+            getattr(runs, verb)(conn, 1, datetime.now(UTC))
+        partial = _published(url)[0]
+        (tmp_path / "go").touch()
+        _, stderr = planner.communicate(timeout=60)
+        assert planner.returncode == 3, stderr
+        assert f"run 1 was {'paused' if verb == 'pause' else 'cancelled'}" in stderr
+        # The chunk under way when it was told is not written.
+        assert _published(url)[0] == partial
+        if verb == "cancel":
+            state = _published(url)[2][0][0]
+            assert state == "cancelled"
+            # The target is free: a new backfill plans a new run.
+            assert plan_child.plan(url).run_id == 2
+            return
+        # Paused: a backfill again says what to do, and after a resume it
+        # plans the rest, ending where one run ends.
+        with pytest.raises(StillPlanning, match="mirror runs resume 1"):
+            plan_child.plan(url)
+        with write_transaction(engine) as conn:
+            runs.resume(conn, 1, datetime.now(UTC))
+        again = plan_child.plan(url)
+        assert again.run_id == 1 and again.planned == one.planned
+        assert _published(url) == _published(clean)
+    finally:
+        planner.kill()
+        engine.dispose()

@@ -11,7 +11,7 @@ warm-up and the median of --repeat, against the 200 ms target.
 
     python benchmarks/operate.py [--rows 1000000] [--keep DIR] [--backend sqlite|postgresql]
 
-Building a million rows takes about two to four minutes on SQLite (once per
+Building a million rows takes about 70 s on SQLite (once per
 --keep folder); the timings then take well under a minute when every view
 meets its target. On PostgreSQL it creates (and rebuilds when the row count
 differs) the database bench_operate on 127.0.0.1:5432.

@@ -57,6 +57,12 @@ def stored_in(column: sa.ColumnElement[str], *states: State) -> sa.ColumnElement
     return column == literals[0] if len(literals) == 1 else column.in_(literals)
 
 
+def stored_not(column: sa.ColumnElement[str], state: State | str) -> sa.ColumnElement[bool]:
+    """``column`` holds anything but ``state``, as a literal: the condition of the
+    partial indexes that leave out the bulk (delivered rows, confirmed publications)."""
+    return column != sa.literal_column(f"'{state!s}'")
+
+
 def sources(target: State) -> tuple[str, ...]:
     """The stored states that may move to ``target``."""
     return tuple(sorted(s.value for s, nexts in ALLOWED.items() if target in nexts))

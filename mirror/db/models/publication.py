@@ -15,6 +15,8 @@ URL = sa.String(2048)
 TZ = UTCDateTime()
 #: Publications the job may still move (the others wait for an operator or are done).
 OPEN_ROWS = "state IN ('waiting', 'queued', 'sent', 'missing')"
+#: Everything but the bulk: counts read these and subtract from the total.
+UNCONFIRMED_ROWS = "state != 'confirmed'"
 
 
 class BackfillRun(Base):
@@ -67,6 +69,19 @@ class Publication(Base):
             postgresql_where=sa.text(OPEN_ROWS),
         ),
         sa.Index("ix_publication_parent", "parent_id"),
+        # Counts by state and the reasons operators read (mirror.publish.publications):
+        # confirmed = total - the rest, so no confirmed row is read.
+        sa.Index(
+            "ix_publication_unconfirmed",
+            "state",
+            "run_id",
+            "kind",
+            "reason",
+            "due_at",
+            "item_id",
+            sqlite_where=sa.text(UNCONFIRMED_ROWS),
+            postgresql_where=sa.text(UNCONFIRMED_ROWS),
+        ),
     )
 
     #: The object's id (its URL is Urls.object(id)).

@@ -61,20 +61,21 @@ def _document(engine: Engine, *, texts: bool) -> Doc:
     shape = Shapes(communities, {a.id: a.handle for a in authors.values()}, aliases, sources, texts)
     return {
         "communities": [community_fields(c) for c in communities.values()],
-        "authors": [
-            {
-                "id": a.id,
-                "handle": a.handle,
-                "name": a.name,
-                "instance": a.instance,
-                "display_name": a.display_name,
-                "pronouns": a.pronouns,
-                "bio": a.bio,
-            }
-            for a in authors.values()
-        ],
+        "authors": [author_fields(a) for a in authors.values()],
         "posts": [shape.post(p) for p in posts],
         "comments": [shape.comment(c) for c in comments],
+    }
+
+
+def author_fields(a: Any) -> Doc:
+    return {
+        "id": a.id,
+        "handle": a.handle,
+        "name": a.name,
+        "instance": a.instance,
+        "display_name": a.display_name,
+        "pronouns": a.pronouns,
+        "bio": a.bio,
     }
 
 
@@ -179,14 +180,19 @@ def items_query(model: type[Post] | type[Comment], texts: bool) -> sa.Select[Any
     return sa.select(*columns, has_body.label("has_body")).order_by(model.id)
 
 
-def _sources(conn: sa.Connection) -> dict[str, list[Doc]]:
-    out: dict[str, list[Doc]] = defaultdict(list)
-    rows = conn.execute(
+def sources_query() -> sa.Select[Any]:
+    """Observations as sources, in the document's order (the id settles ties, so that a
+    page's sources come in the order the whole document's do)."""
+    return (
         sa.select(Observation.item_id, DumpFile.name, Observation.first_line, Observation.last_line)
         .join(DumpFile, DumpFile.sha256 == Observation.dump_sha256)
-        .order_by(DumpFile.name, Observation.first_line)
+        .order_by(DumpFile.name, Observation.first_line, Observation.id)
     )
-    for item_id, name, first, last in rows:
+
+
+def _sources(conn: sa.Connection) -> dict[str, list[Doc]]:
+    out: dict[str, list[Doc]] = defaultdict(list)
+    for item_id, name, first, last in conn.execute(sources_query()):
         out[item_id].append({"file": name, "first_line": first, "last_line": last})
     return out
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -135,11 +134,14 @@ def _queue_updates(settings: Settings, engine: Engine) -> None:
 def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
     from mirror.inspection import build_document, render_threads, summary
 
-    document = build_document(engine_for(settings))
     if args.json:
-        json.dump(document, sys.stdout, ensure_ascii=False, indent=2)
+        from mirror.inspect_stream import write_document
+
+        # Streamed: the whole document of a large archive would not fit in memory.
+        write_document(engine_for(settings), sys.stdout)
         sys.stdout.write("\n")
         return EXIT_OK
+    document = build_document(engine_for(settings))
     print(summary(document))
     print()
     for line in render_threads(document):

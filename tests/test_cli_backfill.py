@@ -136,7 +136,7 @@ def test_backfill_wait_runs_and_retract(capsys, running: tuple[str, str]) -> Non
     assert run["state"] == "done" and run["done"] == run["total"] == 38
     assert main(["runs", "pause", "1"]) == 1
     assert capsys.readouterr().err == (
-        "mirror: error: run 1 is done: only active runs can be paused\n"
+        "mirror: error: run 1 is done: only active or planning runs can be paused\n"
     )
 
     assert main(["backfill", "--to", f"sandbox@{sandbox}"]) == 0

@@ -289,7 +289,9 @@ async def test_paced_run_is_scheduled_and_can_be_paused_resumed_and_cancelled(
         assert runs.cancel(conn, report.run_id, now) > 0
     done = await wait_for_run(service, report.run_id)
     assert done["by_state"]["cancelled"] > 0
-    with pytest.raises(MirrorError, match="is cancelled: only active runs can be paused"):
+    with pytest.raises(
+        MirrorError, match="is cancelled: only active or planning runs can be paused"
+    ):
         with write_transaction(service.engine) as conn:
             runs.pause(conn, report.run_id, now)
 

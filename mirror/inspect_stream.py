@@ -63,31 +63,31 @@ def _write_list(out: TextIO, key: str, items: Iterator[Doc]) -> None:
     out.write("]" if empty else "\n  ]")
 
 
-def _authors(conn: sa.Connection, page: int) -> Iterator[Any]:
+def _keyset(
+    conn: sa.Connection, query: sa.Select[Any], key: sa.ColumnElement[str], page: int
+) -> Iterator[list[Any]]:
+    """The query's rows in pages of ``page``, each after the last key of the one before."""
     after: str | None = None
     while True:
-        query = sa.select(Author).order_by(Author.handle).limit(page)
-        if after is not None:
-            query = query.where(Author.handle > after)
-        rows = conn.execute(query).all()
+        rows = conn.execute(
+            (query if after is None else query.where(key > after)).limit(page)
+        ).all()
         if not rows:
             return
-        after = rows[-1].handle
+        after = rows[-1]._mapping[key.key]
+        yield rows
+
+
+def _authors(conn: sa.Connection, page: int) -> Iterator[Any]:
+    query = sa.select(Author).order_by(Author.handle)
+    for rows in _keyset(conn, query, Author.handle, page):
         yield from rows
 
 
 def _items(
     conn: sa.Connection, model: type[Post] | type[Comment], communities: dict[str, Any], page: int
 ) -> Iterator[Doc]:
-    after: str | None = None
-    while True:
-        query = items_query(model, texts=True).limit(page)
-        if after is not None:
-            query = query.where(model.id > after)
-        rows = conn.execute(query).all()
-        if not rows:
-            return
-        after = rows[-1].id
+    for rows in _keyset(conn, items_query(model, texts=True), model.id, page):
         shape = _shapes(conn, communities, rows)
         for row in rows:
             yield shape.post(row) if model is Post else shape.comment(row)

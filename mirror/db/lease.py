@@ -69,3 +69,15 @@ def holder_of(conn: sa.Connection, job: str, *, now: datetime) -> str | None:
         sa.select(LEASES.c.holder, LEASES.c.expires_at).where(LEASES.c.name == job)
     ).first()
     return row.holder if row is not None and row.expires_at > now and row.holder else None
+
+
+def take_over(
+    conn: sa.Connection, job: str, old: str, new: str, *, now: datetime, seconds: float
+) -> bool:
+    """Give ``old``'s unexpired lease to ``new``: for a holder known to be gone."""
+    result = conn.execute(
+        sa.update(LEASES)
+        .where(LEASES.c.name == job, LEASES.c.holder == old)
+        .values(holder=new, expires_at=now + timedelta(seconds=seconds))
+    )
+    return bool(result.rowcount)

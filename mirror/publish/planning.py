@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -157,14 +157,10 @@ def _take(conn: sa.Connection, job: str, me: str, now: datetime) -> None:
         return
     holder = lease.holder_of(conn, job, now=now) or "another process"
     host, _, pid = holder.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-        # Killed on this machine (its lease not yet run out): nobody plans
-        # the target any more, so this planner continues its run at once.
-        conn.execute(
-            sa.update(lease.LEASES)
-            .where(lease.LEASES.c.name == job, lease.LEASES.c.holder == holder)
-            .values(holder=me, expires_at=now + timedelta(seconds=LEASE_S))
-        )
+    # Killed on this machine (its lease not yet run out): nobody plans the
+    # target any more, so this planner continues its run at once.
+    gone = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+    if gone and lease.take_over(conn, job, holder, me, now=now, seconds=LEASE_S):
         return
     raise StillPlanning(
         f"a backfill into {job.removeprefix('plan:')} is being planned now by {holder}: "
